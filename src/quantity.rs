@@ -1,0 +1,127 @@
+//! Measured numbers that say what they are (THEORY.md §3 "Kinds").
+
+use serde::{Deserialize, Serialize};
+
+/// What a reported number is (THEORY.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Closed form, only rounding; `tol` is an a-priori rounding estimate.
+    Exact,
+    /// A rigorous upper bound (rounding included for the covered error sources).
+    Upper,
+    /// A rigorous lower bound.
+    Lower,
+    /// Stochastic or not rigorous; `tol` is a standard error or a convergence residual.
+    Estimate,
+}
+
+/// One measured number with its kind, tolerance and method.
+///
+/// `tol` is, by kind: the a-priori rounding estimate (exact), the allowance already included in the
+/// bound (upper/lower), or the standard error / residual (estimate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quantity {
+    /// The number.
+    pub value: f64,
+    /// What the number is.
+    pub kind: Kind,
+    /// Rounding estimate, allowance, or standard error (see the type's docs).
+    pub tol: f64,
+    /// How it was computed (e.g. `"gram-eigh+weyl"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Free-text caveat shown to users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Quantity {
+    /// An exact value with an a-priori rounding tolerance.
+    pub fn exact(value: f64, tol: f64) -> Self {
+        Self::new(value, Kind::Exact, tol)
+    }
+    /// A rigorous upper bound; `allowance` is the rounding allowance already added.
+    pub fn upper(value: f64, allowance: f64) -> Self {
+        Self::new(value, Kind::Upper, allowance)
+    }
+    /// A rigorous lower bound; `allowance` is the rounding allowance already subtracted.
+    pub fn lower(value: f64, allowance: f64) -> Self {
+        Self::new(value, Kind::Lower, allowance)
+    }
+    /// An estimate with its standard error or residual.
+    pub fn estimate(value: f64, std_err: f64) -> Self {
+        Self::new(value, Kind::Estimate, std_err)
+    }
+    /// A quantity of any kind.
+    pub fn new(value: f64, kind: Kind, tol: f64) -> Self {
+        Self {
+            value,
+            kind,
+            tol,
+            method: None,
+            note: None,
+        }
+    }
+    /// Builder: attach the method name.
+    pub fn with_method(mut self, method: impl Into<String>) -> Self {
+        self.method = Some(method.into());
+        self
+    }
+    /// Builder: attach a caveat.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// Unit roundoff of f64, u = 2⁻⁵³.
+pub const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+
+/// Higham's γ_k = k·u / (1 − k·u), the relative error bound of a length-k dot product
+/// (THEORY.md §3). Returns +∞ when k·u ≥ 1.
+pub fn gamma(k: usize) -> f64 {
+    let ku = k as f64 * UNIT_ROUNDOFF;
+    if ku >= 1.0 {
+        f64::INFINITY
+    } else {
+        ku / (1.0 - ku)
+    }
+}
+
+/// Round a nonnegative-result computation up by one relative ulp step: `x·(1 + 2u)` (for
+/// `x ≥ 0`), used to make sums and products of bounds upward-rounded (THEORY.md §3).
+pub fn round_up(x: f64) -> f64 {
+    if x >= 0.0 {
+        x * (1.0 + 2.0 * UNIT_ROUNDOFF) + f64::MIN_POSITIVE
+    } else {
+        x * (1.0 - 2.0 * UNIT_ROUNDOFF) + f64::MIN_POSITIVE
+    }
+}
+
+/// Round down by one relative ulp step (mirror of [`round_up`]).
+pub fn round_down(x: f64) -> f64 {
+    -round_up(-x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_brackets_the_value() {
+        for &x in &[0.0, 1.0, -1.0, 1e-300, -3.5e200, 7.25] {
+            assert!(round_up(x) >= x);
+            assert!(round_down(x) <= x);
+        }
+        assert!(gamma(10) > 10.0 * UNIT_ROUNDOFF);
+        assert!(gamma(usize::MAX).is_infinite());
+    }
+
+    #[test]
+    fn kind_serializes_lowercase() {
+        let q = Quantity::upper(2.0, 1e-15);
+        let s = serde_json::to_string(&q).unwrap();
+        assert!(s.contains("\"kind\":\"upper\""), "{s}");
+    }
+}

@@ -1,0 +1,31 @@
+//! Deterministic random networks and data for tests, benchmarks and examples.
+
+use nalgebra::{DMatrix, DVector};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+
+use crate::model::{Activation, Dense, Mlp};
+
+/// A network with the given widths `[d, m_1, …, C]`, weights uniform in ±1/√fan_in (PyTorch's
+/// default scale) and biases uniform in ±0.1, from a seeded ChaCha8 stream.
+pub fn random_mlp(widths: &[usize], activation: Activation, seed: u64) -> Mlp {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let layers = widths
+        .windows(2)
+        .map(|w| {
+            let bound = 1.0 / (w[0] as f64).sqrt();
+            Dense {
+                weight: DMatrix::from_fn(w[1], w[0], |_, _| rng.random_range(-bound..bound)),
+                bias: DVector::from_fn(w[1], |_, _| rng.random_range(-0.1..0.1)),
+            }
+        })
+        .collect();
+    Mlp::new(layers, activation).expect("random shapes chain")
+}
+
+/// A `d × n` block of standard-normal-ish inputs (uniform in ±√3, unit variance).
+pub fn random_data(d: usize, n: usize, seed: u64) -> DMatrix<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let s = 3f64.sqrt();
+    DMatrix::from_fn(d, n, |_, _| rng.random_range(-s..s))
+}
