@@ -22,6 +22,7 @@ pub mod linalg;
 pub mod measure;
 pub mod model;
 pub mod quantity;
+pub mod train;
 #[doc(hidden)]
 pub mod testutil;
 
