@@ -1,0 +1,162 @@
+//! T3 — flatness bounds input smoothness on the data.
+//!
+//! (1/n)Σ‖J_x(x_i)‖_F²‖x_i‖² ≤ ‖W‖₂² tr G_W ≤ ‖W‖₂² tr G. The left side is exact; the middle and
+//! right are upper bounds because ‖W‖₂ is. Under mean-square stability (T5g) and interpolation,
+//! tr G = tr H ≤ 2C/(ηp), so the left side is ≤ 2C‖W‖₂²/(ηp) (+∞, vacuous, at p = 0).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, learning_rate};
+use crate::kind::{Scalar, Value};
+use crate::sampling::BatchModel;
+use crate::verdict::{Check, Verdict};
+
+/// Optional link to flatness through T5(g).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct T3Flatness {
+    /// η (theory convention).
+    pub eta: f64,
+    /// The batch model (gives p).
+    pub batch: BatchModel,
+    /// Number of outputs C.
+    pub outputs: usize,
+}
+
+/// T3 input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct T3Input {
+    /// (1/n)Σ‖J_x(x_i)‖_F²‖x_i‖² (exact).
+    pub weighted_mean: Value,
+    /// ‖W‖₂ (upper bound).
+    pub w_spectral: Value,
+    /// tr G_W = (1/n)Σ‖J_W(x_i)‖_F² (exact).
+    pub tr_gw: Value,
+    /// tr G (exact).
+    pub tr_g: Value,
+    /// min_i ‖x_i‖, for the unweighted average, if known.
+    #[serde(default)]
+    pub min_x_norm: Option<Value>,
+    /// Link to flatness, if η and B are known.
+    #[serde(default)]
+    pub flatness: Option<T3Flatness>,
+    /// |tr H − tr G| (estimate, Hutchinson or R-op), when the residual is not zero.
+    #[serde(default)]
+    pub trace_gap: Option<Value>,
+}
+
+/// Middle of the chain: ‖W‖₂²·tr G_W (T3).
+pub fn middle<N: Scalar>(w_spectral: N, tr_gw: N) -> N {
+    w_spectral * w_spectral * tr_gw
+}
+
+/// Flatness form: 2C‖W‖₂²/(ηp), +∞ at p = 0 (T3 with T5g).
+///
+/// ```
+/// use flatcert_bounds::t3::flatness_bound;
+/// assert_eq!(flatness_bound(2f64.sqrt(), 1.0, 0.5, 1.0), 8.000000000000002);
+/// assert!(flatness_bound(1.0, 1.0, 0.5, 0.0).is_infinite());
+/// ```
+pub fn flatness_bound<N: Scalar>(w_spectral: N, outputs: N, eta: N, p: N) -> N {
+    N::constant(2.0) * outputs * w_spectral * w_spectral / (eta * p)
+}
+
+/// T3 verdict: the three numbers with the margins between them.
+pub fn check(input: &T3Input) -> Result<Verdict> {
+    input.weighted_mean.validate_nonneg("(1/n)Σ‖J_x‖_F²‖x‖²")?;
+    input.w_spectral.validate_nonneg("‖W‖₂")?;
+    input.tr_gw.validate_nonneg("tr G_W")?;
+    input.tr_g.validate_nonneg("tr G")?;
+    let w = input.w_spectral.only_upper();
+    let mid = middle(w, input.tr_gw);
+    let right = middle(w, input.tr_g);
+    let mut v = Verdict::new("T3", "Flatness bounds input smoothness on the data");
+    v.hyp(Check::le_bound(
+        "left_le_middle",
+        "(1/n)Σ‖J_x(x_i)‖_F²‖x_i‖² ≤ ‖W‖₂² tr G_W",
+        input.weighted_mean,
+        mid,
+    ));
+    v.hyp(Check::le(
+        "trace_block",
+        "tr G_W ≤ tr G (G_W is a diagonal block of G)",
+        input.tr_gw,
+        input.tr_g,
+    ));
+    v.conclude(
+        "left",
+        "(1/n)Σ‖J_x(x_i)‖_F²‖x_i‖² (exact)",
+        input.weighted_mean,
+    );
+    v.conclude("middle", "‖W‖₂² tr G_W (upper)", mid);
+    v.conclude("right", "‖W‖₂² tr G (upper)", right);
+    if let Some(mx) = input.min_x_norm {
+        mx.validate_nonneg("min‖x_i‖")?;
+        v.conclude(
+            "mean_jx_sq_bound",
+            "(1/n)Σ‖J_x(x_i)‖_F² ≤ ‖W‖₂² tr G_W / min_i‖x_i‖²",
+            mid / (mx.only_lower() * mx.only_lower()),
+        );
+    }
+    if let Some(f) = &input.flatness {
+        let eta = Value::exact(learning_rate(f.eta)?, 0.0);
+        f.batch.validate()?;
+        let b = flatness_bound(w, Value::constant(f.outputs as f64), eta, f.batch.p_value());
+        v.conclude(
+            "flatness_bound",
+            "(1/n)Σ‖J_x‖_F²‖x‖² ≤ 2C‖W‖₂²/(ηp) under mean-square stability and interpolation \
+             (vacuous at p = 0)",
+            b,
+        );
+        v.hyp(Check::assumed(
+            "mean_square_stable",
+            "mean-square stability at (η, B) (T5) and interpolation, for the flatness form",
+            None,
+        ));
+        v.note("GD stability alone (T4) gives only tr G ≤ 2r/η: it is the SGD noise (p > 0) that bounds the trace.");
+    }
+    if let Some(gap) = input.trace_gap {
+        v.conclude(
+            "trace_gap",
+            "|tr H − tr G| (0 for ReLU where the pattern is locally constant)",
+            gap,
+        );
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::round::sqrt_up;
+    use crate::sampling::Sampling;
+    use crate::verdict::Status;
+
+    #[test]
+    fn golden_chain_2_4_12() {
+        // THEORY §5: mean |f′|²x² = 2 ≤ ‖W‖₂² tr G_W = 4 ≤ ‖W‖₂² tr G = 12.
+        let i = T3Input {
+            weighted_mean: Value::exact(2.0, 0.0),
+            w_spectral: Value::upper_bound(sqrt_up(2.0), 0.0),
+            tr_gw: Value::exact(2.0, 0.0),
+            tr_g: Value::exact(6.0, 0.0),
+            min_x_norm: Some(Value::exact(1.0, 0.0)),
+            flatness: Some(T3Flatness {
+                eta: 0.2400821025,
+                batch: BatchModel::new(3, 3, Sampling::WithoutReplacement).unwrap(),
+                outputs: 1,
+            }),
+            trace_gap: None,
+        };
+        let v = check(&i).unwrap();
+        assert_eq!(v.status(), Status::Certified);
+        // √2 rounded up, squared: a few ulps above the exact values.
+        let mid = v.conclusion("middle").unwrap().value.upper();
+        let right = v.conclusion("right").unwrap().value.upper();
+        assert!((4.0..4.0 * (1.0 + 1e-15)).contains(&mid));
+        assert!((12.0..12.0 * (1.0 + 1e-15)).contains(&right));
+        let m = v.check("left_le_middle").unwrap().margin.unwrap();
+        assert!((m - 2.0).abs() < 1e-14);
+        // p = 0 at B = n: the flatness form is vacuous.
+        assert!(v.conclusion("flatness_bound").unwrap().vacuous);
+    }
+}

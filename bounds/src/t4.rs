@@ -1,0 +1,171 @@
+//! T4 — first moment (the GD condition).
+//!
+//! E u_{t+1} = (I − ηH) E u_t, so θ* is first-moment stable ⇔ spec(H) ⊂ [0, 2/η]. At an
+//! interpolating minimum H = G ⪰ 0 and the condition is λ_max(H) ≤ 2/η. Verdict "stable" if
+//! upper(λ_max) ≤ 2/η, "unstable" if lower(λ_max) > 2/η; margin 2/η − λ_max;
+//! η_GD* = 2/λ_max ∈ [2/upper, 2/lower]. With a residual H may be indefinite: a Lanczos θ_min
+//! is an *upper* bound of λ_min, and certifies instability for every η only when θ_min plus its
+//! allowance is < 0.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, learning_rate, nonneg};
+use crate::kind::{Scalar, Value};
+use crate::verdict::{Check, Verdict};
+
+/// What is known about the residual and whether G replaced H (T4/T5 failure modes).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// True when the Gauss–Newton matrix G was used in place of H.
+    pub gauss_newton: bool,
+    /// ‖∇ℒ(θ*)‖.
+    #[serde(default)]
+    pub grad_norm: Option<f64>,
+    /// max_i ‖res_i‖.
+    #[serde(default)]
+    pub max_residual: Option<f64>,
+    /// √(2ℒ).
+    #[serde(default)]
+    pub sqrt_two_loss: Option<f64>,
+}
+
+impl ModelInfo {
+    /// Add the "Gauss–Newton model" label and the residual numbers to a verdict.
+    pub(crate) fn report(&self, v: &mut Verdict) -> Result<()> {
+        if self.gauss_newton {
+            v.note(
+                "Gauss–Newton model: G was used in place of H. |λ_max(H) − λ_max(G)| ≤ ‖H − G‖₂ \
+                 (Weyl); with a nonzero residual the true linearization is not certified by G.",
+            );
+        }
+        let items = [
+            ("grad_norm", "‖∇ℒ(θ*)‖", self.grad_norm),
+            ("max_residual", "max_i ‖res_i‖", self.max_residual),
+            ("sqrt_two_loss", "√(2ℒ)", self.sqrt_two_loss),
+        ];
+        for (name, what, x) in items {
+            if let Some(x) = x {
+                let x = nonneg(what, x)?;
+                v.conclude(name, what, Value::exact(x, 0.0));
+            }
+        }
+        if self.max_residual.is_some_and(|r| r > 0.0) {
+            v.note(
+                "Residual ≠ 0: SGD has forcing noise and H may be indefinite; the linear-stability \
+                 statements hold for the linearization only.",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// T4 input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct T4Input {
+    /// η (theory convention).
+    pub eta: f64,
+    /// λ_max(H) (or of G; see `model`): an interval, upper, lower or estimate.
+    pub lambda_max: Value,
+    /// An upper bound of λ_min(H) (Lanczos θ_min plus allowance), when H may be indefinite.
+    #[serde(default)]
+    pub lambda_min: Option<Value>,
+    /// Gauss–Newton label and residual numbers.
+    #[serde(default)]
+    pub model: ModelInfo,
+}
+
+/// η_GD* = 2/λ_max (T4), +∞ when λ_max = 0. With a [`Value`] it is a bracket [2/upper, 2/lower].
+///
+/// ```
+/// use flatcert_bounds::t4::eta_gd;
+/// assert!((eta_gd(4.6332385972) - 0.4316635023).abs() < 1e-10);
+/// ```
+pub fn eta_gd<N: Scalar>(lambda_max: N) -> N {
+    N::constant(2.0) / lambda_max
+}
+
+/// T4 verdict.
+pub fn check(input: &T4Input) -> Result<Verdict> {
+    let eta = learning_rate(input.eta)?;
+    input.lambda_max.validate("λ_max(H)")?;
+    let two_over_eta = Value::constant(2.0) / Value::constant(eta);
+    let mut v = Verdict::new("T4", "First moment (the GD condition)");
+    v.hyp(Check::le(
+        "gd_condition",
+        "λ_max(H) ≤ 2/η (first-moment stability; certified stable / violated ⇒ unstable)",
+        input.lambda_max,
+        two_over_eta,
+    ));
+    if let Some(lmin) = input.lambda_min {
+        lmin.validate("λ_min(H)")?;
+        v.hyp(Check::le(
+            "psd",
+            "0 ≤ λ_min(H) (a negative eigenvalue means unstable for every η)",
+            Value::constant(0.0),
+            lmin,
+        ));
+        if lmin.has_upper() && lmin.upper() < 0.0 {
+            v.note("λ_min(H) < 0 is certified: the minimum is unstable for every learning rate.");
+        }
+    }
+    let lam_nonneg = input.lambda_max.clamp_nonneg();
+    v.conclude(
+        "eta_gd",
+        "η_GD* = 2/λ_max(H), bracket [2/upper, 2/lower]",
+        eta_gd(lam_nonneg),
+    );
+    v.conclude("two_over_eta", "2/η", two_over_eta);
+    v.conclude("margin", "2/η − λ_max(H)", two_over_eta - input.lambda_max);
+    input.model.report(&mut v)?;
+    v.note("First-moment stability is necessary for k-th moment stability for every k ≥ 1.");
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Status;
+
+    #[test]
+    fn golden_eta_gd() {
+        // THEORY §5: λ_max(H) = 4.6332385972 (10 decimals) ⇒ η_GD* = 0.4316635023.
+        let i = T4Input {
+            eta: 0.4,
+            lambda_max: Value::interval(4.6332385972, 4.6332385972),
+            lambda_min: None,
+            model: ModelInfo::default(),
+        };
+        let v = check(&i).unwrap();
+        assert_eq!(v.status(), Status::Certified);
+        let e = v.conclusion("eta_gd").unwrap().value;
+        // Both sides agree with the golden value to the 10 printed decimals.
+        assert!((e.lower() - 0.4316635023).abs() < 1e-10);
+        assert!((e.upper() - 0.4316635023).abs() < 1e-10);
+        let i = T4Input { eta: 0.44, ..i };
+        assert_eq!(check(&i).unwrap().status(), Status::Violated);
+    }
+
+    #[test]
+    fn indefinite_and_one_sided() {
+        let i = T4Input {
+            eta: 0.1,
+            lambda_max: Value::lower_bound(1.0, 0.0), // Lanczos: lower bound only
+            lambda_min: Some(Value::upper_bound(-1e-3, 0.0)),
+            model: ModelInfo {
+                gauss_newton: true,
+                ..ModelInfo::default()
+            },
+        };
+        let v = check(&i).unwrap();
+        assert_eq!(
+            v.check("gd_condition").unwrap().status,
+            Status::Inconclusive
+        );
+        assert_eq!(v.check("psd").unwrap().status, Status::Violated);
+        assert!(v.notes.iter().any(|n| n.contains("Gauss–Newton model")));
+        // η_GD* from a lower bound of λ_max is an upper bound of η_GD*.
+        let e = v.conclusion("eta_gd").unwrap().value;
+        assert_eq!(e.upper(), 2.0);
+        assert!(!e.has_lower());
+    }
+}
