@@ -17,14 +17,16 @@
 
 pub mod data;
 pub mod error;
+pub mod example;
 pub mod io;
 pub mod linalg;
 pub mod measure;
+pub mod measurements;
 pub mod model;
 pub mod quantity;
-pub mod train;
 #[doc(hidden)]
 pub mod testutil;
+pub mod train;
 
 pub use data::Dataset;
 pub use error::{Error, Result};

@@ -315,6 +315,20 @@ impl Mlp {
         tangent
     }
 
+    /// Forward-mode directional derivative with respect to the **input**: for each sample i of
+    /// the block, `J_x(x_i) v_i` (`C × b`), with `v` a `d × b` matrix of directions. One pass of
+    /// forward-mode AD (`ż_1 = W_1 v`, `ż_{l+1} = W_{l+1}(σ′(z_l) ∘ ż_l)`), independent of the
+    /// backward pass.
+    pub fn jvp_input(&self, cache: &ForwardCache, v: DMatrixView<'_, f64>) -> DMatrix<f64> {
+        let mut zdot = &self.layers[0].weight * v;
+        for j in 1..self.layers.len() {
+            let act = self.activation;
+            zdot.zip_apply(&cache.pre[j - 1], |t, z| *t *= act.derivative(z));
+            zdot = &self.layers[j].weight * &zdot;
+        }
+        zdot
+    }
+
     /// Reverse-mode product `Σ_i J_iᵀ u_i` for a `C × b` matrix of cotangents `u` (column i for
     /// sample i): the parameter gradient of `Σ_i ⟨u_i, f(x_i)⟩`. GEMMs only.
     pub fn vjp_params(&self, cache: &ForwardCache, cotangent: &DMatrix<f64>) -> Params {

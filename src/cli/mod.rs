@@ -1,0 +1,61 @@
+//! The thin clap front end: parse → validated plan → run → exit code (DESIGN.md §4:
+//! 0 ok/certified, 1 computed but not certified, 2 bad input or usage, 3 internal error).
+
+use clap::{Parser, Subcommand};
+
+pub mod inputs;
+pub mod measure;
+pub mod progress;
+pub mod train;
+
+/// flatcert: certify trained MLP checkpoints with the linear-stability theory of SGD.
+#[derive(Debug, Parser)]
+#[command(name = "flatcert", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure a checkpoint on its data (numbers only, each labelled exact/upper/lower/estimate).
+    /// With no --model/--x: the bundled digits example.
+    Measure(measure::MeasureArgs),
+    /// Train an MLP with plain SGD exactly as the theory assumes (model S) and save safetensors.
+    Train(train::TrainArgs),
+}
+
+/// Exit code for an error: the library's typed code if there is one, else 2 (usage).
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<flatcert::Error>() {
+            return e.exit_code();
+        }
+    }
+    2
+}
+
+/// One line for an error chain: each cause appended unless its text is already contained in
+/// what was printed (typed errors include their source in their own message).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Measure(args) => measure::run(&args),
+        Command::Train(args) => train::run(&args),
+    }
+}

@@ -1,0 +1,210 @@
+//! The issue-2 measurement set (docs/measurements.md): first-layer norms, input norms, training
+//! loss, per-sample gradient moments and the T1/T2 checks, each as a [`Quantity`] under its
+//! canonical name.
+
+use super::QuantityMap;
+use super::per_sample::{PerSampleStats, ScaledPowerSum};
+use crate::error::Result;
+use crate::linalg::{SpectralNormBounds, spectral_norm_bounds};
+use crate::model::Mlp;
+use crate::quantity::{Quantity, gamma, round_up};
+
+/// Norms of the first layer W = W_1 (THEORY.md T2, §3 item 6).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FirstLayerNorms {
+    /// Rigorous bracket of ‖W‖₂.
+    pub spectral: SpectralNormBounds,
+    /// ‖W‖_F.
+    pub frobenius: f64,
+    /// Largest absolute row sum of W (for N_q(W), T2c).
+    pub max_row_sum: f64,
+    /// Largest absolute column sum of W.
+    pub max_col_sum: f64,
+}
+
+/// Compute [`FirstLayerNorms`].
+pub fn first_layer_norms(mlp: &Mlp) -> Result<FirstLayerNorms> {
+    let w = &mlp.first_layer().weight;
+    Ok(FirstLayerNorms {
+        spectral: spectral_norm_bounds(w)?,
+        frobenius: w.norm(),
+        max_row_sum: w.row_iter().map(|r| r.abs().sum()).fold(0.0, f64::max),
+        max_col_sum: w.column_iter().map(|c| c.abs().sum()).fold(0.0, f64::max),
+    })
+}
+
+/// `((1/n) Σ a_i^k)^{1/(2k)}` for nonnegative `a_i` (squared norms), overflow-safe for any k:
+/// the power mean of order 2k of `√a_i`.
+pub fn moment_of_squares(a: &[f64], k: u32) -> f64 {
+    let m = a.iter().fold(0.0f64, |m, &v| m.max(v));
+    if m == 0.0 || a.is_empty() {
+        return 0.0;
+    }
+    let mean = a.iter().map(|&v| (v / m).powi(k as i32)).sum::<f64>() / a.len() as f64;
+    m.sqrt() * mean.powf(1.0 / (2.0 * k as f64))
+}
+
+/// Assemble the canonical issue-2 quantities from the per-sample statistics.
+///
+/// Kinds (THEORY.md §3): per-sample norms, moments, tr G, losses and input norms are `exact`
+/// with an a-priori rounding tolerance; ‖W‖₂ is reported as its rigorous `upper` bound (the
+/// lower bound under `first_layer_spectral_norm_lower`); the T2 ratio is computed with the
+/// **lower** bound of ‖W‖₂ in the denominator so that it never understates the true ratio.
+pub fn first_order_quantities(
+    mlp: &Mlp,
+    st: &PerSampleStats,
+    norms: &FirstLayerNorms,
+    ks: &[u32],
+) -> QuantityMap {
+    let mut q = QuantityMap::new();
+    let n = st.len();
+    let rel = st.rel_tol;
+    let ex = |v: f64| Quantity::exact(v, v.abs() * rel);
+    // Inputs.
+    let xmin = st.x_norm.iter().copied().fold(f64::INFINITY, f64::min);
+    let xmax = st.x_norm.iter().copied().fold(0.0, f64::max);
+    let d = mlp.input_dim();
+    let xtol = gamma(d + 1);
+    q.insert(
+        "input_norm_min".into(),
+        Quantity::exact(xmin, xmin * xtol).with_method("min_i ‖x_i‖₂"),
+    );
+    q.insert(
+        "input_norm_max".into(),
+        Quantity::exact(xmax, xmax * xtol).with_method("max_i ‖x_i‖₂"),
+    );
+    // First layer.
+    q.insert(
+        "first_layer_spectral_norm".into(),
+        Quantity::upper(
+            norms.spectral.upper,
+            norms.spectral.upper - norms.spectral.lower,
+        )
+        .with_method("weyl bound of the smaller Gram matrix (THEORY §3 item 6)"),
+    );
+    q.insert(
+        "first_layer_spectral_norm_lower".into(),
+        Quantity::lower(
+            norms.spectral.lower,
+            norms.spectral.upper - norms.spectral.lower,
+        )
+        .with_method("‖Wv‖/‖v‖ at the top singular vector minus rounding"),
+    );
+    let fro = norms.frobenius;
+    q.insert(
+        "first_layer_frobenius_norm".into(),
+        Quantity::exact(fro, fro * gamma(mlp.first_layer().weight.len() + 1)),
+    );
+    // Loss and residuals.
+    if let Some(r) = &st.residual {
+        let loss = r.iter().map(|v| 0.5 * v * v).sum::<f64>() / n as f64;
+        let max_abs = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        q.insert(
+            "train_loss".into(),
+            ex(loss).with_method("(1/n) Σ ½‖f(x_i) − y_i‖²"),
+        );
+        q.insert(
+            "max_abs_residual".into(),
+            Quantity::exact(max_abs, max_abs * rel).with_method("max_{i,c} |f_c(x_i) − y_ic|"),
+        );
+    }
+    // Curvature from the per-sample engine.
+    let trace = st.param_sq.iter().sum::<f64>() / n as f64;
+    q.insert(
+        "gauss_newton_trace".into(),
+        ex(trace).with_method("(1/n) Σ_i ‖J_θ(x_i)‖_F² (factorized, THEORY §4)"),
+    );
+    let lmax = st.lambda.iter().copied().fold(0.0, f64::max);
+    q.insert(
+        "per_sample_lambda_max".into(),
+        ex(lmax).with_method("max_i λ_max(J_iJ_iᵀ)"),
+    );
+    // T1: forward-mode input Jacobian against the backward pass.
+    q.insert(
+        "identity_max_abs_residual".into(),
+        Quantity::exact(st.t1.max_abs_residual, st.t1.expected_size)
+            .with_method("T1a on sampled points: forward-mode ∇_x f_c xᵀ vs Wᵀ(δ_c xᵀ) from the backward pass")
+            .with_note(format!(
+                "{} points checked; T1b scalar residual {:.3e}; expected size ≲ {:.3e}",
+                st.t1.points, st.t1.max_scalar_residual, st.t1.expected_size
+            )),
+    );
+    // T2 tightness ratio ‖J_x‖_F‖x‖/(‖W‖₂‖J_W‖_F) = ‖J_x‖_F/(‖W‖₂‖Δ_1‖_F).
+    let wl = norms.spectral.lower;
+    let mut ratio = 0.0f64;
+    let mut argmax = None;
+    for i in 0..n {
+        let den = wl * st.delta1_sq[i].sqrt();
+        if den > 0.0 && st.x_norm[i] > 0.0 {
+            let r = st.input_sq[i].sqrt() / den;
+            if r > ratio {
+                ratio = r;
+                argmax = Some(i);
+            }
+        }
+    }
+    let mut t2 = Quantity::exact(ratio, round_up(ratio * (rel + gamma(d + 2)))).with_method(
+        "max_i ‖J_x(x_i)‖_F‖x_i‖ / (‖W‖₂‖J_W(x_i)‖_F), lower bound of ‖W‖₂ in the denominator",
+    );
+    if let Some(i) = argmax {
+        t2 = t2.with_note(format!("attained at sample {i}; T2 requires ≤ 1"));
+    }
+    q.insert("first_layer_inequality_max_ratio".into(), t2);
+    // Moments and entrywise sums.
+    let first_layer_sq = &st.first_layer_sq;
+    for &k in ks {
+        q.insert(
+            format!("param_grad_moment_k{k}"),
+            ex(moment_of_squares(&st.param_sq, k)).with_method(format!(
+                "((1/n) Σ ‖J_θ(x_i)‖_F^{})^(1/{})",
+                2 * k,
+                2 * k
+            )),
+        );
+        q.insert(
+            format!("first_layer_grad_moment_k{k}"),
+            ex(moment_of_squares(first_layer_sq, k)).with_method(format!(
+                "((1/n) Σ ‖J_W(x_i)‖_F^{})^(1/{})",
+                2 * k,
+                2 * k
+            )),
+        );
+        q.insert(
+            format!("input_grad_moment_k{k}"),
+            ex(moment_of_squares(&st.input_sq, k)).with_method(format!(
+                "((1/n) Σ ‖J_x(x_i)‖_F^{})^(1/{})",
+                2 * k,
+                2 * k
+            )),
+        );
+        if let Some((_, p)) = st.param_power.iter().find(|(kk, _)| *kk == k) {
+            q.insert(
+                format!("param_grad_elementwise_k{k}"),
+                ex(ScaledPowerSum::mean_root(p, k))
+                    .with_method("g_W(k), T7(e): all parameters incl. biases"),
+            );
+        }
+        if let Some((_, p)) = st.input_power.iter().find(|(kk, _)| *kk == k) {
+            q.insert(
+                format!("input_grad_elementwise_k{k}"),
+                ex(ScaledPowerSum::mean_root(p, k)).with_method("g_x(k), T7(e)"),
+            );
+        }
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moments_are_power_means_and_overflow_safe() {
+        // a = (1, 4): k = 1 → √((1 + 4)/2); k = 2 → ((1 + 16)/2)^(1/4).
+        assert!((moment_of_squares(&[1.0, 4.0], 1) - 2.5f64.sqrt()).abs() < 1e-15);
+        assert!((moment_of_squares(&[1.0, 4.0], 2) - 8.5f64.powf(0.25)).abs() < 1e-15);
+        // 1e200^16 overflows; the scaled form gives ≈ 1e100·(1/2)^(1/32).
+        let m = moment_of_squares(&[1e200, 0.0], 16);
+        assert!((m / 1e100 - 0.5f64.powf(1.0 / 32.0)).abs() < 1e-12);
+    }
+}

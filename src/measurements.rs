@@ -1,0 +1,137 @@
+//! The measurements document (`flatcert measure --json`): every quantity under its canonical
+//! name at the top level, as `{value, kind, tol, method?, note?}`, plus the inputs that produced
+//! it. The same document is what the bound calculator reads (DESIGN.md §1). Field names are a
+//! contract, documented in `docs/measurements.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::measure::QuantityMap;
+
+/// Schema identifier of the measurements document.
+pub const MEASUREMENTS_SCHEMA: &str = "flatcert.measurements/v1";
+
+/// Where an input came from: path (or `<embedded:…>`) and SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// Path as given, or `<embedded:name>`.
+    pub path: String,
+    /// Lower-case hex SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
+/// The inputs of a measurement run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementInputs {
+    /// The checkpoint.
+    pub model: InputFile,
+    /// The inputs x.
+    pub x: InputFile,
+    /// The targets, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<InputFile>,
+    /// Activation name.
+    pub activation: String,
+    /// Layer widths `[d, m_1, …, C]`.
+    pub widths: Vec<usize>,
+    /// Number of samples n.
+    pub n: usize,
+    /// Number of parameters P.
+    pub parameters: usize,
+    /// Input scaling applied (`--x-scale`), 1 if none.
+    pub x_scale: f64,
+    /// Orders k of the moments.
+    pub k: Vec<u32>,
+    /// flatcert version that computed the document.
+    pub flatcert_version: String,
+}
+
+/// A measurements document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementsDoc {
+    /// Always [`MEASUREMENTS_SCHEMA`].
+    pub schema: String,
+    /// What was measured.
+    pub inputs: MeasurementInputs,
+    /// Free-form notes (warnings about kinks, substitutions, …).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Every quantity by canonical name (flattened to the top level).
+    #[serde(flatten)]
+    pub quantities: QuantityMap,
+}
+
+impl MeasurementsDoc {
+    /// Serialize to pretty JSON. Fails if any number is not finite (JSON has no ∞/NaN and a
+    /// certificate must never carry one silently).
+    pub fn to_json(&self) -> Result<String> {
+        for (name, q) in &self.quantities {
+            if !q.value.is_finite() || !q.tol.is_finite() {
+                return Err(Error::Numerical(format!(
+                    "quantity {name} is not finite (value {}, tol {})",
+                    q.value, q.tol
+                )));
+            }
+        }
+        serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("JSON: {e}")))
+    }
+
+    /// Parse and validate a document read from `path` (for error messages).
+    pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        let file = path.display().to_string();
+        let doc: MeasurementsDoc = serde_json::from_str(text).map_err(|e| {
+            Error::bad_input(&file, "json", format!("not a measurements document: {e}"))
+        })?;
+        if doc.schema != MEASUREMENTS_SCHEMA {
+            return Err(Error::bad_input(
+                &file,
+                "schema",
+                format!("found '{}', expected '{MEASUREMENTS_SCHEMA}'", doc.schema),
+            ));
+        }
+        for (name, q) in &doc.quantities {
+            if !q.value.is_finite() || !q.tol.is_finite() || q.tol < 0.0 {
+                return Err(Error::bad_input(
+                    &file,
+                    name,
+                    "value and tol must be finite numbers with tol ≥ 0",
+                ));
+            }
+        }
+        Ok(doc)
+    }
+}
+
+/// Lower-case hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Render a quantity map as an aligned text table (name, value, kind, tol).
+pub fn quantity_table(q: &QuantityMap) -> String {
+    let width = q.keys().map(|k| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<width$}  {:>16}  {:<8}  {:>10}\n",
+        "quantity", "value", "kind", "tol"
+    ));
+    for (name, v) in q {
+        let kind = serde_json::to_value(v.kind)
+            .ok()
+            .and_then(|j| j.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{name:<width$}  {:>16.9e}  {kind:<8}  {:>10.2e}\n",
+            v.value, v.tol
+        ));
+    }
+    out
+}
+
+/// A BTreeMap alias re-exported for the CLI's metadata maps.
+pub type Metadata = BTreeMap<String, String>;
