@@ -16,7 +16,7 @@
 //! backward pass). Data are streamed in fixed-size blocks; rayon runs blocks in parallel and the
 //! results are concatenated in block order, so every number is bit-identical for any thread count.
 
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use crate::data::Dataset;
@@ -61,15 +61,52 @@ impl ScaledPowerSum {
         sum: 0.0,
     };
 
-    /// Power sum of order 2k of an iterator of entries.
-    fn of(values: impl Iterator<Item = f64> + Clone, k: u32) -> Self {
-        let scale = values.clone().fold(0.0f64, |m, v| m.max(v.abs()));
+    /// Power sums of orders 2k for every k in `ks` of a slice of entries, in one pass after the
+    /// max pass (the hot loop of the engine: inline integer powers, no `powi` calls).
+    fn of_slice(values: &[f64], ks: &[u32], out: &mut [ScaledPowerSum]) {
+        const LANES: usize = 8;
+        let mut lane_max = [0.0f64; LANES];
+        let chunks = values.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for ch in chunks.clone() {
+            for l in 0..LANES {
+                lane_max[l] = lane_max[l].max(ch[l].abs());
+            }
+        }
+        let scale = tail
+            .iter()
+            .fold(lane_max.iter().fold(0.0f64, |m, &v| m.max(v)), |m, v| m.max(v.abs()));
         if scale == 0.0 {
-            return Self::ZERO;
+            out.iter_mut().for_each(|o| *o = Self::ZERO);
+            return;
         }
         let inv = 1.0 / scale;
-        let sum = values.map(|v| (v * inv * v * inv).powi(k as i32)).sum();
-        Self { scale, sum }
+        // Eight independent accumulators per order so the loop vectorizes; the summation order
+        // is fixed (lane by lane, then the tail), so results are deterministic.
+        for (o, &k) in out.iter_mut().zip(ks) {
+            let mut acc = [0.0f64; LANES];
+            for ch in chunks.clone() {
+                let mut t = [0.0f64; LANES];
+                for l in 0..LANES {
+                    let v = ch[l] * inv;
+                    t[l] = v * v;
+                }
+                let mut p = t;
+                for _ in 1..k {
+                    for l in 0..LANES {
+                        p[l] *= t[l];
+                    }
+                }
+                for l in 0..LANES {
+                    acc[l] += p[l];
+                }
+            }
+            let mut sum: f64 = acc.iter().sum();
+            for &v in tail {
+                sum += pow_u((v * inv) * (v * inv), k);
+            }
+            *o = Self { scale, sum };
+        }
     }
 
     /// Sum of two power sums of the same order.
@@ -189,13 +226,27 @@ struct BlockStats {
     kinks: Vec<usize>,
 }
 
+/// `t^k` by binary exponentiation (inlined; exact same rounding for the same k).
+#[inline(always)]
+fn pow_u(t: f64, k: u32) -> f64 {
+    let (mut base, mut e, mut acc) = (t, k, 1.0);
+    while e > 0 {
+        if e & 1 == 1 {
+            acc *= base;
+        }
+        base *= base;
+        e >>= 1;
+    }
+    acc
+}
+
 /// Largest eigenvalue of a small symmetric matrix (C×C), 0 for an empty one.
 fn small_lambda_max(m: &DMatrix<f64>) -> f64 {
     if m.nrows() == 1 {
         return m[(0, 0)];
     }
-    SymmetricEigen::new(m.clone())
-        .eigenvalues
+    m.clone()
+        .symmetric_eigenvalues()
         .iter()
         .fold(f64::NEG_INFINITY, |a, &b| a.max(b))
 }
@@ -349,43 +400,62 @@ fn block_stats(mlp: &Mlp, ds: &Dataset, start: usize, end: usize, ks: &[u32]) ->
     let mut jjt = vec![0.0; b * c * c];
     let mut param_power = vec![vec![ScaledPowerSum::ZERO; b]; ks.len()];
     let mut input_power = vec![vec![ScaledPowerSum::ZERO; b]; ks.len()];
+    let nk = ks.len();
+    let mut tmp = vec![ScaledPowerSum::ZERO; nk];
+    let mut h_pows: Vec<Vec<ScaledPowerSum>> = vec![vec![ScaledPowerSum::ZERO; nk]; depth];
+    let mut hbuf: Vec<f64> = Vec::new();
+    let mut acc = vec![ScaledPowerSum::ZERO; nk];
     for i in 0..b {
-        let cols = i * c..(i + 1) * c;
+        let col0 = i * c;
         // Last layer: Δ_L = I_C contributes I_C (‖h_{L−1}‖² + 1).
         let mut gram = DMatrix::<f64>::identity(c, c) * h_aug[depth - 1][i];
         for (j, delta) in deltas.hidden.iter().enumerate() {
-            let di = delta.columns(cols.start, c);
-            gram += di.tr_mul(&di) * h_aug[j][i];
+            // Δ_{l,i}ᵀΔ_{l,i} as a small GEMM (C×m_l times m_l×C).
+            let dt = delta.columns(col0, c).transpose();
+            gram.gemm(h_aug[j][i], &dt, &dt.transpose(), 1.0);
         }
-        if let Some(delta1) = deltas.hidden.first() {
-            delta1_sq[i] = delta1.columns(cols.start, c).norm_squared();
-        } else {
-            delta1_sq[i] = c as f64;
-        }
+        delta1_sq[i] = match deltas.hidden.first() {
+            Some(delta1) => delta1.columns(col0, c).norm_squared(),
+            None => c as f64,
+        };
         param_sq[i] = gram.trace();
         lambda[i] = small_lambda_max(&gram);
         jjt[i * c * c..(i + 1) * c * c].copy_from_slice(gram.transpose().as_slice());
-        let jxi = jx.columns(cols.start, c);
+        let jxi = jx.columns(col0, c);
         input_sq[i] = jxi.norm_squared();
-        input_spectral_sq[i] = small_lambda_max(&jxi.tr_mul(&jxi));
-        for (q, &k) in ks.iter().enumerate() {
-            input_power[q][i] = ScaledPowerSum::of(jxi.iter().copied(), k);
-            let mut acc = ScaledPowerSum::ZERO;
-            for j in 0..depth {
-                let h = cache.post[j].column(i);
-                let h_pow = ScaledPowerSum::of(h.iter().copied().chain(std::iter::once(1.0)), k);
-                let d_pow = if j + 1 == depth {
-                    // Δ_L = I_C: C entries equal to 1.
-                    ScaledPowerSum {
-                        scale: 1.0,
-                        sum: c as f64,
-                    }
-                } else {
-                    ScaledPowerSum::of(deltas.hidden[j].columns(cols.start, c).iter().copied(), k)
-                };
-                acc = acc.add(d_pow.mul(h_pow), k);
+        let jxt = jxi.transpose();
+        input_spectral_sq[i] = small_lambda_max(&(&jxt * jxt.transpose()));
+        if nk == 0 {
+            continue;
+        }
+        // Entrywise power sums (T7e): contiguous column slices of the block matrices.
+        let d_rows = jx.nrows();
+        ScaledPowerSum::of_slice(&jx.as_slice()[col0 * d_rows..(col0 + c) * d_rows], ks, &mut tmp);
+        for q in 0..nk {
+            input_power[q][i] = tmp[q];
+        }
+        for (j, hp) in h_pows.iter_mut().enumerate() {
+            hbuf.clear();
+            hbuf.extend(cache.post[j].column(i).iter());
+            hbuf.push(1.0);
+            ScaledPowerSum::of_slice(&hbuf, ks, hp);
+        }
+        acc.iter_mut().for_each(|a| *a = ScaledPowerSum::ZERO);
+        for j in 0..depth {
+            if j + 1 == depth {
+                // Δ_L = I_C: C entries equal to 1.
+                tmp.iter_mut().for_each(|t| *t = ScaledPowerSum { scale: 1.0, sum: c as f64 });
+            } else {
+                let delta = &deltas.hidden[j];
+                let rows = delta.nrows();
+                ScaledPowerSum::of_slice(&delta.as_slice()[col0 * rows..(col0 + c) * rows], ks, &mut tmp);
             }
-            param_power[q][i] = acc;
+            for (q, &k) in ks.iter().enumerate() {
+                acc[q] = acc[q].add(tmp[q].mul(h_pows[j][q]), k);
+            }
+        }
+        for q in 0..nk {
+            param_power[q][i] = acc[q];
         }
     }
     let residual = ds.y_block(start, end).map(|y| {

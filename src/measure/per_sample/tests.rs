@@ -195,12 +195,18 @@ fn results_do_not_depend_on_block_size_or_threads() {
 fn scaled_power_sums_do_not_overflow() {
     // Entries of 1e30 to the power 32 overflow f64; the scaled form does not.
     let items: Vec<ScaledPowerSum> = (0..4)
-        .map(|i| ScaledPowerSum::of([1e30 * (i + 1) as f64, 2e29].into_iter(), 16))
+        .map(|i| {
+            let mut out = [ScaledPowerSum { scale: 0.0, sum: 0.0 }];
+            ScaledPowerSum::of_slice(&[1e30 * (i + 1) as f64, 2e29], &[16], &mut out);
+            out[0]
+        })
         .collect();
     let m = ScaledPowerSum::mean_root(&items, 16);
     assert!(m.is_finite() && m > 3e30 && m < 4e30 * 1.01, "{m}");
     // Exact small case: entries (1, 2), k = 1 → mean over one sample of 1 + 4 = 5, root √5.
-    let one = ScaledPowerSum::of([1.0, 2.0].into_iter(), 1);
+    let mut one = [ScaledPowerSum { scale: 0.0, sum: 0.0 }];
+    ScaledPowerSum::of_slice(&[1.0, 2.0], &[1], &mut one);
+    let one = one[0];
     assert!((ScaledPowerSum::mean_root(&[one], 1) - 5f64.sqrt()).abs() < 1e-15);
 }
 
