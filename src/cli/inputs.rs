@@ -34,7 +34,7 @@ pub struct InputArgs {
     #[arg(long = "one-hot", value_name = "C")]
     pub one_hot: Option<usize>,
     /// Multiply every input by this factor (e.g. 0.0625 for 0..16 pixels).
-    #[arg(long = "x-scale")]
+    #[arg(long = "x-scale", allow_negative_numbers = true)]
     pub x_scale: Option<f64>,
 }
 
@@ -97,6 +97,11 @@ impl InputArgs {
                 if self.y.is_some() {
                     bail!(
                         "--y given without --model and --x: give all three, or none for the bundled example"
+                    );
+                }
+                if self.one_hot.is_some() || self.x_scale.is_some() || self.layers.is_some() {
+                    bail!(
+                        "--one-hot, --x-scale and --layers apply to your own --model/--x; the bundled example uses its own (one-hot 10, x-scale 1/16)"
                     );
                 }
                 let LoadedCheckpoint { mlp, metadata, .. } = flatcert::io::load_checkpoint_bytes(

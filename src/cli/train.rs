@@ -26,7 +26,7 @@ pub struct TrainArgs {
     #[arg(long = "one-hot", value_name = "C")]
     pub one_hot: Option<usize>,
     /// Multiply every input by this factor.
-    #[arg(long = "x-scale")]
+    #[arg(long = "x-scale", allow_negative_numbers = true)]
     pub x_scale: Option<f64>,
     /// Layer widths d,m1,…,C (comma-separated).
     #[arg(long, value_delimiter = ',', required = true)]
@@ -35,7 +35,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "relu")]
     pub activation: String,
     /// Learning rate η in the theory convention (loss ½‖f − y‖² summed over outputs; THEORY §0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: f64,
     /// Batch size B.
     #[arg(long)]

@@ -10,9 +10,15 @@ use crate::error::{Error, Result};
 /// (`tempfile::NamedTempFile::new_in`), written, `fsync`ed and renamed over `path`. On any error
 /// the temporary file is removed and `path` is left untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io_err = |source: std::io::Error| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    // tempfile decorates its errors with the random temporary name; report the user's path and
+    // the plain OS error instead.
+    let io_err = |source: std::io::Error| {
+        let text = source.to_string();
+        let plain = text.split(" at path ").next().unwrap_or(&text).to_string();
+        Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(source.kind(), plain),
+        }
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -53,6 +59,10 @@ mod tests {
         let e = write_atomic(&p, b"x").unwrap_err();
         assert!(matches!(e, Error::Io { .. }), "{e}");
         assert!(e.to_string().contains("no/such/dir/out.json"), "{e}");
+        assert!(
+            !e.to_string().contains(".tmp"),
+            "names the temporary file: {e}"
+        );
         assert!(!p.exists());
     }
 }

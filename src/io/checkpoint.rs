@@ -11,7 +11,7 @@
 //! the numeric index (`0, 2, 4` for `nn.Sequential`; `fc1 … fc10`), or named explicitly with
 //! `--layers` ([`CheckpointOptions::layers`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -738,23 +738,44 @@ pub fn checkpoint_to_bytes(
         tensors.push((wn, vec![l.fan_out(), l.fan_in()], w));
         tensors.push((bn, vec![l.fan_out()], b));
     }
-    let st_dtype = match dtype {
-        SaveDtype::F32 => Dtype::F32,
-        SaveDtype::F64 => Dtype::F64,
+    // Our own writer (the format is tiny) so the bytes are deterministic: `safetensors::serialize`
+    // takes the metadata as a HashMap and writes it in a random order.
+    let dtype_name = match dtype {
+        SaveDtype::F32 => "F32",
+        SaveDtype::F64 => "F64",
     };
-    let views = tensors
-        .iter()
-        .map(|(n, shape, bytes)| {
-            safetensors::tensor::TensorView::new(st_dtype, shape.clone(), bytes)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(format!("safetensors view of {n}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let mut meta: BTreeMap<String, String> = metadata.clone();
     meta.insert("activation".into(), mlp.activation().name());
     meta.entry("format".into()).or_insert_with(|| "pt".into());
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Internal(format!("safetensors serialization failed: {e}")))
+    let mut header = serde_json::Map::new();
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(&meta).map_err(|e| Error::Internal(format!("metadata: {e}")))?,
+    );
+    let mut offset = 0usize;
+    for (name, shape, bytes) in &tensors {
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype_name,
+                "shape": shape,
+                "data_offsets": [offset, offset + bytes.len()],
+            }),
+        );
+        offset += bytes.len();
+    }
+    let mut header_bytes = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| Error::Internal(format!("safetensors header: {e}")))?;
+    while header_bytes.len() % 8 != 0 {
+        header_bytes.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header_bytes.len() + offset);
+    out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header_bytes);
+    for (_, _, bytes) in &tensors {
+        out.extend_from_slice(bytes);
+    }
+    Ok(out)
 }
 
 /// Write `mlp` to `path` as a PyTorch-compatible safetensors checkpoint (see
