@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 pub mod inputs;
 pub mod measure;
 pub mod progress;
+pub mod simulate;
+pub mod stability;
 pub mod train;
 
 /// flatcert: certify trained MLP checkpoints with the linear-stability theory of SGD.
@@ -24,6 +26,10 @@ pub enum Command {
     Measure(measure::MeasureArgs),
     /// Train an MLP with plain SGD exactly as the theory assumes (model S) and save safetensors.
     Train(train::TrainArgs),
+    /// Critical learning rates η*(B) per batch size (T4, T5, T6) as a table, JSON and SVG plot.
+    Stability(stability::StabilityArgs),
+    /// Simulate linearized and true SGD from perturbations of the minimum and compare with T4–T6.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Exit code for an error: the library's typed code if there is one, else 2 (usage).
@@ -57,5 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Measure(args) => measure::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Stability(args) => stability::run(&args),
+        Command::Simulate(args) => simulate::run(&args),
     }
 }
