@@ -23,6 +23,16 @@ pub enum Sampling {
     WithReplacement,
 }
 
+impl Sampling {
+    /// Short human-readable name (`"without replacement"`, `"with replacement"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sampling::WithoutReplacement => "without replacement",
+            Sampling::WithReplacement => "with replacement",
+        }
+    }
+}
+
 /// A validated (n, B, sampling) triple.
 ///
 /// ```

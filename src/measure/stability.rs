@@ -30,24 +30,9 @@ use crate::error::{Error, Result};
 use crate::linalg::{SymEigen, eigen_bounds, sym_eigen};
 use crate::quantity::{Quantity, UNIT_ROUNDOFF, gamma, round_down, round_up};
 
-/// The batch sampling scheme (THEORY.md §0, §6 item 3). Never mix schemes in one η*(B) curve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sampling {
-    /// Model (S): i.i.d. uniform B-subsets per step.
-    WithoutReplacement,
-    /// Model (S′): B i.i.d. uniform indices, duplicates counted.
-    WithReplacement,
-}
-
-impl Sampling {
-    /// Short name for notes and reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Sampling::WithoutReplacement => "without replacement",
-            Sampling::WithReplacement => "with replacement",
-        }
-    }
-}
+/// The batch sampling scheme (THEORY.md §0, §6 item 3), shared with the theorem layer. Never mix
+/// schemes in one η*(B) curve.
+pub use flatcert_bounds::sampling::Sampling;
 
 fn check_batch(n: usize, batch: usize, sampling: Sampling) -> Result<()> {
     let ok = batch >= 1 && (sampling == Sampling::WithReplacement || batch <= n);
