@@ -19,7 +19,10 @@ fn dataset(d: usize, n: usize, seed: u64) -> Dataset {
 fn per_sample(c: &mut Criterion) {
     let mlp = random_mlp(&[784, 512, 512, 10], Activation::Relu, 1);
     let ds = dataset(784, 1024, 2);
-    let opts = PerSampleOptions { ks: vec![1, 2, 4], ..Default::default() };
+    let opts = PerSampleOptions {
+        ks: vec![1, 2, 4],
+        ..Default::default()
+    };
     c.bench_function("per_sample W1-shape n=1024 k=1,2,4", |b| {
         b.iter(|| per_sample_stats(&mlp, &ds, &opts, &|_| {}).expect("runs"))
     });

@@ -2,3 +2,4 @@
 //! activation, random data. Case count from `PROPTEST_CASES` (CI sets a small one).
 
 mod first_order;
+mod simulate;

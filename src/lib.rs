@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod certify;
 pub mod data;
 pub mod error;
 pub mod example;
@@ -23,7 +24,10 @@ pub mod linalg;
 pub mod measure;
 pub mod measurements;
 pub mod model;
+pub mod plot;
 pub mod quantity;
+pub mod report;
+pub mod simulate;
 #[doc(hidden)]
 pub mod testutil;
 pub mod train;

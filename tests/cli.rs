@@ -115,6 +115,9 @@ fn documented_names(ks: &[u32]) -> Vec<String> {
         .split("## Quantities of `flatcert measure`")
         .nth(1)
         .expect("quantities section");
+    // Only the always-present table: later sections list path-dependent (curvature) and
+    // certify-only quantities.
+    let section = section.split("\n#").next().unwrap_or(section);
     let mut names = Vec::new();
     for line in section.lines() {
         let Some(rest) = line.strip_prefix("| `") else {

@@ -1,16 +1,33 @@
 //! `flatcert measure`: numbers only — per-sample gradient moments, input gradients, first-layer
-//! norms, losses and the T1/T2 checks, each labelled with its kind.
+//! norms, losses and the T1/T2 checks, and the curvature quantities (THEORY.md T4, §3–§4: λ_max,
+//! trace, Frobenius norm and top eigenvalues of the Gauss–Newton matrix; with targets and a
+//! nonzero residual the Hessian's extreme eigenvalues, |tr H − tr G| and ‖H − G‖₂), each labelled
+//! with its kind.
+//!
+//! Curvature path: the exact Gram path (the nC × nC matrix K, THEORY §4) when nC ≤ `--gram-limit`,
+//! else the operator path (Lanczos on Gauss–Newton products; `gauss_newton_lambda_max` is then an
+//! estimate whose tol is its error estimate, and `_lower` the rigorous side).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 
+use flatcert::measure::QuantityMap;
 use flatcert::measure::first_order::{first_layer_norms, first_order_quantities};
+use flatcert::measure::gram::{GramOptions, gauss_newton_gram};
+use flatcert::measure::hvp::{CurvatureOperator, OperatorOptions};
+use flatcert::measure::lanczos::{
+    LanczosOptions, Target, gauss_newton_lambda_max, hessian_extreme, hessian_gn_difference_norm,
+    hessian_trace,
+};
 use flatcert::measure::per_sample::{PerSampleOptions, per_sample_stats};
+use flatcert::measure::stability::{ReducedModel, gd_critical_lr};
 use flatcert::measurements::{
     MEASUREMENTS_SCHEMA, MeasurementInputs, MeasurementsDoc, quantity_table,
 };
+use flatcert::quantity::{Quantity, round_up};
+use flatcert::{Dataset, Mlp};
 
 use super::inputs::InputArgs;
 use super::progress;
@@ -29,6 +46,13 @@ pub struct MeasureArgs {
     /// Samples per block of the streaming engine.
     #[arg(long, default_value_t = 128)]
     pub block: usize,
+    /// Largest nC for the exact Gram path of the curvature quantities (nC × nC matrix and its
+    /// eigendecomposition); above it the operator path (Lanczos) is used.
+    #[arg(long = "gram-limit", default_value_t = 4096)]
+    pub gram_limit: usize,
+    /// Skip the curvature quantities (Gram/operator path and Hessian).
+    #[arg(long = "no-curvature")]
+    pub no_curvature: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -54,6 +78,114 @@ pub fn validate_ks(ks: &[u32]) -> Result<()> {
     Ok(())
 }
 
+/// Number of top eigenvalues of G reported on the Gram path.
+pub const TOP_EIGENVALUES: usize = 5;
+
+/// Hutchinson probes for `hessian_gn_trace_difference` with a smooth activation.
+const HUTCHINSON_PROBES: usize = 64;
+
+/// The curvature quantities (THEORY.md T4, §3–§4; issue 3 items 1–4):
+/// - nC ≤ `gram_limit`: the exact Gram path — `gauss_newton_lambda_max` (upper, Weyl) and
+///   `_lower`, `gauss_newton_frobenius`, `gauss_newton_top_eigenvalue_{1..5}`, `gauss_newton_rank`,
+///   `gauss_newton_discarded_mass`, `gd_critical_lr` = 2/λ_max (lower) and `_upper`;
+/// - otherwise the operator path — `gauss_newton_lambda_max` (estimate, tol = Lanczos error
+///   estimate), `_lower` (rigorous side), `gd_critical_lr` (estimate 2/ρ), `_upper` (2/lower);
+/// - with targets and a nonzero residual: `hessian_lambda_max` (+ `_lower`), `hessian_lambda_min`
+///   (+ `_upper`), `hessian_trace`, `hessian_gn_trace_difference` (exactly 0 for piecewise-linear
+///   σ) and `hessian_gn_difference_norm` (estimate).
+pub fn curvature_quantities(
+    mlp: &Mlp,
+    data: &Dataset,
+    gram_limit: usize,
+    residual_nonzero: bool,
+    quiet: bool,
+    notes: &mut Vec<String>,
+) -> Result<QuantityMap> {
+    let mut map = QuantityMap::new();
+    let n = data.len();
+    let big_n = n.saturating_mul(mlp.output_dim());
+    let lanczos_opts = LanczosOptions::default();
+    let mut op: Option<CurvatureOperator<'_>> = None;
+    if big_n <= gram_limit {
+        let bytes = flatcert::measure::gram::gram_memory_bytes(mlp, n);
+        let seconds = super::stability::gram_seconds_estimate(mlp, n);
+        if !quiet && (seconds >= 2.0 || bytes >= 256 << 20) {
+            eprintln!(
+                "Gram path: nC = {big_n}, memory ≈ {}, estimated time ≈ {}",
+                super::stability::fmt_bytes(bytes),
+                super::stability::fmt_seconds(seconds)
+            );
+        }
+        let spec = gauss_newton_gram(mlp, data, &GramOptions::default())?;
+        map.extend(spec.quantities(TOP_EIGENVALUES));
+        map.extend(gd_critical_lr(&ReducedModel::from_spectrum(&spec), None));
+    } else {
+        let o = CurvatureOperator::new(mlp, data, OperatorOptions::default())?;
+        let est = gauss_newton_lambda_max(&o, &lanczos_opts)?;
+        est.insert_into(&mut map, "gauss_newton_lambda_max", "lower");
+        let (rho, lower) = (est.lanczos.rayleigh, est.bound.value);
+        if rho > 0.0 {
+            map.insert(
+                "gd_critical_lr".into(),
+                Quantity::estimate(2.0 / rho, 2.0 * est.estimate.tol / (rho * rho))
+                    .with_method("lanczos-T4")
+                    .with_note("2/λ_max(G) from the Lanczos estimate (operator path)"),
+            );
+        }
+        if lower > 0.0 {
+            map.insert(
+                "gd_critical_lr_upper".into(),
+                Quantity::upper(round_up(2.0 / lower), 0.0)
+                    .with_method("lanczos-T4")
+                    .with_note("2/lower(λ_max(G)): rigorous upper bound of η_GD*"),
+            );
+        }
+        notes.push(format!(
+            "nC = {big_n} > --gram-limit {gram_limit}: curvature from the operator path \
+             (Lanczos); gauss_newton_lambda_max is an estimate (tol = its error estimate)"
+        ));
+        op = Some(o);
+    }
+    if data.has_targets() && residual_nonzero {
+        let op = match op {
+            Some(o) => o,
+            None => CurvatureOperator::new(mlp, data, OperatorOptions::default())?,
+        };
+        hessian_extreme(&op, Target::Largest, &lanczos_opts)?.insert_into(
+            &mut map,
+            "hessian_lambda_max",
+            "lower",
+        );
+        hessian_extreme(&op, Target::Smallest, &lanczos_opts)?.insert_into(
+            &mut map,
+            "hessian_lambda_min",
+            "upper",
+        );
+        map.extend(hessian_trace(&op, HUTCHINSON_PROBES, 0)?);
+        map.insert(
+            "hessian_gn_difference_norm".into(),
+            hessian_gn_difference_norm(&op, &lanczos_opts)?,
+        );
+        if let Some(q) = map.get("hessian_lambda_min_upper")
+            && q.value < 0.0
+        {
+            notes.push(format!(
+                "λ_min(H) ≤ {:.3e} < 0 (certified up to the assumed product rounding): H is \
+                 indefinite here — the residual is not 0, so this is not an exact minimum, and \
+                 along that direction the linearized first-moment recursion grows for every η \
+                 (THEORY T4 failure modes)",
+                q.value
+            ));
+        }
+        notes.push(
+            "the residual is not 0: the Hessian H differs from the Gauss–Newton matrix G; every \
+             stability verdict made with G is a \"Gauss–Newton model\" verdict (THEORY T5 (i))"
+                .into(),
+        );
+    }
+    Ok(map)
+}
+
 /// Run the measurement and build the document.
 pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
     validate_ks(&args.k)?;
@@ -71,8 +203,25 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
     let stats = per_sample_stats(mlp, data, &opts, &|k| pb.inc(k as u64))?;
     pb.finish_and_clear();
     let norms = first_layer_norms(mlp)?;
-    let quantities = first_order_quantities(mlp, &stats, &norms, &args.k);
+    let mut quantities = first_order_quantities(mlp, &stats, &norms, &args.k);
     let mut notes = Vec::new();
+    if !args.no_curvature {
+        let residual_nonzero = quantities
+            .get("max_abs_residual")
+            .is_some_and(|q| q.value > 0.0);
+        let curvature = curvature_quantities(
+            mlp,
+            data,
+            args.gram_limit,
+            residual_nonzero,
+            args.quiet,
+            &mut notes,
+        )?;
+        for (name, q) in curvature {
+            // The per-sample `gauss_newton_trace` (same number, exact) is kept.
+            quantities.entry(name).or_insert(q);
+        }
+    }
     if !stats.kink_samples.is_empty() {
         notes.push(format!(
             "{} samples have a pre-activation at a ReLU kink (|z| < 1e-12·scale); their Jacobian is set-valued and σ′(0) = {} was used (THEORY §3 Rules)",

@@ -3,12 +3,15 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bound;
+pub mod certify;
 pub mod inputs;
 pub mod measure;
 pub mod progress;
 pub mod simulate;
 pub mod stability;
 pub mod train;
+pub mod verify;
 
 /// flatcert: certify trained MLP checkpoints with the linear-stability theory of SGD.
 #[derive(Debug, Parser)]
@@ -24,6 +27,13 @@ pub enum Command {
     /// Measure a checkpoint on its data (numbers only, each labelled exact/upper/lower/estimate).
     /// With no --model/--x: the bundled digits example.
     Measure(measure::MeasureArgs),
+    /// Certify a checkpoint: measure, check T1–T10, issue a certificate (exit 0 certified, 1 not
+    /// certified). With no --model/--x: the bundled digits example at its training η and B.
+    Certify(certify::CertifyArgs),
+    /// Bound calculator: every theorem the numbers of a measurements document allow.
+    Bound(bound::BoundArgs),
+    /// Recompute a certificate from its files and recheck its arithmetic.
+    Verify(verify::VerifyArgs),
     /// Train an MLP with plain SGD exactly as the theory assumes (model S) and save safetensors.
     Train(train::TrainArgs),
     /// Critical learning rates η*(B) per batch size (T4, T5, T6) as a table, JSON and SVG plot.
@@ -63,6 +73,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Measure(args) => measure::run(&args),
         Command::Train(args) => train::run(&args),
+        Command::Certify(args) => certify::run_cmd(&args),
+        Command::Bound(args) => bound::run_cmd(&args),
+        Command::Verify(args) => verify::run_cmd(&args),
         Command::Stability(args) => stability::run(&args),
         Command::Simulate(args) => simulate::run(&args),
     }

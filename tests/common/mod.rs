@@ -1,3 +1,4 @@
+#![allow(dead_code)] // shared by several test crates; each uses a subset
 //! Helpers for the CLI end-to-end tests: a temporary working directory with an (initially empty)
 //! `out/` sub-directory for every output the commands write, builders for valid and hostile input
 //! files, and assertions on exit codes and on the one-line error contract (DESIGN.md §4).

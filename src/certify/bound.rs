@@ -1,0 +1,197 @@
+//! The bound calculator (`flatcert bound`): every theorem that the numbers of a measurements
+//! document (or of a certificate's `measurements`) allow, at the user's (η, B, k, ε); the rest
+//! are `not_computed` with the missing quantity named. The verdicts are built by the same
+//! functions as `certify` ([`super::theorems`]), so on a certificate's own measurements at its
+//! own (η, B) they reproduce its verdicts for T1, T3, T4, T5, T6 and T7.
+
+use serde::{Deserialize, Serialize};
+
+use super::certificate::{Certificate, Verdicts};
+use super::pipeline::gauss_newton_line;
+use super::plan::{Hyper, Plan};
+use super::summary::{Summary, summarize};
+use super::theorems::{Context, evaluate};
+use crate::error::{Error, Result};
+use crate::measure::QuantityMap;
+use crate::measurements::{MEASUREMENTS_SCHEMA, MeasurementsDoc, sha256_hex};
+use crate::model::Activation;
+
+/// Schema identifier of the bound calculator's output.
+pub const BOUND_SCHEMA: &str = "flatcert.bound/v1";
+
+/// The numbers the calculator works from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    /// Every quantity.
+    pub quantities: QuantityMap,
+    /// n.
+    pub n: usize,
+    /// `[d, m_1, …, C]`.
+    pub widths: Vec<usize>,
+    /// P.
+    pub parameters: usize,
+    /// Activation name.
+    pub activation: String,
+    /// Schema of the document read (measurements or certificate).
+    pub schema: String,
+    /// For a certificate: its hyper-parameters (η-dependent diagnostics are reused at the same η).
+    pub hyper: Option<Hyper>,
+}
+
+/// Where the numbers came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Path as given.
+    pub path: String,
+    /// SHA-256 of the document.
+    pub sha256: String,
+    /// Its schema.
+    pub schema: String,
+}
+
+/// The calculator's output (schema [`BOUND_SCHEMA`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoundReport {
+    /// Always [`BOUND_SCHEMA`].
+    pub schema: String,
+    /// The document the numbers came from.
+    pub source: SourceFile,
+    /// The hyper-parameters used.
+    pub hyper: Hyper,
+    /// One entry per theorem.
+    pub verdicts: Verdicts,
+    /// Overall status (over the computed theorems only).
+    pub summary: Summary,
+}
+
+/// Read a measurements document (`flatcert.measurements/v1`) or a certificate
+/// (`flatcert.certificate/v1`); `file` names it in errors (exit code 2).
+pub fn read_source(text: &str, file: &str) -> Result<Source> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::bad_input(file, "json", format!("not JSON: {e}")))?;
+    let schema = value
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .unwrap_or("")
+        .to_string();
+    match schema.as_str() {
+        MEASUREMENTS_SCHEMA => {
+            let doc = MeasurementsDoc::from_json(text, std::path::Path::new(file))?;
+            let i = doc.inputs;
+            Ok(Source {
+                quantities: doc.quantities,
+                n: i.n,
+                widths: i.widths,
+                parameters: i.parameters,
+                activation: i.activation,
+                schema,
+                hyper: None,
+            })
+        }
+        super::certificate::CERTIFICATE_SCHEMA => {
+            let c = Certificate::from_json(text, file)?;
+            Ok(Source {
+                quantities: c.measurements.quantities,
+                n: c.inputs.n,
+                widths: c.inputs.widths,
+                parameters: c.inputs.parameters,
+                activation: c.inputs.activation,
+                schema,
+                hyper: Some(c.hyper),
+            })
+        }
+        other => Err(Error::bad_input(
+            file,
+            "schema",
+            format!(
+                "found '{other}', expected '{MEASUREMENTS_SCHEMA}' or '{}'",
+                super::certificate::CERTIFICATE_SCHEMA
+            ),
+        )),
+    }
+}
+
+/// Evaluate every theorem the numbers of `src` allow at the plan's hyper-parameters.
+pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<BoundReport> {
+    let outputs = match src.widths.last() {
+        Some(&c) if c > 0 && src.widths.len() >= 2 => c,
+        _ => {
+            return Err(Error::bad_input(
+                file,
+                "inputs.widths",
+                "expected [d, m_1, …, C] with C ≥ 1",
+            ));
+        }
+    };
+    if src.n == 0 {
+        return Err(Error::bad_input(file, "inputs.n", "must be at least 1"));
+    }
+    plan.validate(src.n, outputs)?;
+    let activation = Activation::parse(&src.activation).map_err(|_| {
+        Error::bad_input(
+            file,
+            "inputs.activation",
+            format!("'{}' is not a known activation", src.activation),
+        )
+    })?;
+    let hyper = Hyper::of(plan, src.n, src.parameters, outputs)?;
+    let same_run = src.hyper.as_ref().is_some_and(|h| {
+        h.eta == hyper.eta && h.batch == hyper.batch && h.sampling == hyper.sampling
+    });
+    let ctx = Context {
+        eta: hyper.eta,
+        batch: plan.batch_model(src.n)?,
+        outputs,
+        ks: plan.ks.clone(),
+        activation,
+        epsilon: plan.epsilon,
+        epsilon_y: plan.epsilon_y,
+        tau: plan.tau,
+        same_run,
+        t5_reason: None,
+        robust_reason: None,
+    };
+    let verdicts = evaluate(&ctx, &src.quantities, None).map_err(|(id, e)| {
+        Error::bad_input(
+            file,
+            format!("verdicts.{id}"),
+            format!("the numbers are not valid inputs of {id}: {e}"),
+        )
+    })?;
+    let summary = summarize(
+        &verdicts,
+        gauss_newton_line(&src.quantities),
+        hyper.sampling_model.clone(),
+    );
+    Ok(BoundReport {
+        schema: BOUND_SCHEMA.into(),
+        source: SourceFile {
+            path: file.to_string(),
+            sha256: sha256_hex(text.as_bytes()),
+            schema: src.schema.clone(),
+        },
+        hyper,
+        verdicts,
+        summary,
+    })
+}
+
+impl BoundReport {
+    /// Pretty JSON (every float finite; ±∞ as `"+inf"`/`"-inf"` inside verdicts).
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_schemas_and_bad_json() {
+        let e = read_source("{\"schema\": \"x\"}", "m.json").unwrap_err();
+        assert!(e.to_string().contains("schema"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(read_source("{", "m.json").unwrap_err().exit_code(), 2);
+    }
+}

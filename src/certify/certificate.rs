@@ -1,0 +1,299 @@
+//! The certificate document (schema `flatcert.certificate/v1`, field by field in
+//! `docs/certificate.md`): inputs with SHA-256, hyper-parameters, measurements (the format of
+//! `flatcert measure`), one verdict per theorem keyed `"T1"` … `"T10"` (or a `not_computed`
+//! reason) and a summary. Every JSON number is finite: infinite bounds are written as the strings
+//! `"+inf"`/`"-inf"` exactly as the bounds crate does.
+
+use std::collections::BTreeMap;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use flatcert_bounds::Verdict;
+
+use super::plan::{Hyper, Provenance};
+use super::summary::Summary;
+use crate::error::{Error, Result};
+use crate::measure::QuantityMap;
+
+/// Schema identifier of the certificate.
+pub const CERTIFICATE_SCHEMA: &str = "flatcert.certificate/v1";
+
+/// The theorem ids in report order.
+pub const THEOREMS: [&str; 10] = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10"];
+
+/// What was certified: the network, the data and where they came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CertificateInputs {
+    /// Files (paths as given or `<embedded:…>`, SHA-256) and load options; `None` when the
+    /// library was called on in-memory data (such a certificate cannot be verified).
+    pub files: Option<Provenance>,
+    /// Activation name.
+    pub activation: String,
+    /// Layer widths `[d, m_1, …, C]`.
+    pub widths: Vec<usize>,
+    /// Number of training samples n.
+    pub n: usize,
+    /// Number of parameters P.
+    pub parameters: usize,
+    /// Number of held-out samples (T8 coverage), if any.
+    #[serde(default)]
+    pub test_n: Option<usize>,
+}
+
+/// The measurements: every quantity under its canonical name at the top level (the format of
+/// `flatcert measure --json`, `docs/measurements.md`), plus notes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurements {
+    /// Warnings a reader must see (kinks, residual, Gauss–Newton substitution, …).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Every quantity.
+    #[serde(flatten)]
+    pub quantities: QuantityMap,
+}
+
+/// One entry of `verdicts`: the bounds crate's verdict, or the reason it could not be computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VerdictEntry {
+    /// The theorem was evaluated.
+    Computed(Box<Verdict>),
+    /// It could not be: `{"theorem": "T5", "not_computed": "needs the Gram path (…)"}`.
+    NotComputed(String),
+}
+
+impl VerdictEntry {
+    /// The verdict, if computed.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        match self {
+            VerdictEntry::Computed(v) => Some(v),
+            VerdictEntry::NotComputed(_) => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct NotComputedRepr {
+    theorem: String,
+    not_computed: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EntryRepr {
+    NotComputed(NotComputedRepr),
+    Computed(Box<Verdict>),
+}
+
+/// The verdicts keyed `"T1"` … `"T10"`, serialized as a JSON object in theorem order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdicts(pub Vec<(String, VerdictEntry)>);
+
+impl Verdicts {
+    /// The entry of theorem `id`.
+    pub fn get(&self, id: &str) -> Option<&VerdictEntry> {
+        self.0.iter().find(|(k, _)| k == id).map(|(_, v)| v)
+    }
+
+    /// The verdict of theorem `id`, if computed.
+    pub fn verdict(&self, id: &str) -> Option<&Verdict> {
+        self.get(id).and_then(VerdictEntry::verdict)
+    }
+
+    /// Insert or replace, keeping theorem order.
+    pub fn set(&mut self, id: &str, entry: VerdictEntry) {
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| k == id) {
+            slot.1 = entry;
+        } else {
+            self.0.push((id.to_string(), entry));
+            self.0.sort_by_key(|(k, _)| theorem_rank(k));
+        }
+    }
+
+    /// Iterate in theorem order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &VerdictEntry)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+/// Position of a theorem id in [`THEOREMS`] (unknown ids last).
+pub fn theorem_rank(id: &str) -> usize {
+    THEOREMS
+        .iter()
+        .position(|t| *t == id)
+        .unwrap_or(THEOREMS.len())
+}
+
+impl Serialize for Verdicts {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            match v {
+                VerdictEntry::Computed(v) => m.serialize_entry(k, v)?,
+                VerdictEntry::NotComputed(reason) => m.serialize_entry(
+                    k,
+                    &NotComputedRepr {
+                        theorem: k.clone(),
+                        not_computed: reason.clone(),
+                    },
+                )?,
+            }
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Verdicts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw: BTreeMap<String, EntryRepr> = BTreeMap::deserialize(d)?;
+        let mut out = Vec::new();
+        for (k, v) in raw {
+            if theorem_rank(&k) == THEOREMS.len() {
+                return Err(D::Error::custom(format!(
+                    "unknown theorem id '{k}' (expected T1 … T10)"
+                )));
+            }
+            let entry = match v {
+                EntryRepr::NotComputed(n) => VerdictEntry::NotComputed(n.not_computed),
+                EntryRepr::Computed(v) => {
+                    if v.theorem != k {
+                        return Err(D::Error::custom(format!(
+                            "verdict under key '{k}' is for theorem '{}'",
+                            v.theorem
+                        )));
+                    }
+                    VerdictEntry::Computed(v)
+                }
+            };
+            out.push((k, entry));
+        }
+        out.sort_by_key(|(k, _)| theorem_rank(k));
+        Ok(Verdicts(out))
+    }
+}
+
+/// A certificate (schema [`CERTIFICATE_SCHEMA`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// Always [`CERTIFICATE_SCHEMA`].
+    pub schema: String,
+    /// What was certified.
+    pub inputs: CertificateInputs,
+    /// The hyper-parameters (η in both conventions, B, n, p, π, k, sampling, ε, seeds, version).
+    pub hyper: Hyper,
+    /// Every measured quantity.
+    pub measurements: Measurements,
+    /// One entry per theorem T1 … T10.
+    pub verdicts: Verdicts,
+    /// Overall status and the lists of open and assumed hypotheses.
+    pub summary: Summary,
+}
+
+impl Certificate {
+    /// Pretty JSON. Fails (internal error) if a measured number is not finite; infinite bounds
+    /// inside verdicts are written as `"+inf"`/`"-inf"` and NaN is never written.
+    pub fn to_json(&self) -> Result<String> {
+        check_quantities_finite(&self.measurements.quantities)?;
+        for (id, e) in self.verdicts.iter() {
+            if let Some(v) = e.verdict()
+                && !v.is_well_formed()
+            {
+                return Err(Error::Numerical(format!(
+                    "verdict {id} holds a NaN (a bug: every float must be finite or ±∞)"
+                )));
+            }
+        }
+        serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("JSON: {e}")))
+    }
+
+    /// Parse and validate a certificate; `file` names it in error messages (exit code 2 for
+    /// anything malformed).
+    pub fn from_json(text: &str, file: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::bad_input(file, "json", format!("not JSON: {e}")))?;
+        match value.get("schema").and_then(|s| s.as_str()) {
+            Some(CERTIFICATE_SCHEMA) => {}
+            Some(other) => {
+                return Err(Error::bad_input(
+                    file,
+                    "schema",
+                    format!("found '{other}', expected '{CERTIFICATE_SCHEMA}'"),
+                ));
+            }
+            None => {
+                return Err(Error::bad_input(
+                    file,
+                    "schema",
+                    format!("missing; expected '{CERTIFICATE_SCHEMA}'"),
+                ));
+            }
+        }
+        let cert: Certificate = serde_json::from_value(value)
+            .map_err(|e| Error::bad_input(file, "certificate", e.to_string()))?;
+        for (name, q) in &cert.measurements.quantities {
+            if !q.value.is_finite() || !q.tol.is_finite() || q.tol < 0.0 {
+                return Err(Error::bad_input(
+                    file,
+                    format!("measurements.{name}"),
+                    "value and tol must be finite numbers with tol >= 0",
+                ));
+            }
+        }
+        for (id, e) in cert.verdicts.iter() {
+            if let Some(v) = e.verdict()
+                && !v.is_well_formed()
+            {
+                return Err(Error::bad_input(
+                    file,
+                    format!("verdicts.{id}"),
+                    "a number is NaN or malformed",
+                ));
+            }
+        }
+        Ok(cert)
+    }
+}
+
+/// Every quantity's value and tol finite.
+pub fn check_quantities_finite(q: &QuantityMap) -> Result<()> {
+    for (name, q) in q {
+        if !q.value.is_finite() || !q.tol.is_finite() {
+            return Err(Error::Numerical(format!(
+                "quantity {name} is not finite (value {}, tol {})",
+                q.value, q.tol
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_serialize_in_theorem_order_and_round_trip() {
+        let mut v = Verdicts::default();
+        v.set("T10", VerdictEntry::NotComputed("needs --epsilon".into()));
+        v.set(
+            "T2",
+            VerdictEntry::Computed(Box::new(Verdict::new("T2", "x"))),
+        );
+        v.set("T1", VerdictEntry::NotComputed("r".into()));
+        let json = serde_json::to_string(&v).unwrap();
+        let t1 = json.find("\"T1\"").unwrap();
+        let t2 = json.find("\"T2\"").unwrap();
+        let t10 = json.find("\"T10\"").unwrap();
+        assert!(t1 < t2 && t2 < t10, "{json}");
+        assert!(json.contains("\"not_computed\":\"needs --epsilon\""));
+        let back: Verdicts = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        assert!(
+            serde_json::from_str::<Verdicts>(
+                "{\"T11\": {\"theorem\": \"T11\", \"not_computed\": \"x\"}}"
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,705 @@
+//! The measurement stage of `certify` (issue 4 pipeline steps 2–3): the per-sample engine and
+//! the first-order quantities, the exact Gram path when nC ≤ `--gram-limit` (else the operator
+//! path), the residual-honesty numbers, the T6(d) directional tests and, with ε, the T8–T10
+//! evidence. Every number enters the [`QuantityMap`] under a canonical name
+//! (`docs/measurements.md`) with its kind; the vectors the theorem layer needs go to
+//! [`Collected`].
+
+use nalgebra::DMatrix;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use flatcert_bounds::t6::{DirectionalResult, directional_test};
+use flatcert_bounds::{BatchModel, Sampling};
+
+use super::plan::Plan;
+use super::t5route;
+use super::theorems::Robust;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::measure::QuantityMap;
+use crate::measure::first_order::{first_layer_norms, first_order_quantities, moment_of_squares};
+use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram, gram_memory_bytes};
+use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
+use crate::measure::kmoment::{directional_values, per_sample_top};
+use crate::measure::lanczos::{
+    LanczosOptions, Target, gauss_newton_lambda_max, hessian_extreme, hessian_trace,
+};
+use crate::measure::lipschitz::{BallNorm, output_enclosure};
+use crate::measure::per_sample::{PerSampleOptions, PerSampleStats, per_sample_stats};
+use crate::measure::robustness::{RadiusSearch, RobustnessConfig, Task, certify_points, coverage};
+use crate::measure::stability::{
+    self, BracketOptions, gd_critical_lr, mean_square_rho, wme_quantities,
+};
+use crate::model::Mlp;
+use crate::quantity::{Quantity, gamma, round_down, round_up};
+
+/// Largest n·P for the smooth-activation Hessian diagnostics (λ_min(H), |tr H − tr G|).
+const HESSIAN_BUDGET: f64 = 1e8;
+/// Largest r(r+1)/2 for the λ_max(𝒬_r) diagnostic (a dense eigenproblem on Sym(r)).
+const RHO_DENSE_LIMIT: usize = 3000;
+
+/// Which curvature path was taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CurvaturePath {
+    /// The exact nC × nC Gram matrix (rigorous λ_max(G) bracket, T5, T6(d)).
+    Gram,
+    /// Lanczos on products only (λ_max(G) lower bound and estimate); the reason.
+    Operator(String),
+}
+
+/// Everything the measurement stage produced.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// Every quantity by canonical name.
+    pub quantities: QuantityMap,
+    /// Notes for the certificate.
+    pub notes: Vec<String>,
+    /// Per-sample statistics.
+    pub stats: PerSampleStats,
+    /// T6(d) directional results per even k (Gram path only).
+    pub directional: Vec<(u32, Vec<DirectionalResult>)>,
+    /// The curvature path.
+    pub path: CurvaturePath,
+    /// T8–T10 evidence (with ε).
+    pub robust: Option<Robust>,
+    /// Why T8–T10 are not computed, if so.
+    pub robust_reason: Option<String>,
+}
+
+fn measure_sampling(s: Sampling) -> stability::Sampling {
+    match s {
+        Sampling::WithoutReplacement => stability::Sampling::WithoutReplacement,
+        Sampling::WithReplacement => stability::Sampling::WithReplacement,
+    }
+}
+
+fn ex(v: f64, rel: f64) -> Quantity {
+    Quantity::exact(v, round_up(v.abs() * rel))
+}
+
+/// Run the measurement stage (plan validated, targets present).
+pub fn collect(
+    mlp: &Mlp,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    plan: &Plan,
+    eta: f64,
+    batch: &BatchModel,
+) -> Result<Collected> {
+    let c = mlp.output_dim();
+    let n = data.len();
+    let mut ks: Vec<u32> = plan.ks.clone();
+    ks.extend([1, 2]);
+    ks.sort_unstable();
+    ks.dedup();
+    let opts = PerSampleOptions {
+        block: 128,
+        ks: ks.clone(),
+        t1_points: 8,
+    };
+    let stats = per_sample_stats(mlp, data, &opts, &|_| {})?;
+    let norms = first_layer_norms(mlp)?;
+    let mut q = first_order_quantities(mlp, &stats, &norms, &ks);
+    let mut notes = Vec::new();
+    if !stats.kink_samples.is_empty() {
+        notes.push(format!(
+            "{} samples have a pre-activation at a ReLU kink (|z| < 1e-12·scale); their Jacobian \
+             is set-valued and σ′(0) = {} was used in T1–T7 (THEORY §3 Rules); T10 covers every σ′(0)",
+            stats.kink_samples.len(),
+            mlp.activation().derivative(0.0)
+        ));
+    }
+    extra_first_order(&mut q, mlp, data, &stats, &norms, &plan.ks);
+    // Residual honesty (THEORY T5 failure mode (i)).
+    let op = CurvatureOperator::new(mlp, data, OperatorOptions::default())?;
+    let max_abs = q.get("max_abs_residual").map_or(0.0, |r| r.value);
+    residual_quantities(&mut q, &op, &stats)?;
+    if max_abs > 0.0 {
+        notes.push(format!(
+            "The residual is not 0 (max|res_ic| = {max_abs:.3e}): every stability verdict (T4–T7) \
+             is made on the Gauss–Newton model G in place of H, and T7's interpolation hypothesis \
+             is assumed."
+        ));
+        if !mlp.activation().is_piecewise_linear() {
+            let np = n as f64 * mlp.num_params() as f64;
+            if np <= HESSIAN_BUDGET {
+                smooth_hessian(&mut q, &op, plan.seed)?;
+            } else {
+                notes.push(format!(
+                    "λ_min(H) and |tr H − tr G| were not estimated: n·P = {np:.2e} exceeds the \
+                     budget {HESSIAN_BUDGET:.0e} of the Hessian products."
+                ));
+            }
+        } else {
+            let m = hessian_trace(&op, 1, plan.seed)?;
+            q.extend(m);
+        }
+    }
+    // Curvature: the exact Gram path or the operator path.
+    let nc = n * c;
+    let mut directional = Vec::new();
+    let path = if nc <= plan.gram_limit {
+        let need = gram_memory_bytes(mlp, n);
+        if need > plan.memory_limit_bytes {
+            return Err(Error::invalid_argument(
+                "--gram-limit",
+                format!(
+                    "the exact Gram path for nC = {nc} needs about {:.2} GiB, more than the limit of \
+                     {:.2} GiB; lower --gram-limit below {nc} to use the operator path (T5 is then \
+                     not computed)",
+                    need as f64 / (1u64 << 30) as f64,
+                    plan.memory_limit_bytes as f64 / (1u64 << 30) as f64
+                ),
+            ));
+        }
+        let gopts = GramOptions {
+            block: 256,
+            tau: 1e-12,
+            memory_limit_bytes: plan.memory_limit_bytes,
+        };
+        let spec = gauss_newton_gram(mlp, data, &gopts)?;
+        gram_quantities(&mut q, &spec, eta, plan, batch)?;
+        for &k in &plan.ks {
+            let d = directional_tests(&spec, eta, batch, k)?;
+            if let Some((i, worst)) = d
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.value.value.total_cmp(&b.1.value.value))
+                .map(|(_, r)| (r.sample, r.value))
+            {
+                q.insert(
+                    format!("k_moment_directional_max_k{k}"),
+                    Quantity::exact(worst.value, worst.tol)
+                        .with_method("T6d exact (dynamic programme or closed form on z = 1 − ηx)")
+                        .with_note(format!(
+                            "max_i E[(1 − η v_iᵀH_ξv_i)^{k}] over the top eigenvectors v_i of the \
+                             H_i, at sample {i} (necessary for {k}-th moment stability: ≤ 1); \
+                             η = {eta}, B = {}",
+                            batch.batch
+                        )),
+                );
+                q.insert(
+                    format!("k_moment_directional_argmax_k{k}"),
+                    Quantity::exact(i as f64, 0.0).with_method("argmax"),
+                );
+            }
+            directional.push((k, d));
+        }
+        CurvaturePath::Gram
+    } else {
+        let lopts = LanczosOptions {
+            seed: plan.seed,
+            ..LanczosOptions::default()
+        };
+        let est = gauss_newton_lambda_max(&op, &lopts)?;
+        est.insert_into(&mut q, "gauss_newton_lambda_max", "lower");
+        let reason = format!(
+            "needs the exact Gram path (nC = {nc} > --gram-limit {}); the operator path gives only \
+             a Lanczos lower bound of λ_max(G)",
+            plan.gram_limit
+        );
+        notes.push(format!(
+            "Operator path: T5 is not computed ({reason}); the T6 per-sample bound is still exact \
+             from the λ_i; the T6(d) directional test is not computed."
+        ));
+        CurvaturePath::Operator(reason)
+    };
+    drop(op);
+    // T8–T10 (with ε).
+    let (robust, robust_reason) = match plan.epsilon {
+        None => (
+            None,
+            Some("needs --epsilon (T8–T10 are statements at a radius ε)".to_string()),
+        ),
+        Some(eps) => {
+            let r = robustness(mlp, data, test, plan, eps)?;
+            robustness_quantities(&mut q, &r, eps);
+            (Some(r), None)
+        }
+    };
+    Ok(Collected {
+        quantities: q,
+        notes,
+        stats,
+        directional,
+        path,
+        robust,
+        robust_reason,
+    })
+}
+
+/// The first-order quantities the theorems need beyond `flatcert measure`'s set
+/// (`docs/measurements.md`, "Quantities of `flatcert certify`"): T1's scalar residual and point
+/// count, input-norm statistics, N_q(W) row/column sums, tr G_W, the weighted input-gradient
+/// moments and maxima, and (1/n)Σ(tr H_i)². Public so that `flatcert measure` can emit them too,
+/// which lets `flatcert bound` evaluate T3 and T7 from a measurements document.
+pub fn extra_first_order(
+    q: &mut QuantityMap,
+    mlp: &Mlp,
+    data: &Dataset,
+    st: &PerSampleStats,
+    norms: &crate::measure::first_order::FirstLayerNorms,
+    ks: &[u32],
+) {
+    let n = st.len() as f64;
+    let rel = st.rel_tol;
+    let d = mlp.input_dim();
+    q.insert(
+        "identity_scalar_max_abs_residual".into(),
+        Quantity::exact(st.t1.max_scalar_residual, st.t1.expected_size).with_method(
+            "T1b: max |⟨x, ∇_x f_c⟩ − ⟨W, ∇_W f_c⟩_F| by forward mode (one JVP along x)",
+        ),
+    );
+    q.insert(
+        "identity_points_checked".into(),
+        Quantity::exact(st.t1.points as f64, 0.0)
+            .with_method("points at which T1a was checked by forward mode"),
+    );
+    let xtol = gamma(d + 2);
+    let mean_x = st.x_norm.iter().sum::<f64>() / n;
+    q.insert(
+        "input_norm_mean".into(),
+        ex(mean_x, xtol + gamma(st.len() + 1)).with_method("(1/n) Σ_i ‖x_i‖₂"),
+    );
+    q.insert(
+        "first_layer_max_row_sum".into(),
+        ex(norms.max_row_sum, gamma(d + 1)).with_method("max_j Σ_k |W_jk| (T2c, T7e)"),
+    );
+    q.insert(
+        "first_layer_max_col_sum".into(),
+        ex(norms.max_col_sum, gamma(mlp.first_layer().fan_out() + 1))
+            .with_method("max_k Σ_j |W_jk| (T2c, T7e)"),
+    );
+    let tr_gw = st.first_layer_sq.iter().sum::<f64>() / n;
+    q.insert(
+        "first_layer_gauss_newton_trace".into(),
+        ex(tr_gw, rel + gamma(st.len() + 1)).with_method("tr G_W = (1/n) Σ_i ‖J_W(x_i)‖_F² (T3)"),
+    );
+    let weighted: Vec<f64> = (0..st.len())
+        .map(|i| st.input_sq[i] * st.x_norm[i] * st.x_norm[i])
+        .collect();
+    let wrel = rel + 2.0 * xtol;
+    q.insert(
+        "input_grad_weighted_mean_sq".into(),
+        ex(weighted.iter().sum::<f64>() / n, wrel + gamma(st.len() + 1))
+            .with_method("(1/n) Σ_i ‖J_x(x_i)‖_F² ‖x_i‖² (T3, T7d)"),
+    );
+    let (mut smax, mut wmax) = (0.0f64, 0.0f64);
+    for (i, w) in weighted.iter().enumerate() {
+        smax = smax.max(st.input_spectral_sq[i]);
+        wmax = wmax.max(*w);
+    }
+    q.insert(
+        "input_grad_spectral_max".into(),
+        ex(smax.sqrt(), rel).with_method("max_i ‖J_x(x_i)‖₂ (T7b)"),
+    );
+    q.insert(
+        "input_grad_weighted_max".into(),
+        ex(wmax.sqrt(), wrel).with_method("max_i ‖J_x(x_i)‖_F ‖x_i‖ (T7a)"),
+    );
+    let mut kk: Vec<u32> = ks.to_vec();
+    kk.push(2);
+    kk.sort_unstable();
+    kk.dedup();
+    for &k in &kk {
+        q.insert(
+            format!("input_grad_weighted_moment_k{k}"),
+            ex(moment_of_squares(&weighted, k), wrel + gamma(st.len() + 2)).with_method(format!(
+                "((1/n) Σ_i (‖J_x(x_i)‖_F ‖x_i‖)^{})^(1/{}) (T7c)",
+                2 * k,
+                2 * k
+            )),
+        );
+        let q2k = 2 * k as i32;
+        let min_lq = (0..st.len())
+            .map(|i| {
+                let s: f64 = data.x_row(i).iter().map(|v| v.abs().powi(q2k)).sum();
+                s.powf(1.0 / f64::from(q2k))
+            })
+            .fold(f64::INFINITY, f64::min);
+        q.insert(
+            format!("input_lq_norm_min_k{k}"),
+            ex(min_lq, gamma(d + 4)).with_method(format!("min_i ‖x_i‖_{} (T7e)", 2 * k)),
+        );
+    }
+    let tr2 = st.param_sq.iter().map(|t| t * t).sum::<f64>() / n;
+    q.insert(
+        "per_sample_trace_sq_mean".into(),
+        ex(tr2, 2.0 * rel + gamma(st.len() + 2))
+            .with_method("(1/n) Σ_i (tr H_i)² = (1/n) Σ_i ‖J_θ(x_i)‖_F⁴ (T5g, T7d)"),
+    );
+}
+
+/// ‖∇ℒ‖, max_i ‖res_i‖ (THEORY T5 failure mode (i)).
+fn residual_quantities(
+    q: &mut QuantityMap,
+    op: &CurvatureOperator<'_>,
+    st: &PerSampleStats,
+) -> Result<()> {
+    let c = st.outputs;
+    if let Some(res) = &st.residual {
+        let max_norm = res
+            .chunks(c.max(1))
+            .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+            .fold(0.0f64, f64::max);
+        q.insert(
+            "max_residual_norm".into(),
+            ex(max_norm, st.rel_tol + gamma(c + 2)).with_method("max_i ‖f(x_i) − y_i‖₂"),
+        );
+        let g = op.loss_gradient()?.norm();
+        q.insert(
+            "loss_gradient_norm".into(),
+            ex(g, gamma(op.rounding_depth() + op.len()))
+                .with_method("‖∇ℒ‖ = ‖(1/n) Σ_i J_iᵀ res_i‖ (one VJP with the residuals)"),
+        );
+    }
+    Ok(())
+}
+
+/// λ_min(H) by Lanczos on R-op products and |tr H − tr G| by Hutchinson (smooth σ, residual ≠ 0).
+fn smooth_hessian(q: &mut QuantityMap, op: &CurvatureOperator<'_>, seed: u64) -> Result<()> {
+    let lopts = LanczosOptions {
+        target: Target::Smallest,
+        tol: 1e-6,
+        max_iter: 100,
+        seed,
+        rounding_depth: 0,
+    };
+    let est = hessian_extreme(op, Target::Smallest, &lopts)?;
+    est.insert_into(q, "hessian_lambda_min", "upper");
+    q.extend(hessian_trace(op, 16, seed)?);
+    Ok(())
+}
+
+/// The Gram-path quantities: λ_max(G) bracket, spectrum facts, T4 (η_GD*), T5 (the certified
+/// λ_max(𝒟̃) bracket at B, η* and the margin) and the T5 diagnostics.
+fn gram_quantities(
+    q: &mut QuantityMap,
+    spec: &GramSpectrum,
+    eta: f64,
+    plan: &Plan,
+    batch: &BatchModel,
+) -> Result<()> {
+    let mut gq = spec.quantities(3);
+    gq.remove("gauss_newton_trace"); // the per-sample engine's value is kept
+    q.extend(gq);
+    q.insert(
+        "gauss_newton_tau".into(),
+        Quantity::exact(spec.tau, 0.0).with_method("rank threshold τ relative to λ_max(K)"),
+    );
+    let s = measure_sampling(plan.sampling);
+    let bopts = BracketOptions {
+        max_steps: plan.t5_steps,
+        rel_tol: 1e-3,
+        dense_limit: 1000,
+        ..BracketOptions::default()
+    };
+    let p = batch.p();
+    let (model, crit) = t5route::critical_lr(spec, eta, batch.batch, s, p, plan.t5_rank, &bopts)?;
+    q.extend(gd_critical_lr(&model, Some(eta)));
+    q.insert(
+        "per_sample_fro_sq_mean".into(),
+        Quantity::exact(
+            model.mean_sq_frobenius,
+            round_up(gamma(model.n * model.outputs + 4) * model.mean_sq_frobenius),
+        )
+        .with_method("(1/n) Σ_i ‖H_i‖_F², ‖H_i‖_F = ‖n·K_(i),(i)‖_F (T5g)"),
+    );
+    q.extend(crit.quantities(Some(eta)));
+    let kept = model.rank();
+    let ctx = format!(
+        "B = {}, {}, p = {:.6}, {kept} of {} eigenpairs of K kept",
+        batch.batch,
+        s.name(),
+        crit.p,
+        spec.rank
+    );
+    q.insert(
+        "mean_square_rank".into(),
+        Quantity::exact(kept as f64, 0.0).with_note(format!(
+            "eigenpairs of K kept for T5 (of {} above τ = {:e}); the rest enter the proven T5(f) \
+             truncation allowance",
+            spec.rank, spec.tau
+        )),
+    );
+    q.insert(
+        "mean_square_tau".into(),
+        Quantity::exact(model.tau, 0.0).with_note("relative threshold of the kept eigenvalues"),
+    );
+    let kept_mass: f64 = model.lambda.iter().sum();
+    let disc = spec.values.iter().map(|v| v.max(0.0)).sum::<f64>() - kept_mass;
+    q.insert(
+        "mean_square_discarded_mass".into(),
+        Quantity::exact(disc.max(0.0), spec.rounding_phi())
+            .with_note("sum of the eigenvalues of K not kept for T5"),
+    );
+    if let Some(&lmin) = model.lambda.last() {
+        q.insert(
+            "mean_square_lambda_min_kept".into(),
+            Quantity::exact(lmin, spec.rounding_phi())
+                .with_note("smallest eigenvalue of K kept for T5, λ_min(K_r) (T5e)"),
+        );
+    }
+    match &crit.bracket {
+        Some(b) => {
+            q.insert(
+                "mean_square_dtilde_lambda_max".into(),
+                Quantity::upper(b.upper, round_up(b.truncation_allowance + b.phi_allowance))
+                    .with_method(
+                        "dtilde cone/dense bracket + truncation and rounding-of-K allowances",
+                    )
+                    .with_note(format!(
+                        "certified upper bound of λ_max(𝒟̃) (T5f, h); {ctx}; {} cone steps",
+                        b.steps
+                    )),
+            );
+            q.insert(
+                "mean_square_dtilde_lambda_max_lower".into(),
+                Quantity::lower(b.lower, b.phi_allowance)
+                    .with_method(
+                        "dtilde Rayleigh quotient minus rounding and rounding-of-K allowance",
+                    )
+                    .with_note(format!("certified lower bound of λ_max(𝒟̃) (T5h); {ctx}")),
+            );
+        }
+        None => {
+            // r = 0: G = 0, η* = +∞.
+            q.insert(
+                "mean_square_dtilde_lambda_max".into(),
+                Quantity::upper(0.0, 0.0).with_note(format!("G = 0 (r = 0): λ_max(𝒟̃) = 0; {ctx}")),
+            );
+            q.insert(
+                "mean_square_dtilde_lambda_max_lower".into(),
+                Quantity::lower(0.0, 0.0).with_note(format!("G = 0 (r = 0); {ctx}")),
+            );
+        }
+    }
+    q.insert(
+        "mean_square_batch".into(),
+        Quantity::exact(batch.batch as f64, 0.0)
+            .with_note("the batch size B of the λ_max(𝒟̃) bracket"),
+    );
+    q.insert(
+        "mean_square_with_replacement".into(),
+        Quantity::exact(
+            f64::from(u8::from(plan.sampling == Sampling::WithReplacement)),
+            0.0,
+        )
+        .with_note("1 if the λ_max(𝒟̃) bracket is for sampling with replacement (model S′), else 0"),
+    );
+    if model.rank() > 0 {
+        let r = model.rank();
+        if r * (r + 1) / 2 <= RHO_DENSE_LIMIT {
+            q.insert(
+                "mean_square_rho".into(),
+                mean_square_rho(&model, eta, crit.p, &bopts)?,
+            );
+        }
+        q.extend(wme_quantities(&model, eta, crit.p)?);
+    }
+    Ok(())
+}
+
+/// T6(d): for every sample i, the exact E_ξ[(1 − η v_iᵀH_ξv_i)^k] at the top eigenvector v_i of
+/// H_i, from the blocks of K (kmoment) and the bounds crate's DP/closed forms (with tol).
+fn directional_tests(
+    spec: &GramSpectrum,
+    eta: f64,
+    batch: &BatchModel,
+    k: u32,
+) -> Result<Vec<DirectionalResult>> {
+    let top = per_sample_top(spec)?;
+    (0..spec.n)
+        .map(|i| {
+            let x = directional_values(spec, &top, i);
+            let value = directional_test(&x, eta, batch.batch, k, batch.sampling)
+                .map_err(|e| Error::Internal(format!("T6(d) directional test: {e}")))?;
+            Ok(DirectionalResult { sample: i, value })
+        })
+        .collect()
+}
+
+/// True when every target row is one-hot (one entry 1, the others 0) and C ≥ 2.
+pub fn targets_are_one_hot(data: &Dataset) -> bool {
+    let Some(c) = data.outputs() else {
+        return false;
+    };
+    c >= 2
+        && (0..data.len()).all(|i| {
+            data.y_row(i).is_some_and(|r| {
+                r.iter().filter(|v| **v == 1.0).count() == 1
+                    && r.iter().all(|v| *v == 0.0 || *v == 1.0)
+            })
+        })
+}
+
+/// ‖A‖₂ of a small matrix (C × d): √λ_max(AAᵀ) or √λ_max(AᵀA), whichever is smaller.
+fn spectral_norm_small(a: &DMatrix<f64>) -> f64 {
+    let g = if a.nrows() <= a.ncols() {
+        a * a.transpose()
+    } else {
+        a.transpose() * a
+    };
+    g.symmetric_eigenvalues()
+        .iter()
+        .fold(0.0f64, |m, v| m.max(*v))
+        .sqrt()
+}
+
+/// A uniform random point of the ℓ2 ball B(x0, ε).
+fn ball_point(rng: &mut ChaCha8Rng, x0: &[f64], eps: f64) -> Vec<f64> {
+    let d = x0.len();
+    let g: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
+    let norm = g
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    let u: f64 = rng.random::<f64>();
+    let r = eps * u.powf(1.0 / d as f64);
+    x0.iter().zip(&g).map(|(x, gi)| x + r * gi / norm).collect()
+}
+
+fn forward_point(mlp: &Mlp, x: &[f64]) -> Vec<f64> {
+    let xv = DMatrix::from_column_slice(x.len(), 1, x);
+    mlp.forward(xv.as_view()).as_slice().to_vec()
+}
+
+/// T8–T10 evidence at radius ε: T10 at every training point, the T9 per-point data (rigorous
+/// output enclosures for the gaps), T10 confronted with samples at the point with the largest
+/// L_i(ε), and the held-out coverage.
+fn robustness(
+    mlp: &Mlp,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    plan: &Plan,
+    eps: f64,
+) -> Result<Robust> {
+    let classification = targets_are_one_hot(data);
+    let task = if classification {
+        Some(Task::Classification)
+    } else {
+        plan.tau.map(|tau| Task::Regression { tau })
+    };
+    let mut cfg = RobustnessConfig::new(
+        eps,
+        BallNorm::L2,
+        task.unwrap_or(Task::Regression { tau: 0.0 }),
+    );
+    if plan.radius_steps > 0 {
+        cfg.radius = Some(RadiusSearch {
+            eps_max: 4.0 * eps,
+            steps: plan.radius_steps,
+        });
+    }
+    let certs = certify_points(mlp, data, &cfg)?;
+    let mut gaps = Vec::new();
+    if classification {
+        for (i, p) in certs.points.iter().enumerate() {
+            let out = output_enclosure(mlp, data.x_row(i), 0.0, BallNorm::L2)?;
+            let y = p.label.unwrap_or(0);
+            gaps.push(
+                (0..out.lo.len())
+                    .map(|c| round_down(out.lo[y] - out.hi[c]))
+                    .collect(),
+            );
+        }
+    }
+    let t10_index = certs
+        .points
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.lipschitz.lip.value.total_cmp(&b.1.lipschitz.lip.value))
+        .map_or(0, |(i, _)| i);
+    let x0 = data.x_row(t10_index);
+    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+    let mut pts = vec![x0.to_vec()];
+    for _ in 0..plan.t10_samples {
+        pts.push(ball_point(&mut rng, x0, eps));
+    }
+    let t10_jacobians: Vec<f64> = pts
+        .iter()
+        .map(|x| spectral_norm_small(&mlp.input_jacobian_forward(x)))
+        .collect();
+    let outs: Vec<Vec<f64>> = pts.iter().map(|x| forward_point(mlp, x)).collect();
+    let mut t10_slopes = Vec::new();
+    for j in 1..pts.len() {
+        let (a, b) = (j - 1, j);
+        let dx = pts[a]
+            .iter()
+            .zip(&pts[b])
+            .map(|(u, v)| (u - v) * (u - v))
+            .sum::<f64>()
+            .sqrt();
+        if dx > 0.0 {
+            let df = outs[a]
+                .iter()
+                .zip(&outs[b])
+                .map(|(u, v)| (u - v) * (u - v))
+                .sum::<f64>()
+                .sqrt();
+            t10_slopes.push(df / dx);
+        }
+    }
+    let coverage = match test {
+        Some(t) => {
+            let cv = coverage(data, t, eps)?;
+            let mut d = cv
+                .nearest_label_distances
+                .clone()
+                .unwrap_or_else(|| cv.nearest_distances.clone());
+            d.sort_by(f64::total_cmp);
+            let frac = cv
+                .fraction_within_eps_same_label
+                .as_ref()
+                .unwrap_or(&cv.fraction_within_eps)
+                .value;
+            Some(flatcert_bounds::t8::Coverage {
+                test_points: t.len(),
+                fraction_within: frac,
+                median_distance: d.get(d.len() / 2).copied().filter(|v| v.is_finite()),
+                max_distance: d.last().copied().filter(|v| v.is_finite()),
+            })
+        }
+        None => None,
+    };
+    Ok(Robust {
+        certs,
+        task,
+        gaps,
+        t10_index,
+        t10_jacobians,
+        t10_slopes,
+        coverage,
+    })
+}
+
+/// Summary quantities of the robustness stage (the full per-point data is in T8–T10).
+fn robustness_quantities(q: &mut QuantityMap, r: &Robust, eps: f64) {
+    let s = r.certs.summary();
+    q.insert(
+        "lipschitz_max".into(),
+        s.lipschitz_max
+            .clone()
+            .with_note(format!("max_i L_i(ε), ε = {eps} (T10, ℓ2 ball)")),
+    );
+    q.insert(
+        "lipschitz_mean".into(),
+        s.lipschitz_mean
+            .clone()
+            .with_note(format!("mean_i L_i(ε), ε = {eps} (T10, ℓ2 ball)")),
+    );
+    if let Some(c) = &r.coverage {
+        q.insert(
+            "coverage_fraction".into(),
+            Quantity::exact(c.fraction_within, 0.0).with_note(format!(
+                "fraction of the {} held-out points within ε = {eps} of a training point (same \
+                 class when labelled) (T8 D_ε)",
+                c.test_points
+            )),
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Certification (THEORY.md §3, issue 4): measure a checkpoint on its training data, build every
+//! theorem's typed input from the measured numbers with their kinds, run T1 … T10 through the
+//! `flatcert-bounds` crate, and issue a certificate (schema `flatcert.certificate/v1`,
+//! `docs/certificate.md`). One module per job:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`plan`] | validated hyper-parameters (η in the theory convention, B, sampling, k, ε, τ) |
+//! | [`collect`] | the measurement stage (per-sample engine, Gram or operator path, residual, T8–T10 evidence) |
+//! | [`t5route`] | the T5 bracket within a rank budget (proven truncation allowance) |
+//! | [`theorems`] | measured numbers → bounds-crate inputs → verdicts T1 … T10 |
+//! | [`summary`] | overall status and the lists of open / assumed hypotheses |
+//! | [`certificate`] | the document and its JSON (every float finite; ±∞ as `"+inf"`/`"-inf"`) |
+//! | [`inputs`] | reloading the recorded files (and the bundled example's held-out split) |
+//! | [`pipeline`] | [`run`]: plan → certificate |
+//! | [`bound`] | the bound calculator: verdicts from a measurements document |
+//! | [`verify`] | recompute a certificate from its files and recheck its arithmetic |
+
+pub mod bound;
+pub mod certificate;
+pub mod collect;
+pub mod inputs;
+pub mod pipeline;
+pub mod plan;
+pub mod summary;
+pub mod t5route;
+pub mod theorems;
+pub mod verify;
+
+pub use certificate::{CERTIFICATE_SCHEMA, Certificate, VerdictEntry, Verdicts};
+pub use pipeline::run;
+pub use plan::{Hyper, LrConventionName, Plan, Provenance};
+pub use summary::Summary;

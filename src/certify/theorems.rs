@@ -1,0 +1,1027 @@
+//! Measured numbers → typed inputs of the bounds crate → verdicts T1 … T10.
+//!
+//! T1, T3, T4, T5 and T7 are built **only from the quantity map**, so that the bound calculator
+//! (`flatcert bound`, which reads the same map from a file) reproduces `certify` exactly. T6
+//! uses the per-sample λ_i and the directional tests when the pipeline has them (else the
+//! documented maxima); T2 needs per-sample norms and T8–T10 the network itself, so they are
+//! computed only by `certify` ([`Extras`]).
+//!
+//! Kinds (THEORY §3): every quantity keeps its kind (`exact` with its tol, `upper`, `lower`,
+//! `estimate`); two-sided brackets (λ_max(G), λ_max(𝒟̃)) become `interval`s from their upper and
+//! lower quantities; ‖W‖₂ enters only through its rigorous upper bound.
+
+use flatcert_bounds::t6::DirectionalResult;
+use flatcert_bounds::t8::{Coverage, T8Input, T8Point, T8Theory};
+use flatcert_bounds::t9::{MarkovInput, PairGap, T9Input, T9Point};
+use flatcert_bounds::t10::{Ball, T10Input};
+use flatcert_bounds::{
+    BatchModel, BoundsError, Check, Sampling, Status, Value, Verdict, t1, t2, t3, t4, t5, t6, t7,
+    t8, t9, t10,
+};
+
+use super::certificate::{VerdictEntry, Verdicts};
+use crate::measure::QuantityMap;
+use crate::measure::per_sample::PerSampleStats;
+use crate::measure::robustness::{PointCertificates, Task};
+use crate::model::Activation;
+use crate::quantity::{Kind, Quantity, UNIT_ROUNDOFF};
+
+/// What every theorem needs besides the measurements.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// η (theory convention).
+    pub eta: f64,
+    /// (n, B, sampling).
+    pub batch: BatchModel,
+    /// Number of outputs C.
+    pub outputs: usize,
+    /// Even moment orders k.
+    pub ks: Vec<u32>,
+    /// The activation (libm hypothesis, piecewise linearity).
+    pub activation: Activation,
+    /// Robustness radius ε, if any.
+    pub epsilon: Option<f64>,
+    /// Label radius ε_y.
+    pub epsilon_y: f64,
+    /// Regression threshold τ, if any.
+    pub tau: Option<f64>,
+    /// True inside `certify`: η-dependent diagnostics in the map belong to this η.
+    pub same_run: bool,
+    /// Why T5 cannot be computed even if asked (the operator path), if so.
+    pub t5_reason: Option<String>,
+    /// Why T8–T10 are not computed (e.g. "needs --epsilon"), if so.
+    pub robust_reason: Option<String>,
+}
+
+/// T8–T10 evidence computed on the network (certify only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Robust {
+    /// T10 at every training point and the T9 per-point data.
+    pub certs: PointCertificates,
+    /// Whether T9 applies: classification, regression with τ, or not (regression without τ).
+    pub task: Option<Task>,
+    /// Classification: per point, per class c, a rigorous lower bound of f_y(x_i) − f_c(x_i)
+    /// (entry y unused).
+    pub gaps: Vec<Vec<f64>>,
+    /// The training point with the largest L_i(ε), where T10 is confronted with samples.
+    pub t10_index: usize,
+    /// ‖J_x(x)‖₂ at random points of its ball (and at the centre).
+    pub t10_jacobians: Vec<f64>,
+    /// ‖f(x) − f(x′)‖/‖x − x′‖ at random pairs of its ball.
+    pub t10_slopes: Vec<f64>,
+    /// Held-out coverage of (D_ε), if test data were given.
+    pub coverage: Option<Coverage>,
+}
+
+/// What only the pipeline has (per-sample vectors, directional tests, robustness).
+#[derive(Debug, Clone, Copy)]
+pub struct Extras<'a> {
+    /// Per-sample statistics.
+    pub stats: &'a PerSampleStats,
+    /// T6(d) directional test values per even k (empty without the Gram path).
+    pub directional: &'a [(u32, Vec<DirectionalResult>)],
+    /// T8–T10 evidence, if ε was given.
+    pub robust: Option<&'a Robust>,
+}
+
+/// Why a theorem could not be built.
+#[derive(Debug, Clone)]
+pub enum Fail {
+    /// A quantity (or other input) is missing: becomes a `not_computed` entry.
+    Missing(String),
+    /// The bounds crate rejected the numbers.
+    Bounds(BoundsError),
+}
+
+impl From<BoundsError> for Fail {
+    fn from(e: BoundsError) -> Self {
+        Fail::Bounds(e)
+    }
+}
+
+type R<T> = std::result::Result<T, Fail>;
+
+fn missing<T>(what: impl Into<String>) -> R<T> {
+    Err(Fail::Missing(what.into()))
+}
+
+/// A [`Quantity`] as a bounds-crate [`Value`] of the same kind.
+pub fn to_value(q: &Quantity) -> Value {
+    match q.kind {
+        Kind::Exact => Value::exact(q.value, q.tol),
+        Kind::Upper => Value::upper_bound(q.value, q.tol),
+        Kind::Lower => Value::lower_bound(q.value, q.tol),
+        Kind::Estimate => Value::estimate(q.value, q.tol),
+    }
+}
+
+/// Read access to the quantity map with "missing <name>" failures.
+struct Q<'a>(&'a QuantityMap);
+
+impl Q<'_> {
+    fn q(&self, name: &str) -> R<&Quantity> {
+        match self.0.get(name) {
+            Some(q) => Ok(q),
+            None => missing(format!("missing {name}")),
+        }
+    }
+    fn val(&self, name: &str) -> R<Value> {
+        self.q(name).map(to_value)
+    }
+    fn opt(&self, name: &str) -> Option<Value> {
+        self.0.get(name).map(to_value)
+    }
+    fn num(&self, name: &str) -> Option<f64> {
+        self.0.get(name).map(|q| q.value)
+    }
+    /// The rigorous upper bound named `name` (kind upper or exact), as an upper-bound value.
+    fn upper(&self, name: &str) -> R<Value> {
+        let q = self.q(name)?;
+        match q.kind {
+            Kind::Upper | Kind::Exact => Ok(to_value(q).only_upper()),
+            _ => missing(format!("{name} is not an upper bound (kind {:?})", q.kind)),
+        }
+    }
+    /// A bracket from an upper-kind quantity and a lower-kind quantity (either may be absent).
+    fn bracket(&self, upper: &str, lower: &str) -> Option<Value> {
+        let up = self.0.get(upper).filter(|q| q.kind == Kind::Upper);
+        let lo = self.0.get(lower).filter(|q| q.kind == Kind::Lower);
+        match (lo, up) {
+            (Some(l), Some(u)) if l.value <= u.value => Some(Value::interval(l.value, u.value)),
+            (Some(l), Some(u)) => Some(Value::interval(u.value, l.value)),
+            (Some(l), None) => Some(Value::lower_bound(l.value, l.tol)),
+            (None, Some(u)) => Some(Value::upper_bound(u.value, u.tol)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Evaluate T1 … T10. Missing inputs become `not_computed` entries; a bounds-crate error is
+/// returned with the theorem id (a bug in `certify`, a bad document in `bound`).
+pub fn evaluate(
+    ctx: &Context,
+    quantities: &QuantityMap,
+    extras: Option<&Extras<'_>>,
+) -> std::result::Result<Verdicts, (String, BoundsError)> {
+    let q = Q(quantities);
+    let mut out = Verdicts::default();
+    let mut put = |id: &str, r: R<Verdict>| -> std::result::Result<(), (String, BoundsError)> {
+        let entry = match r {
+            Ok(v) => VerdictEntry::Computed(Box::new(v)),
+            Err(Fail::Missing(m)) => VerdictEntry::NotComputed(m),
+            Err(Fail::Bounds(e)) => return Err((id.to_string(), e)),
+        };
+        out.set(id, entry);
+        Ok(())
+    };
+    put("T1", build_t1(ctx, &q))?;
+    put("T2", build_t2(&q, extras))?;
+    put("T3", build_t3(ctx, &q))?;
+    put("T4", build_t4(ctx, &q))?;
+    let t5 = build_t5(ctx, &q);
+    let stability = t5.as_ref().ok().and_then(|v| v.check("stability").cloned());
+    put("T5", t5)?;
+    put("T6", build_t6(ctx, &q, extras, stability.as_ref()))?;
+    put("T7", build_t7(ctx, &q, stability.as_ref()))?;
+    let robust = robust_or_reason(ctx, extras);
+    put(
+        "T8",
+        robust.clone().and_then(|r| build_t8(ctx, &q, r, extras)),
+    )?;
+    put("T9", robust.clone().and_then(|r| build_t9(ctx, r)))?;
+    put("T10", robust.and_then(|r| build_t10(ctx, r)))?;
+    Ok(out)
+}
+
+fn robust_or_reason<'a>(ctx: &Context, extras: Option<&Extras<'a>>) -> R<&'a Robust> {
+    if let Some(r) = ctx.robust_reason.as_ref() {
+        return missing(r.clone());
+    }
+    match extras.and_then(|e| e.robust) {
+        Some(r) => Ok(r),
+        None if ctx.epsilon.is_none() => {
+            missing("needs --epsilon (T8–T10 are robustness statements at a radius ε)")
+        }
+        None => missing(
+            "needs the network: certified Lipschitz bounds (T10) are computed by `flatcert certify`, not from a measurements document",
+        ),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// T1 — T3: first-layer identities.
+// ------------------------------------------------------------------------------------------
+
+/// T1 from `identity_max_abs_residual` (tol = the expected size 10u‖W‖‖δ‖‖x‖),
+/// `identity_scalar_max_abs_residual` and `identity_points_checked`.
+fn build_t1(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let r = q.q("identity_max_abs_residual")?;
+    let independent = r.method.as_deref().is_some_and(|m| m.contains("forward"));
+    let points = q.num("identity_points_checked").unwrap_or(0.0);
+    let input = t1::T1Input {
+        max_residual_matrix: r.value,
+        max_residual_scalar: q.num("identity_scalar_max_abs_residual"),
+        scale: r.tol / (10.0 * UNIT_ROUNDOFF),
+        points_checked: points as usize,
+        points_total: ctx.batch.n,
+        independent_path: true,
+    };
+    let mut v = t1::check(&input)?;
+    if !independent {
+        for c in v
+            .hypotheses
+            .iter_mut()
+            .filter(|c| c.name == "independent_path")
+        {
+            *c = Check::assumed(
+                "independent_path",
+                "assumed: ∇_x f_c was obtained independently of Wᵀδ_c (the document does not say \
+                 how identity_max_abs_residual was computed)",
+                None,
+            );
+        }
+    }
+    Ok(v)
+}
+
+/// T2 on the per-sample norms (certify only): the tightest sample against ‖W‖₂ (upper).
+fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
+    let Some(e) = extras else {
+        return missing(
+            "missing per-sample norms ‖J_x(x_i)‖_F, ‖J_W(x_i)‖_F, ‖x_i‖ (a measurements document \
+             holds only their maxima; run flatcert certify)",
+        );
+    };
+    let st = e.stats;
+    let samples = (0..st.len())
+        .map(|i| t2::T2Sample {
+            jx_fro: st.input_sq[i].sqrt(),
+            x_norm: st.x_norm[i],
+            jw_fro: st.first_layer_sq[i].sqrt(),
+            jx_spec: None,
+            jw_spec: None,
+        })
+        .collect();
+    let input = t2::T2Input {
+        w_spectral: q.upper("first_layer_spectral_norm")?,
+        s_min: None,
+        samples,
+        rel_tol: st.rel_tol,
+        entrywise: None,
+    };
+    let mut v = t2::check(&input)?;
+    v.notes.push(
+        "Checked: the upper inequality T2a at every sample (the tightest one decides). Not \
+         checked: the lower inequality (s_min(W) is not measured), the spectral form T2b and the \
+         entrywise form T2c."
+            .into(),
+    );
+    Ok(v)
+}
+
+/// T3 from `input_grad_weighted_mean_sq`, ‖W‖₂, `first_layer_gauss_newton_trace`,
+/// `gauss_newton_trace`, `input_norm_min` and (if measured) `hessian_gn_trace_difference`.
+fn build_t3(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let input = t3::T3Input {
+        weighted_mean: q.val("input_grad_weighted_mean_sq")?,
+        w_spectral: q.upper("first_layer_spectral_norm")?,
+        tr_gw: q.val("first_layer_gauss_newton_trace")?,
+        tr_g: q.val("gauss_newton_trace")?,
+        min_x_norm: q.opt("input_norm_min"),
+        flatness: Some(t3::T3Flatness {
+            eta: ctx.eta,
+            batch: ctx.batch,
+            outputs: ctx.outputs,
+        }),
+        trace_gap: q.opt("hessian_gn_trace_difference"),
+    };
+    Ok(t3::check(&input)?)
+}
+
+// ------------------------------------------------------------------------------------------
+// T4 — T5: stability.
+// ------------------------------------------------------------------------------------------
+
+/// The residual numbers, whether G replaced H, and the matching assumed hypothesis (THEORY T5
+/// failure mode (i): every stability verdict with a residual is about the Gauss–Newton model).
+fn residual_info(q: &Q<'_>) -> (t4::ModelInfo, Option<Check>) {
+    let max_abs = q.num("max_abs_residual");
+    let gauss_newton = max_abs.is_none_or(|r| r > 0.0);
+    let info = t4::ModelInfo {
+        gauss_newton,
+        grad_norm: q.num("loss_gradient_norm"),
+        max_residual: q.num("max_residual_norm"),
+        sqrt_two_loss: q.num("train_loss").map(|l| (2.0 * l.max(0.0)).sqrt()),
+    };
+    let check = gauss_newton.then(|| {
+        let statement = match max_abs {
+            Some(r) => format!(
+                "assumed: H is replaced by the Gauss–Newton matrix G (Gauss–Newton model): the \
+                 residual is not 0 (max|res_ic| = {r:.3e}, ‖∇ℒ‖ = {}), so H = G + \
+                 (1/n)Σ res_ic∇²f_c is not certified by G",
+                q.num("loss_gradient_norm")
+                    .map_or("not measured".to_string(), |g| format!("{g:.3e}"))
+            ),
+            None => "assumed: H is replaced by the Gauss–Newton matrix G (Gauss–Newton model): \
+                     the residual is unknown (no targets)"
+                .to_string(),
+        };
+        Check::assumed("gauss_newton_model", statement, max_abs)
+    });
+    (info, check)
+}
+
+/// T4 from the λ_max(G) bracket (`gauss_newton_lambda_max` upper, `…_lower` lower; the operator
+/// path has only the lower side), plus the residual numbers and, for smooth σ with a residual,
+/// the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`).
+fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let Some(lambda_max) = q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower")
+    else {
+        return missing(
+            "missing gauss_newton_lambda_max / gauss_newton_lambda_max_lower (λ_max(G) needs the \
+             Gram or the operator path; run flatcert certify)",
+        );
+    };
+    let (model, assumed) = residual_info(q);
+    let input = t4::T4Input {
+        eta: ctx.eta,
+        lambda_max,
+        lambda_min: q
+            .0
+            .get("hessian_lambda_min_upper")
+            .filter(|x| x.kind == Kind::Upper)
+            .map(to_value),
+        model,
+    };
+    let mut v = t4::check(&input)?;
+    // A Lanczos θ_min is an upper bound of λ_min(H): it can refute "H ⪰ 0" but never certify it,
+    // so unless it refutes, it is a diagnostic of the true H (the verdict is on G).
+    if let Some(pos) = v
+        .hypotheses
+        .iter()
+        .position(|c| c.name == "psd" && c.status != Status::Violated)
+    {
+        let c = v.hypotheses.remove(pos);
+        v.diagnostics.push(c);
+    }
+    if let Some(a) = assumed {
+        v.hypotheses.insert(0, a);
+    }
+    if lambda_max.kind == flatcert_bounds::Kind::Lower {
+        v.notes.push(
+            "Operator path: only a Lanczos lower bound of λ_max(G) is known, so T4 can be refuted \
+             but not certified."
+                .into(),
+        );
+    }
+    Ok(v)
+}
+
+/// T5 from the certified bracket of λ_max(𝒟̃) at the batch model it was computed for
+/// (`mean_square_dtilde_lambda_max` upper, `…_lower` lower, `mean_square_batch`,
+/// `mean_square_with_replacement`), with the T5(g) and Wu–Ma–E diagnostics.
+fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    if let Some(r) = &ctx.t5_reason {
+        return missing(r.clone());
+    }
+    let Some(d) = q.bracket(
+        "mean_square_dtilde_lambda_max",
+        "mean_square_dtilde_lambda_max_lower",
+    ) else {
+        return missing(
+            "missing mean_square_dtilde_lambda_max (the certified bracket of λ_max(𝒟̃) needs the \
+             exact Gram path; run flatcert certify)",
+        );
+    };
+    let b = q.num("mean_square_batch");
+    let wr = q.num("mean_square_with_replacement").map(|x| x != 0.0);
+    let want_wr = ctx.batch.sampling == Sampling::WithReplacement;
+    if b != Some(ctx.batch.batch as f64) || wr != Some(want_wr) {
+        return missing(format!(
+            "the λ_max(𝒟̃) bracket in the measurements is for B = {} ({}), not for B = {} ({}); \
+             η*(B) depends on B: run flatcert certify at this batch size",
+            b.map_or("?".into(), |b| format!("{b}")),
+            match wr {
+                Some(true) => "with replacement",
+                Some(false) => "without replacement",
+                None => "sampling unknown",
+            },
+            ctx.batch.batch,
+            if want_wr {
+                "with replacement"
+            } else {
+                "without replacement"
+            }
+        ));
+    }
+    let (model, assumed) = residual_info(q);
+    let diag = t5::T5Diagnostics {
+        lambda_max_q_r: ctx.same_run.then(|| q.opt("mean_square_rho")).flatten(),
+        lambda_min_kr: q.num("mean_square_lambda_min_kept").map(|x| x.max(0.0)),
+        wme_range: ctx.same_run.then(|| q.opt("wme_lambda_max")).flatten(),
+        sharpness: q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower"),
+        trace_h: q.opt("gauss_newton_trace"),
+        mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
+        mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
+        nonuniformity: q.opt("nonuniformity"),
+        tau: q.num("mean_square_tau"),
+        rank: q.num("mean_square_rank").map(|r| r as usize),
+        discarded_mass: q.num("mean_square_discarded_mass").map(|x| x.max(0.0)),
+    };
+    let input = t5::T5Input {
+        eta: ctx.eta,
+        batch: ctx.batch,
+        outputs: ctx.outputs,
+        lambda_max_d: d,
+        diagnostics: diag,
+        model,
+    };
+    let mut v = t5::check(&input)?;
+    if let Some(a) = assumed {
+        v.hypotheses.insert(0, a);
+    }
+    if let (Some(r), Some(full)) = (q.num("mean_square_rank"), q.num("gauss_newton_rank"))
+        && r < full
+    {
+        v.notes.push(format!(
+            "The λ_max(𝒟̃) bracket was computed on the top {r} of the {full} eigenpairs of K; the \
+             proven truncation allowance (1−p)λ_d + 4pω of T5(f) (with the rounding-of-K allowance: \
+             {:.4e}) is included in its upper side (--t5-rank raises r).",
+            q.0.get("mean_square_dtilde_lambda_max").map_or(0.0, |x| x.tol)
+        ));
+    }
+    if !ctx.same_run {
+        v.notes.push(
+            "Bound calculator: the η-dependent diagnostics λ_max(𝒬_r) and Wu–Ma–E are not \
+             recomputed at this η."
+                .into(),
+        );
+    }
+    Ok(v)
+}
+
+// ------------------------------------------------------------------------------------------
+// T6 — T7: k-th moments and Sobolev bounds (one verdict per theorem, merged over k).
+// ------------------------------------------------------------------------------------------
+
+/// The T5 stability check as the k = 2 stability hypothesis of T6/T7 (k ≥ 4: assumed).
+fn k_stability(k: u32, stability: Option<&Check>) -> Option<Check> {
+    (k == 2)
+        .then(|| stability.cloned())
+        .flatten()
+        .map(|c| Check {
+            statement: format!(
+                "mean-square (k = 2) stability at (η, B), from T5: {}",
+                c.statement
+            ),
+            ..c
+        })
+}
+
+/// T6 for every k: per-sample λ_i ≤ β_k (all λ_i from the pipeline, or max_i λ_i from
+/// `per_sample_lambda_max`), the directional tests (pipeline, or the documented
+/// `k_moment_directional_max_k{k}`), the moment corollary.
+fn build_t6(
+    ctx: &Context,
+    q: &Q<'_>,
+    extras: Option<&Extras<'_>>,
+    stability: Option<&Check>,
+) -> R<Verdict> {
+    let lmax = q.q("per_sample_lambda_max")?;
+    let n = ctx.batch.n;
+    let (lambdas, rel) = match extras {
+        Some(e) => (e.stats.lambda.clone(), e.stats.rel_tol),
+        None => (
+            vec![lmax.value; n],
+            if lmax.value > 0.0 {
+                lmax.tol / lmax.value
+            } else {
+                0.0
+            },
+        ),
+    };
+    let mut parts = Vec::new();
+    for &k in &ctx.ks {
+        let directional = match extras {
+            Some(e) => e
+                .directional
+                .iter()
+                .find(|(kk, _)| *kk == k)
+                .map(|(_, d)| d.clone())
+                .unwrap_or_default(),
+            None => {
+                q.0.get(&format!("k_moment_directional_max_k{k}"))
+                    .map(|d| {
+                        vec![DirectionalResult {
+                            sample: q
+                                .num(&format!("k_moment_directional_argmax_k{k}"))
+                                .unwrap_or(0.0) as usize,
+                            value: to_value(d),
+                        }]
+                    })
+                    .unwrap_or_default()
+            }
+        };
+        let no_directional = directional.is_empty();
+        let input = t6::T6Input {
+            eta: ctx.eta,
+            batch: ctx.batch,
+            k,
+            outputs: ctx.outputs,
+            lambdas: lambdas.clone(),
+            lambda_rel_tol: rel,
+            directional,
+            k_stability: k_stability(k, stability),
+        };
+        let mut v = t6::check(&input)?;
+        if no_directional {
+            v.notes.push(format!(
+                "Directional test (T6d) for k = {k}: not computed (it needs the blocks of the \
+                 Gram matrix K: the exact Gram path)."
+            ));
+        }
+        parts.push((k, v));
+    }
+    let mut v = merge_by_k("T6", parts);
+    if extras.is_none() {
+        v.notes.push(
+            "Bound calculator: only max_i λ_i is known, so every λ_i is taken equal to it (the \
+             per-sample test is unchanged; the moment corollary is conservative)."
+                .into(),
+        );
+    }
+    Ok(v)
+}
+
+/// T7 for every k, every measured value next to its bound.
+fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
+    let w = q.upper("first_layer_spectral_norm")?;
+    let min_x = q.val("input_norm_min")?;
+    let max_abs = q.num("max_abs_residual");
+    let interpolation = match max_abs {
+        Some(r) => Check::assumed(
+            "interpolation",
+            format!(
+                "assumed: interpolation, H_i = J_iᵀJ_i (all res_i = 0); measured max|res_ic| = \
+                 {r:.3e}{}",
+                if r == 0.0 {
+                    " (the forward pass's rounding is not bounded)"
+                } else {
+                    ""
+                }
+            ),
+            Some(r),
+        ),
+        None => Check::assumed(
+            "interpolation",
+            "assumed: interpolation (all res_i = 0); the residual was not measured (no targets)",
+            None,
+        ),
+    };
+    let n_q = |k: u32| -> Option<Value> {
+        let r = q.num("first_layer_max_row_sum")?;
+        let c = q.num("first_layer_max_col_sum")?;
+        t2::n_q_bound(Value::exact(r, 0.0), Value::exact(c, 0.0), 2 * k)
+            .ok()
+            .map(|v| v.only_upper())
+    };
+    let mut parts = Vec::new();
+    for &k in &ctx.ks {
+        let measured = t7::T7Measured {
+            max_jx_spectral: q.opt("input_grad_spectral_max"),
+            max_jx_fro_times_x: q.opt("input_grad_weighted_max"),
+            sobolev: q.opt(&format!("input_grad_moment_k{k}")),
+            sobolev_weighted: q.opt(&format!("input_grad_weighted_moment_k{k}")),
+            sobolev_4: q.opt("input_grad_moment_k2"),
+            sobolev_4_weighted: q.opt("input_grad_weighted_moment_k2"),
+            order2_weighted: q.opt("input_grad_weighted_mean_sq"),
+            mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
+            trace_h: q.opt("gauss_newton_trace"),
+            g_x: q.opt(&format!("input_grad_elementwise_k{k}")),
+            g_w: q.opt(&format!("param_grad_elementwise_k{k}")),
+            n_2k: n_q(k),
+            min_x_2k: q.opt(&format!("input_lq_norm_min_k{k}")),
+        };
+        let input = t7::T7Input {
+            eta: ctx.eta,
+            batch: ctx.batch,
+            k,
+            outputs: ctx.outputs,
+            w_spectral: w,
+            min_x_norm: min_x,
+            mean_x_norm: q.num("input_norm_mean"),
+            measured,
+            k_stability: k_stability(k, stability),
+            interpolation: Some(interpolation.clone()),
+        };
+        parts.push((k, t7::check(&input)?));
+    }
+    Ok(merge_by_k("T7", parts))
+}
+
+// ------------------------------------------------------------------------------------------
+// T8 — T10: robustness (certify only).
+// ------------------------------------------------------------------------------------------
+
+fn upper_of(q: &Quantity) -> Value {
+    Value::upper_bound(q.value, q.tol)
+}
+
+/// T9(c) per point with the bounds crate's rule: every rigorous gap exceeds ε·min(√2L, L^{(y,c)}).
+fn classification_flags(ctx: &Context, r: &Robust) -> Vec<bool> {
+    let eps = ctx.epsilon.unwrap_or(0.0);
+    r.certs
+        .points
+        .iter()
+        .zip(t9_points(r))
+        .map(|(_, p)| t9::classification_certified(eps, p.lipschitz, &p.pairs))
+        .collect()
+}
+
+fn t9_points(r: &Robust) -> Vec<T9Point> {
+    r.certs
+        .points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pairs = match (p.label, &p.pair_bounds, r.gaps.get(i)) {
+                (Some(y), Some(pb), Some(g)) => (0..pb.len())
+                    .filter(|&c| c != y)
+                    .map(|c| PairGap {
+                        gap: g[c],
+                        lipschitz: Some(upper_of(&pb[c])),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            T9Point {
+                lipschitz: upper_of(&p.lipschitz.lip),
+                pairs,
+            }
+        })
+        .collect()
+}
+
+/// T8 from the per-point residuals, L_i(ε), ‖J_x(x_i)‖₂ brackets and T9 flags, the theory route
+/// with β_k at the smallest k, and the held-out coverage.
+fn build_t8(ctx: &Context, q: &Q<'_>, r: &Robust, _extras: Option<&Extras<'_>>) -> R<Verdict> {
+    let Some(eps) = ctx.epsilon else {
+        return missing("needs --epsilon");
+    };
+    let k = ctx.ks.iter().copied().min().unwrap_or(2);
+    let flags = match r.task {
+        Some(Task::Classification) => Some(classification_flags(ctx, r)),
+        _ => None,
+    };
+    let mut points = Vec::with_capacity(r.certs.points.len());
+    for (i, p) in r.certs.points.iter().enumerate() {
+        let Some(res) = &p.residual_norm else {
+            return missing("T8 needs targets to bound the residuals ‖res_i‖");
+        };
+        let (lo, hi) = (p.jacobian_norm.lower, p.jacobian_norm.upper);
+        points.push(T8Point {
+            residual_norm: upper_of(res),
+            lipschitz: upper_of(&p.lipschitz.lip),
+            jacobian_norm: Some(Value::interval(lo.min(hi), hi)),
+            certified: flags.as_ref().map(|f| f[i]),
+        });
+    }
+    let theory = T8Theory {
+        w_spectral: q.upper("first_layer_spectral_norm")?,
+        beta_k: t6::beta_k(ctx.eta, &ctx.batch, k)?,
+        min_x_norm: q.val("input_norm_min")?,
+    };
+    let input = T8Input {
+        epsilon: eps,
+        epsilon_y: ctx.epsilon_y,
+        points,
+        weights: None,
+        k: Some(k),
+        theory: Some(theory),
+        coverage: r.coverage,
+        failure: None,
+        mean_x_norm: q.num("input_norm_mean"),
+    };
+    let mut v = t8::check(&input)?;
+    v.notes.push(format!(
+        "The moment form (c) and the theory route (d) use k = {k}; ε_y = {}.",
+        ctx.epsilon_y
+    ));
+    if let Some(c) = v.conclusion("classification_error")
+        && c.value.upper() >= 1.0
+    {
+        v.notes.push(
+            "Vacuous: no training point is certified at ε, so the classification bound (e) is 1."
+                .into(),
+        );
+    }
+    match &r.coverage {
+        None => v.notes.push(
+            "(D_ε) was not measured: give held-out data (--test-x/--test-y) for its coverage."
+                .into(),
+        ),
+        Some(c) if c.fraction_within == 0.0 => v.notes.push(format!(
+            "Vacuous for the held-out data: none of the {} test points lies within ε of a training \
+             point (with the label condition), so (D_ε) fails everywhere and the bound says nothing \
+             about them.",
+            c.test_points
+        )),
+        Some(_) => {}
+    }
+    Ok(v)
+}
+
+/// The classification Markov level γ minimizing the T9(d) bound over the margins (the bound
+/// holds for every γ simultaneously, so choosing it after seeing the data is sound).
+fn best_margin_level(
+    eps: f64,
+    g2k: f64,
+    k: u32,
+    omega_max: f64,
+    margins: &[f64],
+) -> Option<(f64, f64)> {
+    let n = margins.len();
+    if n == 0 {
+        return None;
+    }
+    let mut sorted: Vec<f64> = margins
+        .iter()
+        .copied()
+        .filter(|m| m.is_finite() && *m > 0.0)
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted.dedup();
+    let mut best: Option<(f64, f64, f64)> = None;
+    for &gamma in &sorted {
+        let frac = margins
+            .iter()
+            .filter(|&&m| m.is_nan() || m <= gamma)
+            .count() as f64
+            / n as f64;
+        let Ok(b) = t9::markov_fraction_bound_classification(eps, g2k, k, omega_max, gamma, frac)
+        else {
+            continue;
+        };
+        if best.is_none_or(|(_, _, bb)| b < bb) {
+            best = Some((gamma, frac, b));
+        }
+    }
+    best.map(|(g, f, _)| (g, f))
+}
+
+/// T9: the exact certified fraction at ε (classification with the pairwise bounds, or
+/// regression with τ) and the Markov fraction bound at the smallest k.
+fn build_t9(ctx: &Context, r: &Robust) -> R<Verdict> {
+    let Some(eps) = ctx.epsilon else {
+        return missing("needs --epsilon");
+    };
+    let task = match r.task {
+        Some(Task::Classification) => t9::Task::Classification,
+        Some(Task::Regression { tau }) => t9::Task::Regression { tau },
+        None => {
+            return missing(
+                "the targets are not one-hot class labels (regression): T9 needs --tau, the \
+                 tolerated output change",
+            );
+        }
+    };
+    let k = ctx.ks.iter().copied().min().unwrap_or(2);
+    let summary = r.certs.summary();
+    let g2k = r
+        .certs
+        .input_jacobian_moment(k)
+        .map_err(|e| Fail::Missing(format!("G_2k: {e}")))?;
+    let omega_max = summary.omega_max.as_ref().map_or(0.0, |q| q.value);
+    let margin_level = match task {
+        t9::Task::Classification => {
+            let margins: Vec<f64> = r
+                .certs
+                .points
+                .iter()
+                .map(|p| p.margin.as_ref().map_or(f64::NAN, |m| m.value))
+                .collect();
+            best_margin_level(eps, g2k.value, k, omega_max, &margins)
+        }
+        t9::Task::Regression { .. } => None,
+    };
+    let markov = MarkovInput {
+        k,
+        g_2k: Value::upper_bound(g2k.value, g2k.tol),
+        omega_max: Value::upper_bound(omega_max, 0.0),
+        margin_level,
+    };
+    let input = T9Input {
+        epsilon: eps,
+        task,
+        points: t9_points(r),
+        markov: Some(markov),
+    };
+    let mut v = t9::check(&input)?;
+    if let Some((gamma, frac)) = margin_level {
+        v.notes.push(format!(
+            "Markov bound at the margin level γ = {gamma:.4e} (the minimizer over the margins; \
+             {:.4} of the points have m_i ≤ γ), k = {k}.",
+            frac
+        ));
+    }
+    if let Some(qs) = &summary.radius_quantiles
+        && let Some(med) = qs.iter().find(|q| q.q == 0.5)
+    {
+        v.conclude_public(
+            "median_certified_radius",
+            "median certified radius over the training points (a lower bound of each point's \
+             largest certified radius; searched on [0, 4ε])",
+            Value::lower_bound(med.radius.value, 0.0),
+        );
+    }
+    if let Some(nonpos) = summary.margin_nonpositive {
+        v.conclude_public(
+            "margin_nonpositive",
+            "training points whose rigorous margin lower bound is ≤ 0 (never certified)",
+            Value::exact(nonpos as f64, 0.0),
+        );
+    }
+    let frac = v
+        .conclusion("certified_fraction")
+        .map_or(0.0, |c| c.value.value);
+    if frac == 0.0 {
+        v.notes.push(
+            "No training point is certified at this ε: the radius is too large for this network."
+                .into(),
+        );
+    }
+    Ok(v)
+}
+
+/// T10 at the training point with the largest L_i(ε), against sampled Jacobian norms and slopes.
+fn build_t10(ctx: &Context, r: &Robust) -> R<Verdict> {
+    let Some(eps) = ctx.epsilon else {
+        return missing("needs --epsilon");
+    };
+    let Some(p) = r.certs.points.get(r.t10_index) else {
+        return missing("no training point");
+    };
+    let lb = &p.lipschitz;
+    let input = T10Input {
+        epsilon: eps,
+        ball: Ball::L2,
+        per_layer: Some(upper_of(&lb.bound_a)),
+        abs_product: Some(upper_of(&lb.bound_b)),
+        midpoint_radius: Some(upper_of(&lb.bound_c)),
+        sampled_jacobian_norms: r.t10_jacobians.clone(),
+        sampled_slopes: r.t10_slopes.clone(),
+        uses_libm: !ctx.activation.is_piecewise_linear(),
+        monotone_activation: true,
+    };
+    let mut v = t10::check(&input)?;
+    let n = r.certs.points.len();
+    let mean = r
+        .certs
+        .points
+        .iter()
+        .map(|p| p.lipschitz.lip.value)
+        .sum::<f64>()
+        / n.max(1) as f64;
+    v.notes.insert(
+        0,
+        format!(
+            "Evaluated at training point i = {} (the largest L_i(ε) of the {n} points; mean L_i(ε) \
+             = {mean:.4e}), with {} sampled Jacobian norms and {} sampled slopes in its ball.",
+            r.t10_index,
+            r.t10_jacobians.len(),
+            r.t10_slopes.len()
+        ),
+    );
+    Ok(v)
+}
+
+// ------------------------------------------------------------------------------------------
+// Merging the per-k verdicts of T6 and T7 into one verdict per theorem.
+// ------------------------------------------------------------------------------------------
+
+/// Items identical for every k are kept once under their name; the others are kept for each k
+/// under `name_k{k}`. Notes are concatenated without duplicates.
+fn merge_by_k(id: &str, parts: Vec<(u32, Verdict)>) -> Verdict {
+    let Some(first) = parts.first() else {
+        return Verdict::new(id, "");
+    };
+    if parts.len() == 1 {
+        return parts
+            .into_iter()
+            .map(|(_, v)| v)
+            .next()
+            .unwrap_or_else(|| Verdict::new(id, ""));
+    }
+    let mut out = Verdict::new(id, &first.1.title);
+    out.hypotheses = merge_items(&parts, |v| &v.hypotheses, |c| &c.name, |c, n| c.name = n);
+    out.diagnostics = merge_items(&parts, |v| &v.diagnostics, |c| &c.name, |c, n| c.name = n);
+    out.conclusions = merge_items(&parts, |v| &v.conclusions, |c| &c.name, |c, n| c.name = n);
+    for (_, v) in &parts {
+        for note in &v.notes {
+            if !out.notes.contains(note) {
+                out.notes.push(note.clone());
+            }
+        }
+    }
+    out
+}
+
+fn merge_items<T: Clone + PartialEq>(
+    parts: &[(u32, Verdict)],
+    items: impl Fn(&Verdict) -> &Vec<T>,
+    name: impl Fn(&T) -> &String,
+    rename: impl Fn(&mut T, String),
+) -> Vec<T> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, v) in parts {
+        for it in items(v) {
+            if !names.contains(name(it)) {
+                names.push(name(it).clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for nm in names {
+        let found: Vec<(u32, &T)> = parts
+            .iter()
+            .filter_map(|(k, v)| {
+                items(v)
+                    .iter()
+                    .find(|it| *name(it) == nm)
+                    .map(|it| (*k, it))
+            })
+            .collect();
+        let shared = found.len() == parts.len() && found.iter().all(|(_, it)| *it == found[0].1);
+        if shared {
+            out.push(found[0].1.clone());
+        } else {
+            for (k, it) in found {
+                let mut it = it.clone();
+                rename(&mut it, format!("{nm}_k{k}"));
+                out.push(it);
+            }
+        }
+    }
+    out
+}
+
+/// Public conclusion helper (the bounds crate's own is crate-private).
+trait ConcludePublic {
+    fn conclude_public(&mut self, name: &str, statement: &str, value: Value);
+}
+
+impl ConcludePublic for Verdict {
+    fn conclude_public(&mut self, name: &str, statement: &str, value: Value) {
+        self.conclusions
+            .push(flatcert_bounds::Conclusion::new(name, statement, value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict_with(name: &str, x: f64) -> Verdict {
+        let mut v = Verdict::new("T6", "t");
+        v.hypotheses.push(Check::le(
+            name,
+            "s",
+            Value::exact(x, 0.0),
+            Value::exact(1.0, 0.0),
+        ));
+        v.hypotheses
+            .push(Check::assumed("same", "identical for every k", None));
+        v
+    }
+
+    #[test]
+    fn merge_keeps_shared_items_once_and_suffixes_the_rest() {
+        let m = merge_by_k(
+            "T6",
+            vec![
+                (2, verdict_with("per_sample", 0.5)),
+                (4, verdict_with("per_sample", 2.0)),
+            ],
+        );
+        let names: Vec<&str> = m.hypotheses.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["per_sample_k2", "per_sample_k4", "same"]);
+        assert_eq!(m.status(), Status::Violated);
+    }
+
+    #[test]
+    fn brackets_become_intervals() {
+        let mut map = QuantityMap::new();
+        map.insert("a".into(), Quantity::upper(2.0, 0.0));
+        map.insert("a_lower".into(), Quantity::lower(1.0, 0.0));
+        let q = Q(&map);
+        let b = q.bracket("a", "a_lower").unwrap();
+        assert_eq!((b.lower(), b.upper()), (1.0, 2.0));
+        map.remove("a");
+        let q = Q(&map);
+        assert_eq!(
+            q.bracket("a", "a_lower").unwrap().kind,
+            flatcert_bounds::Kind::Lower
+        );
+        assert!(matches!(q.val("a"), Err(Fail::Missing(m)) if m == "missing a"));
+    }
+}

@@ -1,0 +1,287 @@
+//! `flatcert certify`: measure, check T1 … T10 and issue a certificate (exit 0 certified, 1 not
+//! certified, 2 bad input, 3 internal error). With no `--model/--x`: the bundled digits example
+//! at the η and B it was trained with (read from the checkpoint's metadata).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::Args;
+
+use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
+use flatcert::certify::plan::{
+    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
+};
+use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance, run};
+use flatcert::report::{Style, render};
+
+use super::inputs::InputArgs;
+
+/// Arguments of `flatcert certify`.
+#[derive(Debug, Args)]
+pub struct CertifyArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Learning rate (in --lr-convention). Default: the checkpoint's `lr` metadata.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Convention of --lr: theory (½‖f − y‖² summed over outputs), torch-mse (η = 2η_torch/C) or
+    /// torch-sum (η = 2Bη_torch). Default: theory, or the checkpoint's `lr_convention`.
+    #[arg(long = "lr-convention")]
+    pub lr_convention: Option<String>,
+    /// Batch size B. Default: the checkpoint's `batch` metadata.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// without-replacement (model S, default) or with-replacement (model S′).
+    #[arg(long)]
+    pub sampling: Option<String>,
+    /// Even moment orders k for T6/T7 (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "2,4")]
+    pub k: Vec<u32>,
+    /// Radius ε (ℓ2) for T8–T10; without it they are not computed.
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f64>,
+    /// Label radius ε_y of T8's assumption (D_ε).
+    #[arg(long = "epsilon-y", allow_negative_numbers = true)]
+    pub epsilon_y: Option<f64>,
+    /// Regression threshold τ for T9 (needed when the targets are not one-hot labels).
+    #[arg(long, allow_negative_numbers = true)]
+    pub tau: Option<f64>,
+    /// Held-out inputs for T8's coverage (default for the bundled example: its test split).
+    #[arg(long = "test-x")]
+    pub test_x: Option<PathBuf>,
+    /// Held-out targets.
+    #[arg(long = "test-y")]
+    pub test_y: Option<PathBuf>,
+    /// Largest nC for the exact Gram path (beyond it: the operator path, T5 not computed).
+    #[arg(long = "gram-limit", default_value_t = DEFAULT_GRAM_LIMIT)]
+    pub gram_limit: usize,
+    /// Cap on the cone steps of the T5 bracket of λ_max(𝒟̃).
+    #[arg(long = "t5-steps", default_value_t = DEFAULT_T5_STEPS)]
+    pub t5_steps: usize,
+    /// Cap on the eigenpairs of K kept for T5 (the rest enter a proven truncation allowance).
+    #[arg(long = "t5-rank", default_value_t = DEFAULT_T5_RANK)]
+    pub t5_rank: usize,
+    /// Bisection steps of the T9 certified-radius search (0: none).
+    #[arg(long = "radius-steps", default_value_t = 8)]
+    pub radius_steps: usize,
+    /// Seed of every random choice (Lanczos, Hutchinson, T10 sample points).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output on stdout: table or json (the certificate).
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Write the certificate (JSON) here, atomically.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Table: only the status per theorem and the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn meta_f64(meta: &BTreeMap<String, String>, key: &str) -> Option<f64> {
+    meta.get(key).and_then(|s| s.parse().ok())
+}
+
+/// Parse `--format`.
+pub fn parse_format(s: &str) -> Result<bool> {
+    match s {
+        "table" => Ok(false),
+        "json" => Ok(true),
+        other => Err(flatcert::Error::invalid_argument(
+            "--format",
+            format!("'{other}' is not one of table, json"),
+        )
+        .into()),
+    }
+}
+
+/// The header lines of the table.
+pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
+    let h = &cert.hyper;
+    let i = &cert.inputs;
+    let mut lines = vec![title.to_string()];
+    if let Some(f) = &i.files {
+        lines.push(format!(
+            "  model {} ({} {:?}, P = {}); data {} (n = {})",
+            f.model.path, i.activation, i.widths, i.parameters, f.x.path, i.n
+        ));
+    } else {
+        lines.push(format!(
+            "  model {} {:?}, P = {}, n = {}",
+            i.activation, i.widths, i.parameters, i.n
+        ));
+    }
+    lines.push(format!(
+        "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), \
+         B = {}, p = {:.6}, π = {:.6}, k = {:?}",
+        h.eta,
+        h.lr_given,
+        h.lr_convention.name(),
+        h.eta_torch_mse,
+        h.batch,
+        h.p,
+        h.pi,
+        h.k
+    ));
+    lines.push(format!("  sampling: {}", h.sampling_model));
+    if let Some(e) = h.epsilon {
+        lines.push(format!(
+            "  ε = {e} (ℓ2), ε_y = {}{}",
+            h.epsilon_y,
+            h.tau.map_or(String::new(), |t| format!(", τ = {t}"))
+        ));
+    }
+    for n in &cert.measurements.notes {
+        lines.push(format!("  note: {n}"));
+    }
+    lines
+}
+
+/// `flatcert certify`.
+pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
+    let start = Instant::now();
+    let as_json = parse_format(&args.format)?;
+    let loaded = args.inputs.load(true)?;
+    let meta = &loaded.metadata;
+    let mut notes = Vec::new();
+    let lr = match args.lr {
+        Some(lr) => lr,
+        None => match meta_f64(meta, "lr") {
+            Some(lr) => {
+                notes.push(format!(
+                    "η = {lr} read from the checkpoint's metadata (the learning rate it was trained \
+                     with)"
+                ));
+                lr
+            }
+            None => {
+                return Err(flatcert::Error::invalid_argument(
+                    "--lr",
+                    "is required: the checkpoint's metadata has no 'lr'",
+                )
+                .into());
+            }
+        },
+    };
+    let conv = match (&args.lr_convention, args.lr, meta.get("lr_convention")) {
+        (Some(c), _, _) => LrConventionName::parse(c)?,
+        (None, None, Some(c)) => LrConventionName::parse(c)?,
+        _ => LrConventionName::Theory,
+    };
+    let batch = match args.batch {
+        Some(b) => b,
+        None => match meta.get("batch").and_then(|s| s.parse::<usize>().ok()) {
+            Some(b) => {
+                notes.push(format!("B = {b} read from the checkpoint's metadata"));
+                b
+            }
+            None => {
+                return Err(flatcert::Error::invalid_argument(
+                    "--batch",
+                    "is required: the checkpoint's metadata has no 'batch'",
+                )
+                .into());
+            }
+        },
+    };
+    let sampling = match (&args.sampling, meta.get("sampling")) {
+        (Some(s), _) => parse_sampling(s)?,
+        (None, Some(s)) if s == "epoch_reshuffle" => {
+            notes.push(
+                "the checkpoint was trained with per-epoch reshuffling, which the theory does not \
+                 cover; certifying model S (i.i.d. uniform B-subsets) instead"
+                    .into(),
+            );
+            parse_sampling("without-replacement")?
+        }
+        (None, Some(s)) => parse_sampling(s)?,
+        (None, None) => parse_sampling("without-replacement")?,
+    };
+    let mut plan = Plan::new(lr, batch);
+    plan.lr_convention = conv;
+    plan.sampling = sampling;
+    plan.ks = args.k.clone();
+    plan.epsilon = args.epsilon;
+    plan.epsilon_y = args.epsilon_y.unwrap_or(0.0);
+    plan.tau = args.tau;
+    plan.gram_limit = args.gram_limit;
+    plan.t5_steps = args.t5_steps;
+    plan.t5_rank = args.t5_rank;
+    plan.radius_steps = args.radius_steps;
+    plan.seed = args.seed;
+    plan.notes = notes;
+    // Validate the plan before the (possibly long) held-out loading and measurement.
+    plan.validate(loaded.data.len(), loaded.mlp.output_dim())?;
+    if args.test_y.is_some() && args.test_x.is_none() {
+        return Err(flatcert::Error::invalid_argument("--test-y", "given without --test-x").into());
+    }
+    let (test, test_x, test_y) = match (&args.test_x, loaded.embedded, plan.epsilon) {
+        (Some(tx), _, _) => {
+            let t = load_test(
+                tx,
+                args.test_y.as_deref(),
+                args.inputs.one_hot.or(loaded.embedded.then_some(10)),
+                loaded.x_scale,
+                loaded.mlp.input_dim(),
+            )?;
+            (
+                Some(t),
+                Some(file_record(tx)?),
+                args.test_y.as_deref().map(file_record).transpose()?,
+            )
+        }
+        (None, true, Some(_)) => (
+            Some(embedded_test()?),
+            embedded_file("digits/test_x.npy"),
+            embedded_file("digits/test_labels.npy"),
+        ),
+        _ => (None, None, None),
+    };
+    plan.provenance = Some(Provenance {
+        model: loaded.model_file.clone(),
+        x: loaded.x_file.clone(),
+        y: loaded.y_file.clone(),
+        test_x,
+        test_y,
+        x_scale: loaded.x_scale,
+        one_hot: if loaded.embedded {
+            Some(flatcert::example::CLASSES)
+        } else {
+            args.inputs.one_hot
+        },
+        activation_flag: args.inputs.activation.clone(),
+        layers: args.inputs.layers.clone(),
+        embedded: loaded.embedded,
+    });
+    if loaded.embedded {
+        plan.notes.push(
+            "bundled example: digits (UCI, CC BY 4.0), x scaled by 1/16, labels one-hot".into(),
+        );
+    }
+    let cert = run(&loaded.mlp, &loaded.data, test.as_ref(), &plan)?;
+    let text = cert.to_json()?;
+    if let Some(path) = &args.json {
+        flatcert::io::write_atomic(path, text.as_bytes())?;
+    }
+    if as_json {
+        println!("{text}");
+    } else {
+        let mut head = header(&cert, "flatcert certify");
+        head.push(format!("  time: {:.1} s", start.elapsed().as_secs_f64()));
+        print!(
+            "{}",
+            render(
+                &head,
+                &cert.verdicts,
+                &cert.summary,
+                Style::detect(args.quiet)
+            )
+        );
+        if let Some(path) = &args.json {
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(cert.summary.exit_code)
+}

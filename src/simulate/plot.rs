@@ -1,0 +1,144 @@
+//! SVG rendering of the simulation: panels of curves against the step t with a logarithmic y
+//! axis (values are passed as `log10`, ticks show `10^v`). Solid lines are simulations,
+//! dashed lines references (predictions, thresholds).
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One curve: `(t, log10 value)` points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Points `(t, log10 y)`; non-finite points are dropped.
+    pub points: Vec<(f64, f64)>,
+    /// Dashed (a reference) or solid (a simulation).
+    pub dashed: bool,
+    /// Colour index into a fixed palette.
+    pub colour: usize,
+}
+
+/// One panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// Caption.
+    pub title: String,
+    /// y-axis description (the axis shows `10^v` for the `log10` values v).
+    pub y_label: String,
+    /// The curves.
+    pub series: Vec<Series>,
+}
+
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(0, 0, 0),
+    RGBColor(127, 127, 127),
+];
+
+fn plot_err(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("plot: {e}"))
+}
+
+/// Render panels stacked vertically into an SVG string (x axis: step t).
+pub fn render_svg(panels: &[Panel], width: u32, panel_height: u32) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let height = panel_height * panels.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let areas = root.split_evenly((panels.len().max(1), 1));
+        for (area, panel) in areas.iter().zip(panels) {
+            draw_panel(area, panel)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+) -> Result<()> {
+    let finite = |s: &Series| -> Vec<(f64, f64)> {
+        s.points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect()
+    };
+    let all: Vec<(f64, f64)> = panel.series.iter().flat_map(finite).collect();
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for &(x, y) in &all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if all.is_empty() {
+        (x0, x1, y0, y1) = (0.0, 1.0, -1.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(0.25);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(65)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc("step t")
+        .y_desc(panel.y_label.as_str())
+        .y_label_formatter(&|v| format!("{:.1e}", 10f64.powf(*v)))
+        .draw()
+        .map_err(plot_err)?;
+    for s in &panel.series {
+        let pts = finite(s);
+        if pts.is_empty() {
+            continue;
+        }
+        let colour = COLOURS[s.colour % COLOURS.len()];
+        let style = colour.stroke_width(2);
+        if s.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(pts, 7, 5, style))
+                .map_err(plot_err)?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        } else {
+            chart
+                .draw_series(LineSeries::new(pts, style))
+                .map_err(plot_err)?
+                .label(s.label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}

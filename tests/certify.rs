@@ -1,0 +1,484 @@
+//! End-to-end tests of `flatcert certify`, `flatcert bound` and `flatcert verify` (issue 4 items
+//! 4–6): the THEORY §5 golden example through the CLI and the library, the bundled example at its
+//! training η and at 4× η, the bound calculator against certify, verify against tampering, and the
+//! exit-code contract for bad flags.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use flatcert::Dataset;
+use flatcert::certify::{Certificate, Plan, run};
+use flatcert::model::{Activation, Dense, Mlp};
+use nalgebra::{dmatrix, dvector};
+use serde_json::Value;
+
+/// THEORY §5: f(x) = |x| as the ReLU 1–2–1 network.
+fn abs_net() -> Mlp {
+    Mlp::new(
+        vec![
+            Dense {
+                weight: dmatrix![1.0; -1.0],
+                bias: dvector![0.0, 0.0],
+            },
+            Dense {
+                weight: dmatrix![1.0, 1.0],
+                bias: dvector![0.0],
+            },
+        ],
+        Activation::Relu,
+    )
+    .expect("valid network")
+}
+
+/// The golden example as files: (model, x, y).
+fn golden_files(fx: &Fx) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        fx.model("abs.safetensors", &abs_net()),
+        fx.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),
+        fx.npy("y.npy", &[1.0, 1.0, 2.0], 3, 1),
+    )
+}
+
+fn certify_cmd(model: &Path, x: &Path, y: &Path, extra: &[&str]) -> assert_cmd::Command {
+    let mut cmd = flatcert();
+    cmd.arg("certify")
+        .arg("--model")
+        .arg(model)
+        .arg("--x")
+        .arg(x)
+        .arg("--y")
+        .arg(y)
+        .args(extra);
+    cmd
+}
+
+/// Run; return (exit code, stdout, stderr).
+fn run_cmd(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run flatcert");
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!se.contains("panicked"), "panic: {se}");
+    (out.status.code().unwrap_or(-1), so, se)
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).expect("JSON written")).expect("valid JSON")
+}
+
+/// Every number in the document is finite (serde_json cannot even hold a non-finite one), and the
+/// only non-numeric stand-ins are the documented "+inf"/"-inf" strings.
+fn assert_all_finite(v: &Value, path: &str) {
+    match v {
+        Value::Number(n) => assert!(n.as_f64().is_some_and(f64::is_finite), "{path}"),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| assert_all_finite(x, &format!("{path}[{i}]"))),
+        Value::Object(o) => o
+            .iter()
+            .for_each(|(k, x)| assert_all_finite(x, &format!("{path}.{k}"))),
+        Value::String(s) => assert!(
+            !["NaN", "nan", "inf", "Infinity"].contains(&s.as_str()),
+            "{path}: {s}"
+        ),
+        _ => {}
+    }
+}
+
+fn check_status(cert: &Value, theorem: &str, check: &str) -> String {
+    let v = &cert["verdicts"][theorem];
+    v["hypotheses"]
+        .as_array()
+        .and_then(|h| h.iter().find(|c| c["name"] == check))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_else(|| panic!("{theorem}.{check} missing: {v}"))
+        .to_string()
+}
+
+fn conclusion_lower(cert: &Value, theorem: &str, name: &str) -> f64 {
+    let c = cert["verdicts"][theorem]["conclusions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("{theorem}.{name} missing"));
+    let v = &c["value"];
+    v["lo"]
+        .as_f64()
+        .or_else(|| v["value"].as_f64())
+        .expect("finite lower side")
+}
+
+/// The schema fields every certificate has.
+fn assert_schema(cert: &Value) {
+    assert_eq!(cert["schema"], "flatcert.certificate/v1");
+    for key in ["inputs", "hyper", "measurements", "verdicts", "summary"] {
+        assert!(cert.get(key).is_some(), "missing {key}");
+    }
+    for key in [
+        "eta",
+        "lr_given",
+        "lr_convention",
+        "eta_torch_mse",
+        "batch",
+        "n",
+        "p",
+        "pi",
+        "k",
+        "sampling",
+        "sampling_model",
+        "seed",
+        "flatcert_version",
+    ] {
+        assert!(cert["hyper"].get(key).is_some(), "hyper.{key} missing");
+    }
+    let verdicts = cert["verdicts"].as_object().expect("verdicts object");
+    let keys: Vec<&String> = verdicts.keys().collect();
+    assert_eq!(keys.len(), 10, "{keys:?}");
+    for t in 1..=10 {
+        let v = &cert["verdicts"][format!("T{t}")];
+        assert!(
+            v.get("hypotheses").is_some() || v.get("not_computed").is_some(),
+            "T{t}: {v}"
+        );
+    }
+    let s = &cert["summary"];
+    assert!(
+        s["sampling_caveat"]
+            .as_str()
+            .unwrap()
+            .contains("per-epoch reshuffling is not covered")
+    );
+    for key in [
+        "status",
+        "exit_code",
+        "violated",
+        "inconclusive",
+        "assumed",
+        "not_computed",
+    ] {
+        assert!(s.get(key).is_some(), "summary.{key} missing");
+    }
+    assert_all_finite(cert, "cert");
+}
+
+// ------------------------------------------------------------------------------------------
+// THEORY §5 golden values.
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn golden_b1_eta_022_is_certified_stable_with_the_golden_margin() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let out = fx.out("c.json");
+    let (code, so, _) = run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &["--lr", "0.22", "--batch", "1", "--k", "2", "--json"],
+        )
+        .arg(&out),
+    );
+    let cert = read_json(&out);
+    assert_schema(&cert);
+    assert_eq!(check_status(&cert, "T5", "stability"), "certified");
+    let margin = conclusion_lower(&cert, "T5", "relative_margin");
+    assert!((margin - 0.0912822842).abs() < 1e-6, "margin {margin}");
+    assert_eq!(code as i64, cert["summary"]["exit_code"].as_i64().unwrap());
+    assert!(so.contains("T5"), "{so}");
+    // Exact interpolation: no Gauss–Newton substitution.
+    assert!(cert["summary"]["gauss_newton"].is_null());
+}
+
+#[test]
+fn golden_b2_eta_03_margin() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let out = fx.out("c.json");
+    run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &["--lr", "0.3", "--batch", "2", "--k", "2", "--json"],
+        )
+        .arg(&out),
+    );
+    let cert = read_json(&out);
+    assert_eq!(check_status(&cert, "T5", "stability"), "certified");
+    let margin = conclusion_lower(&cert, "T5", "relative_margin");
+    assert!((margin - 0.2095798426).abs() < 1e-6, "margin {margin}");
+}
+
+#[test]
+fn golden_above_eta_star_is_not_certified() {
+    // η = 0.25 > η*_2 = 0.2400821025 at B = 1: T5 violated, exit 1, the report says which.
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let out = fx.out("c.json");
+    let (code, so, _) =
+        run_cmd(certify_cmd(&m, &x, &y, &["--lr", "0.25", "--batch", "1", "--json"]).arg(&out));
+    assert_eq!(code, 1, "{so}");
+    let cert = read_json(&out);
+    assert_eq!(check_status(&cert, "T5", "stability"), "violated");
+    assert_eq!(cert["summary"]["status"], "not_certified");
+    assert!(so.contains("NOT CERTIFIED"), "{so}");
+    assert!(so.contains("T5.stability"), "{so}");
+}
+
+#[test]
+fn library_run_matches_the_golden_bracket_and_round_trips() {
+    let data = Dataset::new(
+        vec![-1.0, 1.0, 2.0],
+        3,
+        1,
+        Some((vec![1.0, 1.0, 2.0], 1)),
+        "x",
+        "y",
+    )
+    .unwrap();
+    let mut plan = Plan::new(0.22, 1);
+    plan.ks = vec![2];
+    let cert = run(&abs_net(), &data, None, &plan).unwrap();
+    let t5 = cert.verdicts.verdict("T5").unwrap();
+    let es = t5.conclusion("eta_star").unwrap().value;
+    assert!(es.lower() <= 0.2400821025 + 1e-9 && 0.2400821025 - 1e-6 <= es.lower());
+    let text = cert.to_json().unwrap();
+    let back = Certificate::from_json(&text, "mem").unwrap();
+    assert_eq!(back, cert);
+    // In-memory data: nothing to verify from.
+    assert!(cert.inputs.files.is_none());
+}
+
+// ------------------------------------------------------------------------------------------
+// The bundled example.
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn bundled_example_certifies_consistently_and_verifies() {
+    let fx = Fx::new();
+    let out = fx.out("digits.json");
+    let (code, so, se) = run_cmd(flatcert().args(["certify", "--json"]).arg(&out));
+    assert!(code == 0 || code == 1, "exit {code}: {se}");
+    let cert = read_json(&out);
+    assert_schema(&cert);
+    assert_eq!(code as i64, cert["summary"]["exit_code"].as_i64().unwrap());
+    assert_eq!(
+        cert["summary"]["status"],
+        if code == 0 {
+            "certified"
+        } else {
+            "not_certified"
+        }
+    );
+    // Trained with η = 0.2, B = 16 (metadata), theory convention; torch equivalent ηC/2 = 1.
+    assert_eq!(cert["hyper"]["eta"], 0.2);
+    assert_eq!(cert["hyper"]["batch"], 16);
+    assert_eq!(cert["hyper"]["eta_torch_mse"], 1.0);
+    assert!(
+        cert["inputs"]["files"]["model"]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("<embedded:")
+    );
+    // The residual is not 0: the Gauss–Newton substitution is said, and T7's interpolation is
+    // assumed with its size.
+    assert!(cert["summary"]["gauss_newton"].is_string());
+    assert_eq!(check_status(&cert, "T7", "interpolation"), "assumed");
+    assert!(so.contains("what this means"), "{so}");
+    // Without --epsilon, T8–T10 are not computed.
+    assert!(cert["verdicts"]["T8"]["not_computed"].is_string());
+    let (vcode, vso, vse) = run_cmd(flatcert().arg("verify").arg(&out));
+    assert_eq!(vcode, 0, "{vso}{vse}");
+}
+
+#[test]
+fn bundled_example_at_four_times_eta_is_not_certified_stable() {
+    let fx = Fx::new();
+    let out = fx.out("digits4.json");
+    let (code, so, _) = run_cmd(
+        flatcert()
+            .args(["certify", "--lr", "0.8", "--quiet", "--k", "2", "--json"])
+            .arg(&out),
+    );
+    assert_eq!(code, 1, "{so}");
+    let cert = read_json(&out);
+    let st = check_status(&cert, "T5", "stability");
+    assert!(st == "violated" || st == "inconclusive", "T5 {st}");
+    assert_eq!(cert["summary"]["status"], "not_certified");
+}
+
+// ------------------------------------------------------------------------------------------
+// bound and verify.
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn bound_reproduces_certify_on_its_measurements() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cert_path = fx.out("c.json");
+    run_cmd(certify_cmd(&m, &x, &y, &["--lr", "0.22", "--batch", "1", "--json"]).arg(&cert_path));
+    let cert = read_json(&cert_path);
+    let bound_path = fx.out("b.json");
+    let (code, _, se) = run_cmd(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(&cert_path)
+            .args(["--lr", "0.22", "--batch", "1", "--json"])
+            .arg(&bound_path),
+    );
+    assert!(code == 0 || code == 1, "{se}");
+    let b = read_json(&bound_path);
+    assert_eq!(b["schema"], "flatcert.bound/v1");
+    for t in ["T1", "T3", "T4", "T5", "T6", "T7"] {
+        let statuses = |doc: &Value| -> Vec<(String, String)> {
+            doc["verdicts"][t]["hypotheses"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{t} not computed: {}", doc["verdicts"][t]))
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap().to_string(),
+                        c["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(statuses(&cert), statuses(&b), "{t}");
+    }
+    // T2 and T8–T10 need per-sample norms or the network.
+    assert!(b["verdicts"]["T2"]["not_computed"].is_string());
+    assert!(b["verdicts"]["T10"]["not_computed"].is_string());
+    // At another batch size T5 is not computed, and the reason names what is missing.
+    let (_, so, _) = run_cmd(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(&cert_path)
+            .args(["--lr", "0.22", "--batch", "2"]),
+    );
+    assert!(so.contains("T5  not computed"), "{so}");
+}
+
+#[test]
+fn bound_on_a_measure_document_names_missing_quantities() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let mpath = fx.out("m.json");
+    let out = flatcert()
+        .args(["measure", "--model"])
+        .arg(&m)
+        .arg("--x")
+        .arg(&x)
+        .arg("--y")
+        .arg(&y)
+        .arg("--json")
+        .arg(&mpath)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let (code, so, se) = run_cmd(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(&mpath)
+            .args(["--lr", "0.22", "--batch", "1", "--k", "2"]),
+    );
+    assert!(code == 0 || code == 1, "{se}");
+    assert!(so.contains("T1  Multiplicative identity"), "{so}");
+    assert!(so.contains("missing mean_square_dtilde_lambda_max"), "{so}");
+    assert!(
+        so.contains("T2  not computed: missing per-sample norms"),
+        "{so}"
+    );
+}
+
+#[test]
+fn verify_accepts_untouched_and_rejects_edits_and_changed_inputs() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cert_path = fx.out("c.json");
+    run_cmd(certify_cmd(&m, &x, &y, &["--lr", "0.22", "--batch", "1", "--json"]).arg(&cert_path));
+    let (code, so, se) = run_cmd(flatcert().arg("verify").arg(&cert_path));
+    assert_eq!(code, 0, "{so}{se}");
+    // A hand-edited number.
+    let mut cert = read_json(&cert_path);
+    let old = cert["measurements"]["gauss_newton_trace"]["value"]
+        .as_f64()
+        .unwrap();
+    cert["measurements"]["gauss_newton_trace"]["value"] = serde_json::json!(old * 1.01);
+    let edited = fx.path("edited.json");
+    std::fs::write(&edited, serde_json::to_string_pretty(&cert).unwrap()).unwrap();
+    let (code, so, _) = run_cmd(flatcert().arg("verify").arg(&edited));
+    assert_eq!(code, 1, "{so}");
+    assert!(so.contains("measurements.gauss_newton_trace"), "{so}");
+    // A hand-edited status (the arithmetic of the check no longer gives it).
+    let mut cert = read_json(&cert_path);
+    let hyps = cert["verdicts"]["T5"]["hypotheses"].as_array_mut().unwrap();
+    let c = hyps.iter_mut().find(|c| c["name"] == "stability").unwrap();
+    c["status"] = serde_json::json!("violated");
+    std::fs::write(&edited, serde_json::to_string_pretty(&cert).unwrap()).unwrap();
+    let (code, so, _) = run_cmd(flatcert().arg("verify").arg(&edited));
+    assert_eq!(code, 1, "{so}");
+    assert!(
+        so.contains("verdicts.T5.hypotheses.stability.status"),
+        "{so}"
+    );
+    // A changed input file.
+    fx.npy("y.npy", &[1.0, 1.0, 2.5], 3, 1);
+    let (code, so, _) = run_cmd(flatcert().arg("verify").arg(&cert_path));
+    assert_eq!(code, 1, "{so}");
+    assert!(so.contains("inputs.files.y.sha256"), "{so}");
+    // Not a certificate.
+    let junk = fx.bytes("junk.json", b"{\"schema\": \"flatcert.measurements/v1\"}");
+    expect_bad_input(flatcert().arg("verify").arg(&junk), &["schema"]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Bad flags: exit 2 with a one-line message naming the flag; nothing written.
+// ------------------------------------------------------------------------------------------
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cases: [(&[&str], &str); 11] = [
+        (&["--lr", "0", "--batch", "1"], "--lr"),
+        (&["--lr", "nan", "--batch", "1"], "--lr"),
+        (&["--lr", "inf", "--batch", "1"], "--lr"),
+        (&["--lr", "-0.1", "--batch", "1"], "--lr"),
+        (&["--lr", "0.1", "--batch", "0"], "--batch"),
+        (&["--lr", "0.1", "--batch", "4"], "--batch"),
+        (&["--lr", "0.1", "--batch", "1", "--k", "3"], "--k"),
+        (
+            &["--lr", "0.1", "--batch", "1", "--epsilon", "0"],
+            "--epsilon",
+        ),
+        (
+            &["--lr", "0.1", "--batch", "1", "--epsilon", "-1"],
+            "--epsilon",
+        ),
+        (
+            &["--lr", "0.1", "--batch", "1", "--format", "xml"],
+            "--format",
+        ),
+        (
+            &["--lr", "0.1", "--batch", "1", "--lr-convention", "adam"],
+            "--lr-convention",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut cmd = certify_cmd(&m, &x, &y, args);
+        cmd.arg("--json").arg(fx.out("c.json"));
+        expect_bad_input(&mut cmd, &[flag]);
+        fx.assert_no_output();
+    }
+    // No η anywhere: the golden checkpoint has no lr metadata.
+    expect_bad_input(&mut certify_cmd(&m, &x, &y, &["--batch", "1"]), &["--lr"]);
+    expect_bad_input(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(fx.path("none.json"))
+            .args(["--lr", "0.1", "--batch", "1"]),
+        &["none.json"],
+    );
+}
