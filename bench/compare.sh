@@ -18,7 +18,7 @@ NUMPY_ENV="env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE"
 
 echo "== W1: per-sample norms k = 1,2,4, 784-512-512-10 relu, n = 8192, f64"
 for rep in 1 2 3; do
-  t0=$(now); $FC measure --model "$WORK/w1/model.safetensors" --x "$WORK/w1/x.npy" --k 1,2,4 --quiet > /dev/null; t1=$(now)
+  t0=$(now); $FC measure --model "$WORK/w1/model.safetensors" --x "$WORK/w1/x.npy" --k 1,2,4 --no-curvature --quiet > /dev/null; t1=$(now)
   np=$($NUMPY_ENV $PY "$PEERS/numpy_ghost.py" "$WORK/w1/model.safetensors" "$WORK/w1/x.npy" | $PY -c 'import json,sys; print(json.load(sys.stdin)["wall_s"])')
   echo "rep $rep: flatcert $(echo "$t1 - $t0" | bc) s (incl. loading)   numpy_ghost ${np} s (compute only)"
 done
