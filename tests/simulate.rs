@@ -69,6 +69,7 @@ fn check_report(doc: &Value, ks: &[u64], deltas: usize, steps: u64) {
         assert!(r["escaped"].is_boolean());
         assert!(r["prediction"].is_string());
     }
+    finite(&doc["forcing"]["kick_per_step"], "forcing.kick_per_step");
     finite(&doc["timing"]["total"], "timing.total");
 }
 

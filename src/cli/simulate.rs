@@ -25,7 +25,7 @@ use flatcert::simulate::plot::{Panel, Series, render_svg};
 use flatcert::simulate::predict::not_computed;
 use flatcert::simulate::{
     GrowthFit, GrowthOptions, LinearizedRun, LinearizedSgd, Prediction, PredictionOptions,
-    TrueSgdOptions, TrueSgdRun, fit_growth, log_moment_curve, predict, run_true_sgd,
+    TrueSgdOptions, TrueSgdRun, fit_growth, forcing_kick, log_moment_curve, predict, run_true_sgd,
 };
 use flatcert::train::Sampling;
 
@@ -318,6 +318,14 @@ struct TrueSgdDoc {
 }
 
 #[derive(Serialize)]
+struct ForcingDoc {
+    /// η·√E‖g_ξ(θ*)‖²: the RMS step SGD takes at θ* itself (0 at an exact interpolating minimum).
+    kick_per_step: f64,
+    /// kick·√T: the random-walk scale of that noise over the run.
+    kick_random_walk: f64,
+}
+
+#[derive(Serialize)]
 struct TimingDoc {
     load: f64,
     prediction: f64,
@@ -335,6 +343,8 @@ struct SimulateDoc {
     prediction: Prediction,
     linearized: LinearizedDoc,
     true_sgd: Vec<TrueSgdDoc>,
+    /// Residual forcing at θ* (THEORY T5 failure mode (i)).
+    forcing: ForcingDoc,
     notes: Vec<String>,
     timing: TimingDoc,
 }
@@ -633,6 +643,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         .par_iter()
         .map(|&delta| run_true_sgd(mlp, data, &u0, delta, &lin.times, &opts, &on_step))
         .collect::<flatcert::Result<_>>()?;
+    let kick = forcing_kick(mlp, data, eta, p)?;
     let t_true = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
 
@@ -662,10 +673,13 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             let r = model.rank() as f64;
             let cost = (model.y.nrows() as f64) * r * r * args.steps as f64;
             if cost <= EXACT_CURVE_BUDGET {
-                let starts: Vec<(&[f64], f64)> = lin
-                    .trials
+                // The starts are regenerated from their seeded streams (not stored by the run).
+                let regenerated = (0..lin.trials.len())
+                    .map(|r| sim.trial_start(args.seed, r).map(|(_, w, norm)| (w, norm)))
+                    .collect::<flatcert::Result<Vec<_>>>()?;
+                let starts: Vec<(&[f64], f64)> = regenerated
                     .iter()
-                    .map(|t| (t.start_cotangent.as_slice(), t.start_norm))
+                    .map(|(w, norm)| (w.as_slice(), *norm))
                     .collect();
                 let s0 = reduced_start_moment(model, &starts)?;
                 Some(reduced_log_trace_curve(model, eta, p, &s0, &lin.times)?)
@@ -829,6 +843,12 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
     println!(
         "(b) true SGD from θ* + δ·u_0 (batches of trial 0; escape = distance > {DISTANCE_FACTOR}× start or loss > {LOSS_FACTOR}× start), {t_true:.2} s; prediction: {true_pred}"
     );
+    if kick > 0.0 {
+        println!(
+            "  residual forcing at θ* (T5 failure mode (i)): η·√E‖g_ξ‖² = {kick:.3e} per step, ×√T = {:.3e}; δ near or below that is dominated by it",
+            kick * (args.steps as f64).sqrt()
+        );
+    }
     for d in &true_docs {
         let r = &d.run;
         let last_d = r.distance.last().copied().unwrap_or(f64::NAN);
@@ -893,6 +913,10 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             seconds_per_1000_steps: per_1000,
         },
         true_sgd: true_docs,
+        forcing: ForcingDoc {
+            kick_per_step: kick,
+            kick_random_walk: kick * (args.steps as f64).sqrt(),
+        },
         notes,
         timing: TimingDoc {
             load: t_load,

@@ -69,12 +69,6 @@ pub struct LinearizedTrial {
     /// `log‖u_t‖` at the recording times (`‖u_0‖ = 1`, so the first entry is 0); `−∞` (null in
     /// JSON) if the iterate became exactly 0.
     pub log_norm: Vec<f64>,
-    /// The cotangents `w` (`i·C + c` order) that gave `u_0 = Σ_i J_iᵀw_i / ‖·‖`.
-    #[serde(skip)]
-    pub start_cotangent: Vec<f64>,
-    /// `‖Σ_i J_iᵀ w_i‖` before normalization.
-    #[serde(skip)]
-    pub start_norm: f64,
 }
 
 /// R trials of the recursion.
@@ -315,7 +309,9 @@ impl<'a> LinearizedSgd<'a> {
         Ok((u, w, norm))
     }
 
-    /// The start vector of `trial` for `seed` (ChaCha8 stream [`start_stream`]).
+    /// The start vector of `trial` for `seed` (ChaCha8 stream [`start_stream`]): `(u_0, w,
+    /// ‖Σ_i J_iᵀw_i‖)`. Deterministic, so callers that need the starts of a finished run (e.g. for
+    /// [`super::exact::reduced_start_moment`]) regenerate them instead of the run storing them.
     pub fn trial_start(&self, seed: u64, trial: usize) -> Result<(Params, Vec<f64>, f64)> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(start_stream(trial));
@@ -336,7 +332,7 @@ impl<'a> LinearizedSgd<'a> {
         times: &[u64],
         on_step: &(dyn Fn(u64) + Sync),
     ) -> Result<LinearizedTrial> {
-        let (mut u, w, norm0) = self.trial_start(seed, trial)?;
+        let (mut u, _, _) = self.trial_start(seed, trial)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(batch_stream(trial));
         let mut sampler = BatchSampler::new(sampling, self.n, batch)?;
@@ -381,11 +377,7 @@ impl<'a> LinearizedSgd<'a> {
         if pending > 0 {
             on_step(pending);
         }
-        Ok(LinearizedTrial {
-            log_norm,
-            start_cotangent: w,
-            start_norm: norm0,
-        })
+        Ok(LinearizedTrial { log_norm })
     }
 
     /// `trials` independent trials in parallel (rayon; each trial has its own streams, so the

@@ -40,7 +40,7 @@ pub mod true_sgd;
 pub use growth::{GrowthFit, GrowthOptions, fit_growth, log_moment_curve};
 pub use linearized::{LinearizedRun, LinearizedSgd, LinearizedTrial};
 pub use predict::{Prediction, PredictionOptions, predict};
-pub use true_sgd::{EscapeReason, TrueSgdOptions, TrueSgdRun, run_true_sgd};
+pub use true_sgd::{EscapeReason, TrueSgdOptions, TrueSgdRun, forcing_kick, run_true_sgd};
 
 use crate::error::{Error, Result};
 use crate::measure::stability::Sampling as TheorySampling;

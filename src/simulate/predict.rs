@@ -405,7 +405,7 @@ pub fn predict(
         pred.moments.push(mp);
     }
     if let Some((loss, max_res)) = res
-        && max_res > 0.0
+        && max_res > 1e-10
     {
         pred.notes.push(format!(
             "Gauss–Newton model (H_i = J_iᵀJ_i): ℒ(θ*) = {loss:.3e}, max_i‖res_i‖ = {max_res:.3e}; a residual adds forcing noise the linearization ignores (THEORY T5 failure mode (i))"

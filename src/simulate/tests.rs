@@ -160,10 +160,15 @@ fn monte_carlo_second_moment_matches_the_exact_expectation() {
     let run = sim
         .run(eta, 2, Sampling::IidSubsets, 6, 3000, 4, 100, &|_| {})
         .expect("run");
-    let starts: Vec<(&[f64], f64)> = run
-        .trials
+    let regenerated: Vec<(Vec<f64>, f64)> = (0..run.trials.len())
+        .map(|r| {
+            let (_, w, norm) = sim.trial_start(4, r).expect("start");
+            (w, norm)
+        })
+        .collect();
+    let starts: Vec<(&[f64], f64)> = regenerated
         .iter()
-        .map(|t| (t.start_cotangent.as_slice(), t.start_norm))
+        .map(|(w, norm)| (w.as_slice(), *norm))
         .collect();
     let s0 = reduced_start_moment(&model, &starts).expect("sigma0");
     let p = noise_p(
@@ -243,53 +248,48 @@ fn true_sgd_escapes_far_above_the_gd_limit() {
     assert!(run.escaped, "{run:?}");
 }
 
-/// Timing of the prediction on the bundled digits example (not a test; run with `--ignored
-/// --nocapture`).
 #[test]
-#[ignore]
-fn digits_prediction_timing() {
-    use crate::example;
-    use crate::io::{CheckpointOptions, DataOptions};
-    use crate::measure::stability::{BracketOptions, mean_square_critical_lr};
-    use std::time::Instant;
-    let ck = crate::io::load_checkpoint_bytes(example::MODEL, "m", &CheckpointOptions::default())
-        .expect("model");
-    let opts = DataOptions {
-        one_hot: Some(10),
-        x_scale: Some(example::X_SCALE),
-        expected_dim: Some(64),
-    };
-    let ds =
-        crate::io::load_dataset_bytes(example::X, "x.npy", Some((example::LABELS, "l.npy")), &opts)
-            .expect("data");
-    let t = Instant::now();
-    let spec = gauss_newton_gram(&ck.mlp, &ds, &GramOptions::default()).expect("gram");
-    let model = ReducedModel::from_spectrum(&spec);
-    eprintln!("gram {:?} r = {}", t.elapsed(), model.rank());
-    let s = DMatrix::<f64>::identity(model.rank(), model.rank());
-    let t = Instant::now();
-    let _ = model.d_tilde(0.06, &s);
-    eprintln!("one 𝒟̃ application {:?}", t.elapsed());
-    for (tol, steps) in [(1e-1, 10), (1e-2, 20)] {
-        let t = Instant::now();
-        let b = BracketOptions {
-            rel_tol: tol,
-            max_steps: steps,
-            ..BracketOptions::default()
-        };
-        let c = mean_square_critical_lr(
-            &model,
-            16,
-            crate::measure::stability::Sampling::WithoutReplacement,
-            &b,
-        )
-        .expect("crit");
-        eprintln!(
-            "tol {tol} steps {steps}: {:?} η* ∈ [{:?}, {:?}] {:?}",
-            t.elapsed(),
-            c.eta_lower(),
-            c.eta_upper(),
-            c.verdict(0.2)
-        );
+fn forcing_kick_matches_batch_enumeration() {
+    use super::true_sgd::forcing_kick;
+    // Non-interpolating targets: E‖g_ξ‖² by enumerating the 6 batches of size 2 from n = 4.
+    let mlp = random_mlp(&[2, 3, 2], Activation::Tanh, 31);
+    let x = random_data(2, 4, 32);
+    let y = random_data(2, 4, 33);
+    let ds = Dataset::new(
+        x.as_slice().to_vec(),
+        4,
+        2,
+        Some((y.as_slice().to_vec(), 2)),
+        "x",
+        "y",
+    )
+    .expect("data");
+    let grads: Vec<DMatrix<f64>> = (0..4)
+        .map(|i| {
+            let cache = mlp.forward_cache(ds.x_block(i, i + 1));
+            let res = cache.output() - y.columns(i, 1);
+            flat(&mlp.vjp_params(&cache, &res))
+        })
+        .collect();
+    let mut e = 0.0;
+    let mut count = 0.0;
+    for i in 0..4 {
+        for j in i + 1..4 {
+            let g = (&grads[i] + &grads[j]) / 2.0;
+            e += g.norm_squared();
+            count += 1.0;
+        }
     }
+    let want = 0.3 * (e / count).sqrt();
+    let p = noise_p(
+        4,
+        2,
+        crate::measure::stability::Sampling::WithoutReplacement,
+    )
+    .expect("p");
+    let got = forcing_kick(&mlp, &ds, 0.3, p).expect("kick");
+    assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
+    // At an interpolating minimum the forcing vanishes.
+    let (mlp, ds) = problem(&[2, 3, 2], Activation::Tanh, 4, 34);
+    assert!(forcing_kick(&mlp, &ds, 0.3, p).expect("kick") < 1e-14);
 }

@@ -123,6 +123,33 @@ fn escape(run: &mut TrueSgdRun, t: u64, why: EscapeReason) {
     }
 }
 
+/// The residual forcing of SGD at θ\* (THEORY.md T5 failure mode (i)): with `res_i ≠ 0` each step
+/// adds `−η g_ξ`, `g_ξ = (1/B)Σ_{i∈ξ} J_iᵀres_i`, to the linear recursion. Returns the RMS kick
+/// `η·√E‖g_ξ‖²`, with `E‖g_ξ‖² = (1−p)‖∇ℒ‖² + p·(1/n)Σ_i‖∇ℓ_i‖²` (the vector form of F3; p of
+/// THEORY.md §0). Perturbations δ at or below the kick accumulated over the run are dominated by
+/// this noise, not by the linear dynamics. One reverse pass per sample.
+pub fn forcing_kick(mlp: &Mlp, data: &Dataset, eta: f64, p: f64) -> Result<f64> {
+    let c = data
+        .outputs()
+        .ok_or_else(|| Error::invalid_argument("--y", "the residual forcing needs targets y"))?;
+    let mut mean = Params::zeros_like(mlp);
+    let mut mean_sq = 0.0;
+    for i in 0..data.len() {
+        let cache = mlp.forward_cache(data.x_block(i, i + 1));
+        let y = data.y_row(i).ok_or_else(|| {
+            Error::invalid_argument("--y", "the residual forcing needs targets y")
+        })?;
+        let res = DMatrix::from_fn(c, 1, |r, _| cache.output()[(r, 0)] - y[r]);
+        let g = mlp.vjp_params(&cache, &res);
+        mean_sq += g.dot(&g);
+        mean.axpy(1.0, &g);
+    }
+    let nf = data.len() as f64;
+    mean.scale(1.0 / nf);
+    let e = (1.0 - p) * mean.dot(&mean) + p * mean_sq / nf;
+    Ok(eta * e.max(0.0).sqrt())
+}
+
 /// `‖a − b‖` over all layers.
 fn distance(a: &Params, b: &Params) -> f64 {
     a.layers
