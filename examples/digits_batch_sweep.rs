@@ -25,11 +25,10 @@
 //!    - (b) **training test**: SGD from the PyTorch-default initialization of `--seed` for
 //!      `--train-steps` steps. The run *diverged* if a loss or parameter became non-finite or the
 //!      loss (checked every 1000 steps) exceeded 10⁶; else it *converged* if its final ℒ ≤ 10⁻³;
-//!      else it *stayed high*. At the final network of the
-//!      converged runs with the `--minima` largest η per B, η*(B) is computed again and the claim
-//!      "SGD settles only where η ≤ η*(B)" is checked: *violated* (certified) if η is above the
-//!      upper end, *holds* (certified) if η is at most the certified lower end, else
-//!      *inconclusive*.
+//!      else it *stayed high*. At the final network of the converged runs with the `--minima`
+//!      largest η per B, η*(B) is computed again and the claim "SGD settles only where
+//!      η ≤ η*(B)" is checked: *violated* (certified) if η is above the upper end, *holds*
+//!      (certified) if η is at most the certified lower end, else *inconclusive*.
 //!
 //! **Cost.** A certified full-rank η* bracket here (r ≈ 2300–2560) costs tens of minutes per batch
 //! size on 2 cores. The example keeps the eigenvalues of K above τ·λ_max (default τ = 3·10⁻³,
@@ -133,7 +132,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Per batch size, analyse the minima of this many converged training runs (those with the
-    /// largest η); each costs a Gram eigendecomposition (≈ 15–25 s). 6 analyses all.
+    /// largest η); each costs a Gram eigendecomposition (10–30 s). 6 analyses all.
     #[arg(long, default_value_t = 1)]
     minima: usize,
     /// Relative rank threshold τ of K for the reduced model (THEORY T5e); smaller is tighter and
