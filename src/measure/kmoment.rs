@@ -431,7 +431,7 @@ pub fn exact_qk(
 }
 
 /// All batches with probabilities: uniform B-subsets, or B-multisets with multinomial weights.
-fn enumerate_batches(n: usize, b: usize, sampling: Sampling) -> Vec<(Vec<usize>, f64)> {
+pub(crate) fn enumerate_batches(n: usize, b: usize, sampling: Sampling) -> Vec<(Vec<usize>, f64)> {
     fn rec(
         start: usize,
         n: usize,

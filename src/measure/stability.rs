@@ -1028,60 +1028,7 @@ pub(crate) mod reference {
     /// All batches with their probabilities: B-subsets (uniform) or B-multisets with multinomial
     /// weights (with replacement), each as a list of indices (duplicates repeated).
     pub(crate) fn batches(n: usize, b: usize, sampling: Sampling) -> Vec<(Vec<usize>, f64)> {
-        let mut out = Vec::new();
-        let mut cur = Vec::new();
-        fn rec(
-            start: usize,
-            n: usize,
-            b: usize,
-            repeat: bool,
-            cur: &mut Vec<usize>,
-            out: &mut Vec<Vec<usize>>,
-        ) {
-            if cur.len() == b {
-                out.push(cur.clone());
-                return;
-            }
-            for i in start..n {
-                cur.push(i);
-                rec(if repeat { i } else { i + 1 }, n, b, repeat, cur, out);
-                cur.pop();
-            }
-        }
-        let mut sets = Vec::new();
-        rec(
-            0,
-            n,
-            b,
-            sampling == Sampling::WithReplacement,
-            &mut cur,
-            &mut sets,
-        );
-        for set in sets {
-            let w = match sampling {
-                Sampling::WithoutReplacement => 1.0,
-                Sampling::WithReplacement => {
-                    // multinomial coefficient b!/Π m_i! times n^{-b}
-                    let mut coef = (1..=b).map(|k| k as f64).product::<f64>();
-                    let mut i = 0;
-                    while i < set.len() {
-                        let mut j = i;
-                        while j < set.len() && set[j] == set[i] {
-                            j += 1;
-                        }
-                        coef /= (1..=(j - i)).map(|k| k as f64).product::<f64>();
-                        i = j;
-                    }
-                    coef / (n as f64).powi(b as i32)
-                }
-            };
-            out.push((set, w));
-        }
-        if sampling == Sampling::WithoutReplacement {
-            let m = out.len() as f64;
-            out.iter_mut().for_each(|(_, w)| *w = 1.0 / m);
-        }
-        out
+        crate::measure::kmoment::enumerate_batches(n, b, sampling)
     }
 
     /// H_ξ = (1/B)Σ_{i∈ξ} H_i.
