@@ -14,7 +14,6 @@ use flatcert_bounds::t6::{DirectionalResult, directional_test};
 use flatcert_bounds::{BatchModel, Sampling};
 
 use super::plan::Plan;
-use super::t5route;
 use super::theorems::Robust;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -32,9 +31,12 @@ use crate::measure::robustness::{RadiusSearch, RobustnessConfig, Task, certify_p
 use crate::measure::stability::{
     self, BracketOptions, gd_critical_lr, mean_square_rho, wme_quantities,
 };
+use crate::measure::truncation::{Goal, RankBudget};
 use crate::model::Mlp;
 use crate::quantity::{Quantity, gamma, round_down, round_up};
 
+/// The T9 certified-radius search runs on [0, RADIUS_SEARCH_FACTOR·ε].
+pub const RADIUS_SEARCH_FACTOR: f64 = 4.0;
 /// Largest n·P for the smooth-activation Hessian diagnostics (λ_min(H), |tr H − tr G|).
 const HESSIAN_BUDGET: f64 = 1e8;
 /// Largest r(r+1)/2 for the λ_max(𝒬_r) diagnostic (a dense eigenproblem on Sym(r)).
@@ -396,8 +398,12 @@ fn gram_quantities(
         dense_limit: 1000,
         ..BracketOptions::default()
     };
-    let p = batch.p();
-    let (model, crit) = t5route::critical_lr(spec, eta, batch.batch, s, p, plan.t5_rank, &bopts)?;
+    let (model, crit) = RankBudget::new(spec, plan.t5_rank)?.critical_lr(
+        batch.batch,
+        s,
+        &bopts,
+        Goal::DecideAt(eta),
+    )?;
     q.extend(gd_critical_lr(&model, Some(eta)));
     q.insert(
         "per_sample_fro_sq_mean".into(),
@@ -591,7 +597,7 @@ fn robustness(
     );
     if plan.radius_steps > 0 {
         cfg.radius = Some(RadiusSearch {
-            eps_max: 4.0 * eps,
+            eps_max: RADIUS_SEARCH_FACTOR * eps,
             steps: plan.radius_steps,
         });
     }

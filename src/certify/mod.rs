@@ -7,7 +7,6 @@
 //! |---|---|
 //! | [`plan`] | validated hyper-parameters (η in the theory convention, B, sampling, k, ε, τ) |
 //! | [`collect`] | the measurement stage (per-sample engine, Gram or operator path, residual, T8–T10 evidence) |
-//! | [`t5route`] | the T5 bracket within a rank budget (proven truncation allowance) |
 //! | [`theorems`] | measured numbers → bounds-crate inputs → verdicts T1 … T10 |
 //! | [`summary`] | overall status and the lists of open / assumed hypotheses |
 //! | [`certificate`] | the document and its JSON (every float finite; ±∞ as `"+inf"`/`"-inf"`) |
@@ -23,7 +22,6 @@ pub mod inputs;
 pub mod pipeline;
 pub mod plan;
 pub mod summary;
-pub mod t5route;
 pub mod theorems;
 pub mod verify;
 

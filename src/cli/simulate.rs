@@ -36,8 +36,12 @@ use super::progress;
 const RECORD_POINTS: usize = 500;
 /// The exact reduced curve `tr 𝒬_r^t(Σ_0)` is computed when `nC·r²·T` is at most this.
 const EXACT_CURVE_BUDGET: f64 = 2e10;
-/// `--predict auto` computes the η* bracket only up to this rank r.
-const AUTO_ETA_STAR_MAX_RANK: usize = 500;
+/// `--predict auto` computes the η* bracket on at most this many eigenpairs of K (the rest enter
+/// the proven truncation allowance; the same cap as `flatcert certify` and `flatcert stability`).
+const AUTO_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
+/// `--predict auto`: relative width at which the η* cone bracket stops, and its step cap.
+const AUTO_BRACKET_REL_TOL: f64 = 1e-3;
+const AUTO_BRACKET_MAX_STEPS: usize = 60;
 /// `--predict full`: relative width at which the η* cone bracket stops, and its step cap (the
 /// bracket is certified at any width; at r = 2560 one step takes 10–35 s on 2 cores).
 const FULL_BRACKET_REL_TOL: f64 = 1e-2;
@@ -78,9 +82,9 @@ pub struct SimulateArgs {
         allow_negative_numbers = true
     )]
     pub deltas: Vec<f64>,
-    /// Predictions: `auto` (the Gram path when nC ≤ 4096; the η* bracket only when r ≤ 500, since
-    /// it takes minutes at r in the thousands), `full` (a coarse certified η* bracket at any r;
-    /// minutes for the bundled example), `none`.
+    /// Predictions: `auto` (the Gram path when nC ≤ 4096; the η* bracket on at most 256
+    /// eigenpairs of K plus the proven truncation allowance: seconds), `full` (a coarse certified
+    /// η* bracket on every eigenpair; minutes for the bundled example), `none`.
     #[arg(long, default_value = "auto")]
     pub predict: String,
     /// Write the JSON report here (atomically).
@@ -151,7 +155,12 @@ fn predict_options(mode: &str) -> Result<Option<PredictionOptions>> {
     match mode.trim().to_ascii_lowercase().as_str() {
         "none" => Ok(None),
         "auto" => Ok(Some(PredictionOptions {
-            eta_star_max_rank: Some(AUTO_ETA_STAR_MAX_RANK),
+            t5_rank: AUTO_T5_RANK,
+            bracket: BracketOptions {
+                rel_tol: AUTO_BRACKET_REL_TOL,
+                max_steps: AUTO_BRACKET_MAX_STEPS,
+                ..BracketOptions::default()
+            },
             ..PredictionOptions::default()
         })),
         "full" => Ok(Some(PredictionOptions {

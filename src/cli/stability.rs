@@ -33,6 +33,7 @@ use flatcert::measure::kmoment::k_moment_critical_lr;
 use flatcert::measure::stability::{
     BracketOptions, CriticalLr, ReducedModel, Sampling, Verdict, critical_lr_sweep, noise_p,
 };
+use flatcert::measure::truncation::{Goal, RankBudget};
 use flatcert::measurements::MeasurementInputs;
 use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
 use flatcert::quantity::{round_down, round_up};
@@ -51,10 +52,17 @@ pub const K_MOMENT_MAX_RANK: usize = 12;
 /// library's hard limit so that the table stays interactive.
 pub const K_MOMENT_WORK_LIMIT: f64 = 4e9;
 
-/// Cone steps assumed by the time estimate for a tight `--rel-tol` (the bracket typically closes
-/// to 1e-6 in 40–60 steps) and for a loose one (≥ 1e-2).
+/// Cone steps assumed by the time estimate for a tight `--rel-tol` (the plain steps, then a
+/// Lanczos restart worth about 10 more) and for a loose one (≥ 1e-2).
 const TYPICAL_CONE_STEPS: usize = 40;
 const TYPICAL_LOOSE_STEPS: usize = 12;
+
+/// Default `--rel-tol`: brackets of η*(B) to 0.1%, reached in seconds on the bundled example
+/// (1e-6 would need the full rank of K, minutes per batch size).
+pub const DEFAULT_REL_TOL: f64 = 1e-3;
+
+/// Default `--t5-rank` (the same cap as `flatcert certify`).
+pub const DEFAULT_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
 
 /// Fraction of the available memory a Gram run may use before it is refused.
 pub const SAFE_MEMORY_FRACTION: f64 = 0.5;
@@ -120,13 +128,19 @@ pub struct StabilityArgs {
     /// Relative rank threshold τ of K (eigenvalues above τ·λ_max are kept; THEORY T5e).
     #[arg(long, default_value_t = 1e-12)]
     pub tau: f64,
-    /// Stop refining each η* bracket once its relative width is at most this (THEORY T5h; a
-    /// looser target finishes sooner with a wider, still certified bracket).
-    #[arg(long = "rel-tol", default_value_t = 1e-6)]
+    /// Target relative width of each η* bracket (THEORY T5h): the cone iteration stops there,
+    /// and when K has more than --t5-rank eigenpairs the smallest rank whose proven truncation
+    /// allowance is within this width is used (a looser target finishes sooner with a wider,
+    /// still certified bracket).
+    #[arg(long = "rel-tol", default_value_t = DEFAULT_REL_TOL)]
     pub rel_tol: f64,
     /// Cap on the cone steps of each η* bracket (THEORY T5h).
-    #[arg(long = "max-steps", default_value_t = 200)]
+    #[arg(long = "max-steps", default_value_t = 100)]
     pub max_steps: usize,
+    /// Cap on the eigenpairs of K kept for η*(B) (THEORY T5f); the rest enter the proven
+    /// truncation allowance, which widens the bracket but never breaks it.
+    #[arg(long = "t5-rank", default_value_t = DEFAULT_T5_RANK)]
+    pub t5_rank: usize,
     /// Write the stability document (JSON) here, atomically.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -160,6 +174,9 @@ pub struct MeanSquareBracket {
     pub lambda_max_dtilde: Bracket,
     /// `dtilde-cone` or `dtilde-cone+dense`.
     pub method: &'static str,
+    /// Number of eigenpairs of K the bracket was computed on (≤ `--t5-rank`; the rest of the
+    /// document's r enter the proven truncation allowance).
+    pub rank: usize,
     /// Cone steps taken.
     pub cone_steps: usize,
     /// Proven truncation allowance `(1−p)λ_d + 4pω` added to upper(λ_max(𝒟̃)).
@@ -322,6 +339,9 @@ fn validate_args(args: &StabilityArgs) -> Result<()> {
             "--rel-tol",
             format!("must lie in (0, 1), got {}", args.rel_tol),
         ));
+    }
+    if args.t5_rank == 0 {
+        return Err(invalid("--t5-rank", "must be at least 1"));
     }
     if args.max_steps == 0 {
         return Err(invalid("--max-steps", "must be ≥ 1"));
@@ -531,16 +551,17 @@ fn step_seconds(mlp: &Mlp, n: usize, r: usize) -> f64 {
 
 /// The cost model of `flatcert stability`: the Gram path, then per cone step `8Nr²` flops for
 /// 𝒟̃ and |𝒟̃| plus about `40r³` for the certificate's eigendecompositions (at a third of the
-/// GEMM rate), with r ≤ min(N, P).
-fn estimate_cost(mlp: &Mlp, n: usize) -> CostEstimate {
+/// GEMM rate), with r ≤ min(N, P, `rank_cap`).
+fn estimate_cost(mlp: &Mlp, n: usize, rank_cap: usize) -> CostEstimate {
     let big_n = (n * mlp.output_dim()) as f64;
-    let r_max = (n * mlp.output_dim()).min(mlp.num_params());
-    let r = r_max as f64;
+    let r_full = (n * mlp.output_dim()).min(mlp.num_params());
+    // Memory: the full reduced basis Y (N × r) and its |Y| are built once (T4, k-moments).
+    let r = r_full as f64;
     let extra = 8.0 * (4.0 * big_n * r + 24.0 * r * r);
     CostEstimate {
         bytes: gram_memory_bytes(mlp, n).saturating_add(extra as usize),
         gram_seconds: gram_seconds_estimate(mlp, n),
-        step_seconds: step_seconds(mlp, n, r_max),
+        step_seconds: step_seconds(mlp, n, r_full.min(rank_cap)),
     }
 }
 
@@ -619,7 +640,7 @@ fn gd_verdict(lambda: (f64, f64), eta: f64) -> &'static str {
 }
 
 /// The `mean_square_critical_lr` entry of a row from the library's [`CriticalLr`].
-fn ms_bracket(crit: &CriticalLr) -> MeanSquareBracket {
+fn ms_bracket(crit: &CriticalLr, rank: usize) -> MeanSquareBracket {
     match &crit.bracket {
         None => MeanSquareBracket {
             lower: None,
@@ -630,6 +651,7 @@ fn ms_bracket(crit: &CriticalLr) -> MeanSquareBracket {
                 upper: Some(0.0),
             },
             method: "theory-T5f",
+            rank: 0,
             cone_steps: 0,
             truncation_allowance: 0.0,
             rounding_allowance_assumed: 0.0,
@@ -647,6 +669,7 @@ fn ms_bracket(crit: &CriticalLr) -> MeanSquareBracket {
             } else {
                 "dtilde-cone"
             },
+            rank,
             cone_steps: b.steps,
             truncation_allowance: b.truncation_allowance,
             rounding_allowance_assumed: b.phi_allowance,
@@ -727,7 +750,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     {
         sweep_batches.push(b);
     }
-    let cost = estimate_cost(mlp, n);
+    let cost = estimate_cost(mlp, n, args.t5_rank);
     // Typical: the plain cone steps, then (tight targets) a Lanczos restart worth ~10 steps.
     let typical_steps = if args.rel_tol >= 1e-2 {
         args.max_steps.min(TYPICAL_LOOSE_STEPS)
@@ -789,7 +812,9 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     let model = ReducedModel::from_spectrum(&spec);
     let r = model.rank();
     let lambda = model.lambda_max_bracket;
-    let refined = step_seconds(mlp, n, r) * typical_steps * sweep_batches.len() as f64;
+    let budget = RankBudget::new(&spec, args.t5_rank)?;
+    let refined =
+        step_seconds(mlp, n, r.min(args.t5_rank)) * typical_steps * sweep_batches.len() as f64;
     if !args.quiet && refined >= ANNOUNCE_SECONDS {
         eprintln!(
             "η*(B): r = {r} (τ = {:e}); estimated ≈ {} for {} batch size(s) (rough; a looser \
@@ -808,8 +833,9 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     };
     let pb = progress::bar(sweep_batches.len() as u64, "η*(B)", args.quiet);
     let mut crits: Vec<(CriticalLr, f64)> = Vec::with_capacity(sweep_batches.len());
+    let mut rank_used = std::collections::BTreeMap::new();
     let dense = r > 0 && r * (r + 1) / 2 <= opts.dense_limit;
-    if dense {
+    if dense && budget.is_exact() {
         // Small r: one sweep shares the dense matrices of 𝒟̃.
         let t = Instant::now();
         let all = critical_lr_sweep(&model, &sweep_batches, sampling, &opts)?;
@@ -819,10 +845,8 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     } else {
         for &b in &sweep_batches {
             let t = Instant::now();
-            let mut one = critical_lr_sweep(&model, &[b], sampling, &opts)?;
-            let cl = one
-                .pop()
-                .ok_or_else(|| Error::Internal("critical_lr_sweep returned no result".into()))?;
+            let (used, cl) = budget.critical_lr(b, sampling, &opts, Goal::Bracket)?;
+            rank_used.insert(b, used.rank());
             crits.push((cl, t.elapsed().as_secs_f64()));
             pb.inc(1);
         }
@@ -864,7 +888,10 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
             batch: crit.batch,
             p: crit.p,
             gd_critical_lr: gd_bracket(lambda),
-            mean_square_critical_lr: ms_bracket(crit),
+            mean_square_critical_lr: ms_bracket(
+                crit,
+                rank_used.get(&crit.batch).copied().unwrap_or(r),
+            ),
             k_moments,
             verdict,
             seconds: secs + t.elapsed().as_secs_f64(),
@@ -939,6 +966,20 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
                 .map(|k| k.to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
+        ));
+    }
+    if !budget.is_exact() {
+        let used: std::collections::BTreeSet<usize> = rank_used.values().copied().collect();
+        notes.push(format!(
+            "η*(B) brackets computed on the top {} of r = {r} eigenpairs of K (--t5-rank {}, \
+             --rel-tol {:e}); the rest enter the proven truncation allowance (1−p)λ_d + 4pω of \
+             THEORY T5f, which widens the bracket but keeps it certified",
+            used.iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
+            args.t5_rank,
+            args.rel_tol
         ));
     }
     if spec.rank < spec.values.len() {
@@ -1240,10 +1281,44 @@ pub fn to_json(doc: &StabilityDoc) -> Result<String> {
     serde_json::to_string_pretty(doc).map_err(|e| Error::Internal(format!("JSON: {e}")).into())
 }
 
-/// `flatcert stability`.
+/// The rows (and marker) whose verdict at η is not "certified stable" for both T5 (mean square)
+/// and T4 (GD), as `B = …` labels; empty without an η.
+pub fn not_certified(doc: &StabilityDoc) -> Vec<String> {
+    let mut out: Vec<String> = doc
+        .rows
+        .iter()
+        .filter(|row| {
+            row.verdict.as_ref().is_some_and(|v| {
+                v.mean_square != Verdict::CertifiedStable.name() || v.gd != "stable"
+            })
+        })
+        .map(|row| format!("B = {}", row.batch))
+        .collect();
+    if let Some(m) = &doc.marker
+        && m.verdict != Verdict::CertifiedStable.name()
+        && !out.contains(&format!("B = {}", m.batch))
+    {
+        out.push(format!("B = {} (trained)", m.batch));
+    }
+    out
+}
+
+/// `flatcert stability`. Exit 0 when every verdict at η (each row and the trained point) is
+/// certified stable, or when there is no η (brackets only); 1 when one is certified unstable or
+/// inconclusive (DESIGN.md §4: computed, but not certified) — the outputs are written either way.
 pub fn run(args: &StabilityArgs) -> Result<i32> {
     let (doc, plot) = stability_document(args)?;
     print!("{}", render_table(&doc));
+    let open = not_certified(&doc);
+    if let Some(e) = &doc.eta
+        && !open.is_empty()
+    {
+        println!(
+            "not certified stable at η = {}: {} (exit 1)",
+            e.theory,
+            open.join(", ")
+        );
+    }
     println!("computed in {:.2} s", doc.runtime_seconds);
     // Render everything before writing anything: no output on failure.
     let json = args.json.as_ref().map(|_| to_json(&doc)).transpose()?;
@@ -1260,5 +1335,5 @@ pub fn run(args: &StabilityArgs) -> Result<i32> {
         flatcert::io::write_atomic(path, text.as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
-    Ok(0)
+    Ok(if open.is_empty() { 0 } else { 1 })
 }

@@ -15,6 +15,7 @@ pub mod lipschitz;
 pub mod per_sample;
 pub mod robustness;
 pub mod stability;
+pub mod truncation;
 
 /// Measured quantities keyed by their canonical name (e.g. `train_loss`, `param_grad_moment_k2`).
 pub type QuantityMap = BTreeMap<String, Quantity>;

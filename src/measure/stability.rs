@@ -403,6 +403,7 @@ fn cone_bracket(model: &ReducedModel, p: f64, opts: &BracketOptions) -> (f64, f6
         opts.max_steps.min(CONE_PLAIN_STEPS),
     );
     if !cone.closed()
+        && cone.steps < opts.max_steps
         && let Some(x0) = lanczos_perron(model, p)
     {
         cone.run(x0, opts.max_steps.saturating_sub(cone.steps));

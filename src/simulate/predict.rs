@@ -23,9 +23,8 @@ use crate::data::Dataset;
 use crate::error::Result;
 use crate::measure::gram::{GramOptions, gauss_newton_gram};
 use crate::measure::kmoment::exact_qk;
-use crate::measure::stability::{
-    BracketOptions, ReducedModel, Sampling, mean_square_critical_lr, mean_square_rho, noise_p,
-};
+use crate::measure::stability::{BracketOptions, ReducedModel, Sampling, mean_square_rho, noise_p};
+use crate::measure::truncation::{Goal, RankBudget};
 use crate::model::Mlp;
 
 /// Options of [`predict`].
@@ -42,10 +41,11 @@ pub struct PredictionOptions {
     pub rho_max_rank: usize,
     /// Exact λ_max(𝒬_k) for k ≥ 4 only when `batches · dim(Sym^k)² · k!` ≤ this (default 2e9).
     pub qk_work_limit: f64,
-    /// Compute the η\* bracket only when r ≤ this (None: always). One application of 𝒟̃ costs
-    /// `O(nCr² + nC²r)` plus an `r × r` eigenproblem for its certificate, and the bracket takes
-    /// tens of them: minutes at r in the thousands.
-    pub eta_star_max_rank: Option<usize>,
+    /// Cap on the eigenpairs of K the η\* bracket is computed on (THEORY T5f; the rest enter
+    /// the proven truncation allowance, [`crate::measure::truncation`]). One application of 𝒟̃
+    /// costs `O(nCr²)` plus an `r × r` eigenproblem for its certificate, and the bracket takes
+    /// tens of them: seconds at r = 256, minutes at r in the thousands. Default: no cap.
+    pub t5_rank: usize,
 }
 
 impl Default for PredictionOptions {
@@ -56,7 +56,7 @@ impl Default for PredictionOptions {
             max_gram_dim: 4096,
             rho_max_rank: 200,
             qk_work_limit: 2e9,
-            eta_star_max_rank: None,
+            t5_rank: usize::MAX,
         }
     }
 }
@@ -304,13 +304,17 @@ pub fn predict(
         });
     }
 
-    match opts.eta_star_max_rank {
-        Some(limit) if r > limit => pred.notes.push(format!(
-            "η* bracket (T5f) skipped: r = {r} > {limit} makes it take minutes; use --predict full \
-             (or `flatcert stability`) for the verdict"
-        )),
-        _ => {
-            let crit = mean_square_critical_lr(&model, batch, sampling, &opts.bracket)?;
+    {
+        {
+            let budget = RankBudget::new(&spec, opts.t5_rank)?;
+            let (used, crit) = budget.critical_lr(batch, sampling, &opts.bracket, Goal::Bracket)?;
+            if used.rank() < r {
+                pred.notes.push(format!(
+                    "η* bracket (T5f) on the top {} of r = {r} eigenpairs of K; the rest enter \
+                     the proven truncation allowance (certified, wider)",
+                    used.rank()
+                ));
+            }
             let (verdict, margin) = crit.verdict(eta);
             pred.mean_square = Some(MeanSquarePrediction {
                 eta_star_lower: crit.eta_lower(),
