@@ -18,6 +18,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::measure::stability::Verdict;
+use crate::report::figures::wrap;
 
 /// One batch size of the stability figure.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,25 +180,6 @@ enum Glyph {
     Marker(Verdict),
     /// The highlighted point (ring and cross).
     Ring(RGBColor),
-}
-
-/// Wrap `text` into lines of at most `width` characters (at spaces).
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut cur = String::new();
-    for word in text.split(' ') {
-        if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push(' ');
-        }
-        cur.push_str(word);
-    }
-    if !cur.is_empty() {
-        lines.push(cur);
-    }
-    lines
 }
 
 /// Tick label of the η axis: up to 4 significant digits, trailing zeros removed.

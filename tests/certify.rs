@@ -228,6 +228,67 @@ fn golden_above_eta_star_is_not_certified() {
 }
 
 #[test]
+fn mean_square_refutation_propagates_to_every_moment_hypothesis() {
+    // η = 0.25 > η*_2 at B = 1 (T5 violated). k-th moment stability needs η ≤ η*_k ≤ η*_2
+    // (THEORY T6), so the T5 refutation also refutes k = 4, and T6, T7 and T8 (whose theory
+    // route assumes T7's hypotheses) must report it as violated rather than "assumed".
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let out = fx.out("c.json");
+    let (code, so, _) = run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &[
+                "--lr",
+                "0.25",
+                "--batch",
+                "1",
+                "--k",
+                "2,4",
+                "--epsilon",
+                "0.1",
+                "--json",
+            ],
+        )
+        .arg(&out),
+    );
+    assert_eq!(code, 1, "{so}");
+    let cert = read_json(&out);
+    for (theorem, check) in [
+        ("T6", "k_stable_k2"),
+        ("T6", "k_stable_k4"),
+        ("T7", "k_stable_k2"),
+        ("T7", "k_stable_k4"),
+    ] {
+        assert_eq!(
+            check_status(&cert, theorem, check),
+            "violated",
+            "{theorem}.{check}"
+        );
+    }
+    // T8: the refuted hypothesis is shown, and the theory route (d) that needs it is not
+    // computed; the bounds (a)–(c), which do not use stability, keep their own status.
+    let t8 = &cert["verdicts"]["T8"];
+    let diag = t8["diagnostics"]
+        .as_array()
+        .and_then(|d| d.iter().find(|c| c["name"] == "k_stable"))
+        .unwrap_or_else(|| panic!("T8.k_stable missing: {t8}"));
+    assert_eq!(diag["status"], "violated");
+    let conclusions = t8["conclusions"].as_array().expect("conclusions");
+    assert!(
+        conclusions.iter().all(|c| c["name"] != "theory_route"),
+        "{t8}"
+    );
+    assert!(
+        t8["notes"]
+            .to_string()
+            .contains("Theory route (d) not computed")
+    );
+}
+
+#[test]
 fn library_run_matches_the_golden_bracket_and_round_trips() {
     let data = Dataset::new(
         vec![-1.0, 1.0, 2.0],

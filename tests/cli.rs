@@ -1118,3 +1118,205 @@ fn bad_model_without_x_and_x_without_model() {
     expect_bad_input(&mut cmd, &["--x", "--model"]);
     fx.assert_no_output();
 }
+
+// ------------------------------------------------------------------------------------------
+// certify --format markdown and --report DIR (issue 4 items 7–8; docs/report.md).
+// ------------------------------------------------------------------------------------------
+
+/// THEORY §5: f(x) = |x| as the ReLU 1–2–1 network, x = (−1, 1, 2), y = (1, 1, 2), as files.
+fn abs_files(fx: &Fx) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use flatcert::model::{Dense, Mlp};
+    use nalgebra::{dmatrix, dvector};
+    let mlp = Mlp::new(
+        vec![
+            Dense {
+                weight: dmatrix![1.0; -1.0],
+                bias: dvector![0.0, 0.0],
+            },
+            Dense {
+                weight: dmatrix![1.0, 1.0],
+                bias: dvector![0.0],
+            },
+        ],
+        Activation::Relu,
+    )
+    .expect("valid network");
+    (
+        fx.model("abs.safetensors", &mlp),
+        fx.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),
+        fx.npy("y.npy", &[1.0, 1.0, 2.0], 3, 1),
+    )
+}
+
+/// `flatcert certify --model M --x X --y Y` plus `extra`.
+fn certify_files(m: &Path, x: &Path, y: &Path, extra: &[&str]) -> Command {
+    let mut cmd = flatcert();
+    cmd.arg("certify")
+        .arg("--model")
+        .arg(m)
+        .arg("--x")
+        .arg(x)
+        .arg("--y")
+        .arg(y)
+        .args(extra);
+    cmd
+}
+
+/// Run; (exit code, stdout), with no panic.
+fn code_and_stdout(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("run flatcert");
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(!se.contains("panicked"), "{se}");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The relative targets of the Markdown image links `![…](target)`.
+fn image_links(md: &str) -> Vec<String> {
+    md.match_indices("![")
+        .filter_map(|(i, _)| {
+            let rest = &md[i..];
+            let open = rest.find("](")?;
+            let close = rest[open..].find(')')?;
+            Some(rest[open + 2..open + close].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn certify_markdown_exits_like_the_table() {
+    // The golden example on both sides of η* (0.22 certified, 0.25 not), and the bundled example
+    // on the operator path (--gram-limit 100: fast; T5 not computed).
+    let fx = Fx::new();
+    let (m, x, y) = abs_files(&fx);
+    for (lr, want) in [("0.22", 0), ("0.25", 1)] {
+        let base = ["--lr", lr, "--batch", "1", "--k", "2"];
+        let (table_code, _) = code_and_stdout(&mut certify_files(&m, &x, &y, &base));
+        let (md_code, md) =
+            code_and_stdout(certify_files(&m, &x, &y, &base).args(["--format", "markdown"]));
+        assert_eq!((table_code, md_code), (want, want), "η = {lr}");
+        assert!(md.starts_with("# flatcert certificate\n"), "{md}");
+        let status = if want == 0 {
+            "**CERTIFIED** — exit code 0"
+        } else {
+            "**NOT CERTIFIED** — exit code 1"
+        };
+        assert!(md.contains(status), "{md}");
+        for id in ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10"] {
+            assert!(md.contains(&format!("\n## {id} — ")), "section {id}");
+        }
+        assert!(md.contains("SHA-256 `"), "file hashes in the header");
+        assert!(md.contains(&format!(
+            "| learning rate | η = {lr} in the theory convention"
+        )));
+        assert!(md.contains("| `stability` |"), "T5's hypothesis row");
+        assert!(!md.contains("time:"), "no timing in the markdown");
+    }
+    let args = ["certify", "--gram-limit", "100", "--k", "2"];
+    let (table_code, _) = code_and_stdout(flatcert().args(args));
+    let (md_code, md) = code_and_stdout(flatcert().args(args).args(["--format", "markdown"]));
+    assert_eq!(table_code, md_code);
+    assert!(md.contains(&format!("exit code {md_code}")));
+    assert!(md.contains("<embedded:digits/model.safetensors>"));
+    // Deterministic: the same run gives the same text.
+    let (_, again) = code_and_stdout(flatcert().args(args).args(["--format", "markdown"]));
+    assert_eq!(md, again);
+}
+
+#[test]
+fn certify_report_writes_report_md_and_every_svg_it_links() {
+    let fx = Fx::new();
+    let (m, x, y) = abs_files(&fx);
+    let dir = fx.out("report");
+    let json = fx.out("c.json");
+    let extra = [
+        "--lr",
+        "0.22",
+        "--batch",
+        "1",
+        "--k",
+        "2",
+        "--epsilon",
+        "0.25",
+        "--tau",
+        "1",
+        "--format",
+        "markdown",
+    ];
+    let (code, stdout) = code_and_stdout(
+        certify_files(&m, &x, &y, &extra)
+            .arg("--report")
+            .arg(&dir)
+            .arg("--json")
+            .arg(&json),
+    );
+    let cert = read_json(&json);
+    assert_eq!(Some(i64::from(code)), cert["summary"]["exit_code"].as_i64());
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md written");
+    assert_eq!(stdout, md, "--format markdown prints the report");
+    let links = image_links(&md);
+    assert_eq!(
+        links,
+        ["t6_curvature.svg", "t7_sobolev.svg", "t9_radii.svg"],
+        "{md}"
+    );
+    for l in &links {
+        let svg = std::fs::read_to_string(dir.join(l)).expect("linked SVG written");
+        assert!(svg.starts_with("<svg"), "{l}");
+        flatcert::report::figures::xml::well_formed(&svg).unwrap_or_else(|e| panic!("{l}: {e}"));
+    }
+    // Exactly report.md and the linked figures: no temporary file is left.
+    let mut entries: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    let mut want: Vec<String> = links.clone();
+    want.push("report.md".into());
+    want.sort();
+    assert_eq!(entries, want);
+    // The table format says where the report went.
+    let (code2, table) = code_and_stdout(
+        certify_files(&m, &x, &y, &extra[..extra.len() - 2])
+            .arg("--report")
+            .arg(&dir),
+    );
+    assert_eq!(code2, code);
+    assert!(table.contains("report.md and its figures"), "{table}");
+}
+
+#[test]
+fn certify_bad_format_or_report_dir_exits_2_and_writes_nothing() {
+    let fx = Fx::new();
+    let (m, x, y) = abs_files(&fx);
+    let base = ["--lr", "0.22", "--batch", "1", "--k", "2"];
+    let line = expect_bad_input(
+        certify_files(&m, &x, &y, &base)
+            .args(["--format", "html", "--report"])
+            .arg(fx.out("rep"))
+            .arg("--json")
+            .arg(fx.out("c.json")),
+        &["--format", "html", "markdown"],
+    );
+    assert!(line.contains("table, json, markdown"), "{line}");
+    fx.assert_no_output();
+    // --report into a missing parent directory, or onto a file: refused before any work.
+    expect_bad_input(
+        certify_files(&m, &x, &y, &base)
+            .arg("--report")
+            .arg(fx.out("no/such/dir"))
+            .arg("--json")
+            .arg(fx.out("c.json")),
+        &["--report", "parent directory does not exist"],
+    );
+    fx.assert_no_output();
+    let file = fx.path("a_file");
+    std::fs::write(&file, b"x").unwrap();
+    expect_bad_input(
+        certify_files(&m, &x, &y, &base).arg("--report").arg(&file),
+        &["--report", "not a directory"],
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}

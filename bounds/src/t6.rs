@@ -340,9 +340,32 @@ pub fn directional_test(
         closed_with_magnitude(&z, batch, k, sampling)?.unwrap_or((f64::NAN, f64::NAN))
     };
     let bk = (batch as f64).powi(k as i32);
+    if !(value.is_finite() && magnitude.is_finite() && bk.is_finite()) {
+        return Ok(overflow_lower_bound(&z, k));
+    }
     let ops = n * (k as usize + 3) + 2 * k as usize + 8;
     let tol = crate::round::mul_up(gamma(ops), magnitude / bk);
     Ok(Value::exact(value / bk, tol))
+}
+
+/// The directional test when E[S^k] or B^k overflows f64 (|1 − ηx_j| ≳ 2^(1024/k)): Jensen's
+/// inequality for the convex t ↦ t^k (k even) gives E[(S/B)^k] ≥ (E[S/B])^k = z̄^k, z̄ = (1/n)Σz_j
+/// (the batch mean is unbiased under both sampling schemes). Returned as a rigorous lower bound
+/// (kind `lower`, capped at `f64::MAX`): it refutes the test when it exceeds 1 and is otherwise
+/// inconclusive, never a NaN and never a certified pass. The rounding of z_j = 1 − ηx_j
+/// (≤ u(1 + 2|z_j|)) and of the mean (γ_n·mean|z|) is subtracted.
+fn overflow_lower_bound(z: &[f64], k: u32) -> Value {
+    use crate::round::{add_up, mul_up, pow_down, sub_down};
+    let n = z.len() as f64;
+    let mean = z.iter().sum::<f64>() / n;
+    let mean_abs = mul_up(
+        z.iter().map(|x| x.abs()).sum::<f64>() / n,
+        1.0 + gamma(z.len() + 2),
+    );
+    let err = mul_up(gamma(z.len() + 4), add_up(1.0, mul_up(2.0, mean_abs)));
+    let lower_abs = sub_down(mean.abs(), err).max(0.0);
+    let lower = pow_down(lower_abs, f64::from(k));
+    Value::lower_bound(if lower.is_finite() { lower } else { f64::MAX }, 0.0)
 }
 
 /// One directional test result, computed by the caller with [`directional_test`] for
@@ -455,10 +478,16 @@ pub fn check(input: &T6Input) -> Result<Verdict> {
         .iter()
         .any(|c| c.status == Status::Violated && c.name != "k_stable")
     {
-        v.note(format!(
-            "A necessary test is violated: the {k}-th moment is not stable at (η, B). This \
-             refutes the {k}-th moment only; mean-square stability (T5) may still hold."
-        ));
+        v.note(if k == 2 {
+            "A necessary test is violated: the second moment is not stable at (η, B), i.e. SGD \
+             is not mean-square stable there (T5)."
+                .to_string()
+        } else {
+            format!(
+                "A necessary test is violated: the {k}-th moment is not stable at (η, B). This \
+                 refutes the {k}-th moment only; mean-square stability (T5) may still hold."
+            )
+        });
     }
     if k > 2 {
         v.note(
@@ -500,6 +529,28 @@ fn corollary(v: &mut Verdict, input: &T6Input, beta: Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overflowing_directional_test_is_a_finite_lower_bound() {
+        // |1 − ηx| = 1e6: (1e6)^64 overflows f64. The Jensen bound refutes the test (z̄^64 > 1)
+        // with a finite value instead of a NaN.
+        let x = [1e7, 1e7, 0.0];
+        for s in [Sampling::WithoutReplacement, Sampling::WithReplacement] {
+            let t = directional_test(&x, 0.1, 2, 64, s).unwrap();
+            assert_eq!(t.kind, crate::kind::Kind::Lower, "{t:?}");
+            assert!(t.value.is_finite() && t.value > 1.0, "{t:?}");
+            assert!(t.validate("t").is_ok());
+            let c = Check::le("d", "", t, Value::constant(1.0));
+            assert_eq!(c.status, Status::Violated);
+        }
+        // z = 1 ∓ 1e6 averages to 1: the lower bound is just below 1, so the test is
+        // inconclusive, never certified.
+        let x = [1e7, -1e7];
+        let t = directional_test(&x, 0.1, 1, 64, Sampling::WithoutReplacement).unwrap();
+        assert_eq!(t.kind, crate::kind::Kind::Lower, "{t:?}");
+        let c = Check::le("d", "", t, Value::constant(1.0));
+        assert_ne!(c.status, Status::Certified);
+    }
 
     fn model(b: usize, s: Sampling) -> BatchModel {
         BatchModel::new(3, b, s).unwrap()

@@ -49,7 +49,7 @@ pub struct Coverage {
 }
 
 /// Inputs of the theory route (d).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct T8Theory {
     /// ‖W‖₂ (upper).
     pub w_spectral: Value,
@@ -57,6 +57,10 @@ pub struct T8Theory {
     pub beta_k: Value,
     /// min_i ‖x_i‖ (exact).
     pub min_x_norm: Value,
+    /// The k-th moment stability hypothesis of T7 when it was checked (e.g. T5's verdict for
+    /// k = 2, or its refutation for every k since η*_k ≤ η*_2); `None`: assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_stability: Option<Check>,
 }
 
 /// T8 input.
@@ -99,15 +103,28 @@ pub fn omega(lipschitz: Value, jacobian_norm: Value) -> Value {
     (lipschitz.only_upper() - jacobian_norm).clamp_nonneg()
 }
 
-/// Power mean ((1/n)Σ x_i^q)^{1/q} (G_{2k} with q = 2k).
+/// Power mean ((1/n)Σ x_i^q)^{1/q} (G_{2k} with q = 2k). When x^q overflows (large q), the same
+/// mean is evaluated scaled by the largest point value m: m·((1/n)Σ(x_i/m)^q)^{1/q}.
 pub fn power_mean<N: Scalar>(xs: &[N], q: f64) -> Result<N> {
     non_empty("power mean", xs)?;
     let n = N::constant(xs.len() as f64);
+    let mean = |scale: N| {
+        let s = xs
+            .iter()
+            .map(|&x| (x / scale).powf(q))
+            .fold(N::constant(0.0), |a, b| a + b);
+        scale * (s / n).powf(1.0 / q)
+    };
     let s = xs
         .iter()
         .map(|&x| x.powf(q))
         .fold(N::constant(0.0), |a, b| a + b);
-    Ok((s / n).powf(1.0 / q))
+    let direct = (s / n).powf(1.0 / q);
+    let m = xs.iter().map(|x| x.point()).fold(0.0f64, f64::max);
+    if direct.point().is_finite() || !(m.is_finite() && m > 0.0) {
+        return Ok(direct);
+    }
+    Ok(mean(N::constant(m)))
 }
 
 /// (c) r̄ + ε_y + ε(G_{2k} + ω̄).
@@ -292,23 +309,54 @@ fn moment_and_theory(
         t.w_spectral.validate_nonneg("‖W‖₂")?;
         t.beta_k.validate_nonneg("β_k")?;
         t.min_x_norm.validate_nonneg("min‖x_i‖")?;
-        v.hyp(Check::assumed(
-            "t7_hypotheses",
-            "assumed for (d): interpolation and k-th moment stability at (η, B) (T7)",
-            None,
-        ));
-        v.conclude(
-            "theory_route",
-            "E‖f(x) − y‖ ≤ ε_y + ε(‖W‖₂√β_k/min_i‖x_i‖ + ω̄) (T8d; ω̄ is not controlled by stability)",
-            theory_route_bound(
-                eps_y,
-                eps,
-                t.w_spectral.only_upper(),
-                t.beta_k,
-                t.min_x_norm.only_lower(),
-                omega_mean,
-            ),
-        );
+        let refuted = t
+            .k_stability
+            .as_ref()
+            .is_some_and(|c| c.status == Status::Violated);
+        match &t.k_stability {
+            // The theory route's stability hypothesis is refuted: its number would mean nothing,
+            // so it is not computed; (a)–(c) do not use stability and keep their status.
+            Some(ch) if refuted => {
+                v.diag(Check {
+                    name: "k_stable".into(),
+                    ..ch.clone()
+                });
+                v.note(
+                    "Theory route (d) not computed: its hypothesis \"k-th moment stable at \
+                     (η, B)\" is refuted (see k_stable); the bounds (a)–(c) do not use stability.",
+                );
+            }
+            Some(ch) => {
+                v.hyp(Check {
+                    name: "k_stable".into(),
+                    ..ch.clone()
+                });
+                v.hyp(Check::assumed(
+                    "t7_hypotheses",
+                    "assumed for (d): interpolation (T7)",
+                    None,
+                ));
+            }
+            None => v.hyp(Check::assumed(
+                "t7_hypotheses",
+                "assumed for (d): interpolation and k-th moment stability at (η, B) (T7)",
+                None,
+            )),
+        }
+        if !refuted {
+            v.conclude(
+                "theory_route",
+                "E‖f(x) − y‖ ≤ ε_y + ε(‖W‖₂√β_k/min_i‖x_i‖ + ω̄) (T8d; ω̄ is not controlled by stability)",
+                theory_route_bound(
+                    eps_y,
+                    eps,
+                    t.w_spectral.only_upper(),
+                    t.beta_k,
+                    t.min_x_norm.only_lower(),
+                    omega_mean,
+                ),
+            );
+        }
     }
     Ok(())
 }

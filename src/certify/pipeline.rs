@@ -3,7 +3,7 @@
 use flatcert_bounds::BatchModel;
 
 use super::certificate::{CERTIFICATE_SCHEMA, Certificate, CertificateInputs, Measurements};
-use super::collect::{CurvaturePath, collect};
+use super::collect::{CurvaturePath, RADIUS_SEARCH_FACTOR, collect};
 use super::plan::{Hyper, Plan};
 use super::summary::summarize;
 use super::theorems::{Context, Extras, evaluate};
@@ -41,6 +41,31 @@ use crate::model::Mlp;
 /// # Ok::<(), flatcert::Error>(())
 /// ```
 pub fn run(mlp: &Mlp, data: &Dataset, test: Option<&Dataset>, plan: &Plan) -> Result<Certificate> {
+    run_detailed(mlp, data, test, plan).map(|(cert, _)| cert)
+}
+
+/// Per-sample numbers the certificate does not keep (only their maxima and quantiles are in it),
+/// for the report's figures (`flatcert certify --report DIR`, `docs/report.md`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Details {
+    /// λ_i = λ_max(J_iᵀJ_i) = ‖J_θ(x_i)‖₂² of every training sample, in sample order: the numbers
+    /// T6(e) compares with β_k (its `per_sample` check is max_i λ_i ≤ β_k).
+    pub lambdas: Vec<f64>,
+    /// T9 (with ε and a radius search): the certified radius of every training point (a rigorous
+    /// lower bound of its largest certified radius), in sample order.
+    pub radii: Option<Vec<f64>>,
+    /// The upper end of the radius search, `RADIUS_SEARCH_FACTOR`·ε (a radius equal to it means
+    /// "at least this").
+    pub radius_cap: Option<f64>,
+}
+
+/// [`run`], also returning the per-sample [`Details`] for the report's figures.
+pub fn run_detailed(
+    mlp: &Mlp,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    plan: &Plan,
+) -> Result<(Certificate, Details)> {
     let n = data.len();
     let c = mlp.output_dim();
     if !data.has_targets() {
@@ -106,7 +131,22 @@ pub fn run(mlp: &Mlp, data: &Dataset, test: Option<&Dataset>, plan: &Plan) -> Re
     notes.extend(col.notes);
     let gauss_newton = gauss_newton_line(&col.quantities);
     let summary = summarize(&verdicts, gauss_newton, hyper.sampling_model.clone());
-    Ok(Certificate {
+    let radii: Option<Vec<f64>> = col.robust.as_ref().and_then(|r| {
+        r.certs
+            .points
+            .iter()
+            .map(|p| p.certified_radius.as_ref().map(|q| q.value))
+            .collect()
+    });
+    let details = Details {
+        lambdas: col.stats.lambda.clone(),
+        radius_cap: radii
+            .as_ref()
+            .and(plan.epsilon)
+            .map(|e| RADIUS_SEARCH_FACTOR * e),
+        radii,
+    };
+    let cert = Certificate {
         schema: CERTIFICATE_SCHEMA.into(),
         inputs: CertificateInputs {
             files: plan.provenance.clone(),
@@ -123,7 +163,8 @@ pub fn run(mlp: &Mlp, data: &Dataset, test: Option<&Dataset>, plan: &Plan) -> Re
         },
         verdicts,
         summary,
-    })
+    };
+    Ok((cert, details))
 }
 
 /// The summary's Gauss–Newton line when the residual is not 0 (or unknown).

@@ -186,7 +186,9 @@ pub fn evaluate(
     let robust = robust_or_reason(ctx, extras);
     put(
         "T8",
-        robust.clone().and_then(|r| build_t8(ctx, &q, r, extras)),
+        robust
+            .clone()
+            .and_then(|r| build_t8(ctx, &q, r, extras, stability.as_ref())),
     )?;
     put("T9", robust.clone().and_then(|r| build_t9(ctx, r)))?;
     put("T10", robust.and_then(|r| build_t10(ctx, r)))?;
@@ -227,6 +229,23 @@ fn build_t1(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
         independent_path: true,
     };
     let mut v = t1::check(&input)?;
+    // The residuals enter with their own kinds (an edited document may call them estimates or
+    // one-sided bounds): t1::check treats them as exact.
+    for (check, name) in [
+        ("identity_matrix", "identity_max_abs_residual"),
+        ("identity_scalar", "identity_scalar_max_abs_residual"),
+    ] {
+        if let Some(res) = q.0.get(name).filter(|x| x.kind != Kind::Exact) {
+            rekind_lhs(
+                &mut v.hypotheses,
+                check,
+                to_value(&Quantity {
+                    tol: 0.0,
+                    ..res.clone()
+                }),
+            );
+        }
+    }
     if !independent {
         for c in v
             .hypotheses
@@ -464,18 +483,29 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 // T6 — T7: k-th moments and Sobolev bounds (one verdict per theorem, merged over k).
 // ------------------------------------------------------------------------------------------
 
-/// The T5 stability check as the k = 2 stability hypothesis of T6/T7 (k ≥ 4: assumed).
+/// The T5 stability check as the k-th moment stability hypothesis of T6/T7/T8: for k = 2 it is
+/// T5's check itself; for k ≥ 4 a T5 *violation* refutes k-th moment stability too
+/// (E‖u‖^k ≥ (E‖u‖²)^{k/2}, so η*_k ≤ η*_2, THEORY T6), while a certified or inconclusive T5
+/// says nothing about k ≥ 4 (None: assumed).
 fn k_stability(k: u32, stability: Option<&Check>) -> Option<Check> {
-    (k == 2)
-        .then(|| stability.cloned())
-        .flatten()
-        .map(|c| Check {
+    let c = stability?.clone();
+    if k == 2 {
+        return Some(Check {
             statement: format!(
                 "mean-square (k = 2) stability at (η, B), from T5: {}",
                 c.statement
             ),
             ..c
-        })
+        });
+    }
+    (c.status == Status::Violated).then(|| Check {
+        statement: format!(
+            "{k}-th moment stability at (η, B) fails because mean-square stability fails (T5: \
+             {}) and η*_{k} ≤ η*_2 (THEORY T6)",
+            c.statement
+        ),
+        ..c
+    })
 }
 
 /// T6 for every k: per-sample λ_i ≤ β_k (all λ_i from the pipeline, or max_i λ_i from
@@ -534,6 +564,11 @@ fn build_t6(
             k_stability: k_stability(k, stability),
         };
         let mut v = t6::check(&input)?;
+        if extras.is_none() && lmax.kind != Kind::Exact {
+            // t6::check takes the λ_i as exact numbers; a document's max_i λ_i enters with its
+            // own kind: only an upper side can certify λ_i ≤ β_k, only a lower side refute it.
+            rekind_t6(&mut v, to_value(lmax), k);
+        }
         if no_directional {
             v.notes.push(format!(
                 "Directional test (T6d) for k = {k}: not computed (it needs the blocks of the \
@@ -551,6 +586,45 @@ fn build_t6(
         );
     }
     Ok(v)
+}
+
+/// Replace the left side of the hypothesis `name` (relation ≤) by `lhs` and recompute its
+/// status and margins.
+fn rekind_lhs(checks: &mut [Check], name: &str, lhs: Value) {
+    for c in checks.iter_mut().filter(|c| c.name == name) {
+        if let Some(rhs) = c.rhs {
+            *c = Check::le(c.name.clone(), c.statement.clone(), lhs, rhs);
+        }
+    }
+}
+
+/// T6 on a document's max_i λ_i that is not exact: the per-sample test and the moment corollary
+/// with the kind of `lmax` (an estimate gives `estimated`, a lower bound never certifies).
+fn rekind_t6(v: &mut Verdict, lmax: Value, k: u32) {
+    use flatcert_bounds::Scalar;
+    rekind_lhs(&mut v.hypotheses, "per_sample", lmax);
+    for c in v
+        .diagnostics
+        .iter_mut()
+        .filter(|c| c.name == "moment_corollary")
+    {
+        if let Some(rhs) = c.rhs {
+            *c = Check::le_bound(
+                c.name.clone(),
+                c.statement.clone(),
+                lmax.powf(f64::from(k)),
+                rhs,
+            );
+        }
+    }
+    let violated = v
+        .hypotheses
+        .iter()
+        .any(|c| c.status == Status::Violated && c.name != "k_stable");
+    if !violated {
+        v.notes
+            .retain(|n| !n.starts_with("A necessary test is violated"));
+    }
 }
 
 /// T7 for every k, every measured value next to its bound.
@@ -664,7 +738,13 @@ fn t9_points(r: &Robust) -> Vec<T9Point> {
 
 /// T8 from the per-point residuals, L_i(ε), ‖J_x(x_i)‖₂ brackets and T9 flags, the theory route
 /// with β_k at the smallest k, and the held-out coverage.
-fn build_t8(ctx: &Context, q: &Q<'_>, r: &Robust, _extras: Option<&Extras<'_>>) -> R<Verdict> {
+fn build_t8(
+    ctx: &Context,
+    q: &Q<'_>,
+    r: &Robust,
+    _extras: Option<&Extras<'_>>,
+    stability: Option<&Check>,
+) -> R<Verdict> {
     let Some(eps) = ctx.epsilon else {
         return missing("needs --epsilon");
     };
@@ -682,7 +762,8 @@ fn build_t8(ctx: &Context, q: &Q<'_>, r: &Robust, _extras: Option<&Extras<'_>>) 
         points.push(T8Point {
             residual_norm: upper_of(res),
             lipschitz: upper_of(&p.lipschitz.lip),
-            jacobian_norm: Some(Value::interval(lo.min(hi), hi)),
+            // The hull of both sides (if rounding ever crossed them, neither side may shrink).
+            jacobian_norm: Some(Value::interval(lo.min(hi), hi.max(lo))),
             certified: flags.as_ref().map(|f| f[i]),
         });
     }
@@ -690,6 +771,7 @@ fn build_t8(ctx: &Context, q: &Q<'_>, r: &Robust, _extras: Option<&Extras<'_>>) 
         w_spectral: q.upper("first_layer_spectral_norm")?,
         beta_k: t6::beta_k(ctx.eta, &ctx.batch, k)?,
         min_x_norm: q.val("input_norm_min")?,
+        k_stability: k_stability(k, stability),
     };
     let input = T8Input {
         epsilon: eps,

@@ -10,11 +10,12 @@ use anyhow::Result;
 use clap::Args;
 
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
+use flatcert::certify::pipeline::{Details, run_detailed};
 use flatcert::certify::plan::{
     DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
 };
-use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance, run};
-use flatcert::report::{Style, render};
+use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
+use flatcert::report::{Style, bundle, render, render_markdown};
 
 use super::inputs::InputArgs;
 
@@ -69,12 +70,17 @@ pub struct CertifyArgs {
     /// Seed of every random choice (Lanczos, Hutchinson, T10 sample points).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output on stdout: table or json (the certificate).
+    /// Output on stdout: table, json (the certificate) or markdown (the report of --report,
+    /// without figures unless --report is given).
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Write the certificate (JSON) here, atomically.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write a Markdown report DIR/report.md and the SVG figures it links (created if missing;
+    /// its parent must exist), each file atomically.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Table: only the status per theorem and the summary.
     #[arg(long)]
     pub quiet: bool,
@@ -84,11 +90,42 @@ fn meta_f64(meta: &BTreeMap<String, String>, key: &str) -> Option<f64> {
     meta.get(key).and_then(|s| s.parse().ok())
 }
 
-/// Parse `--format`.
+/// What `certify` prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The terminal table.
+    Table,
+    /// The certificate (JSON).
+    Json,
+    /// The Markdown report.
+    Markdown,
+}
+
+/// Parse `certify --format`: table, json or markdown.
+pub fn parse_certify_format(s: &str) -> Result<Format> {
+    match s {
+        "table" => Ok(Format::Table),
+        "json" => Ok(Format::Json),
+        "markdown" | "md" => Ok(Format::Markdown),
+        other => Err(flatcert::Error::invalid_argument(
+            "--format",
+            format!("'{other}' is not one of table, json, markdown"),
+        )
+        .into()),
+    }
+}
+
+/// Parse `--format` where only table and json exist (`flatcert bound`): true for json. Markdown
+/// is named in the message as `certify`-only.
 pub fn parse_format(s: &str) -> Result<bool> {
     match s {
         "table" => Ok(false),
         "json" => Ok(true),
+        "markdown" | "md" => Err(flatcert::Error::invalid_argument(
+            "--format",
+            "'markdown' is available for certify only; here: one of table, json",
+        )
+        .into()),
         other => Err(flatcert::Error::invalid_argument(
             "--format",
             format!("'{other}' is not one of table, json"),
@@ -142,7 +179,10 @@ pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
 /// `flatcert certify`.
 pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     let start = Instant::now();
-    let as_json = parse_format(&args.format)?;
+    let format = parse_certify_format(&args.format)?;
+    if let Some(dir) = &args.report {
+        bundle::check_dir(dir)?;
+    }
     let loaded = args.inputs.load(true)?;
     let meta = &loaded.metadata;
     let mut notes = Vec::new();
@@ -211,6 +251,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.t5_rank = args.t5_rank;
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
+    plan.memory_limit_bytes = args.inputs.memory_limit()?;
     plan.notes = notes;
     // Validate the plan before the (possibly long) held-out loading and measurement.
     plan.validate(loaded.data.len(), loaded.mlp.output_dim())?;
@@ -260,13 +301,28 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
             "bundled example: digits (UCI, CC BY 4.0), x scaled by 1/16, labels one-hot".into(),
         );
     }
-    let cert = run(&loaded.mlp, &loaded.data, test.as_ref(), &plan)?;
+    let (cert, details): (Certificate, Details) =
+        run_detailed(&loaded.mlp, &loaded.data, test.as_ref(), &plan)?;
     let text = cert.to_json()?;
+    // Render everything before writing anything: a rendering failure leaves no output.
+    let report = match &args.report {
+        Some(_) => Some(bundle::build(&cert, &details)?),
+        None => None,
+    };
     if let Some(path) = &args.json {
         flatcert::io::write_atomic(path, text.as_bytes())?;
     }
-    if as_json {
+    let report_path = match (&args.report, &report) {
+        (Some(dir), Some(r)) => Some(bundle::write(dir, r)?),
+        _ => None,
+    };
+    if format == Format::Json {
         println!("{text}");
+    } else if format == Format::Markdown {
+        match &report {
+            Some(r) => print!("{}", r.markdown),
+            None => print!("{}", render_markdown(&cert, &[])),
+        }
     } else {
         let mut head = header(&cert, "flatcert certify");
         head.push(format!("  time: {:.1} s", start.elapsed().as_secs_f64()));
@@ -281,6 +337,9 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
         );
         if let Some(path) = &args.json {
             println!("wrote {}", path.display());
+        }
+        if let Some(path) = &report_path {
+            println!("wrote {} and its figures", path.display());
         }
     }
     Ok(cert.summary.exit_code)

@@ -1,11 +1,18 @@
 //! Renderers for people (DESIGN.md §2 `report/`): the terminal table of a certificate or a
-//! bound-calculator result ([`table`]), and the one-sentence "what this means" of each verdict
-//! ([`meaning`]).
+//! bound-calculator result ([`table`]), the Markdown report ([`markdown`]) with its SVG figures
+//! ([`figures`]) and the report directory of `certify --report DIR` ([`bundle`]), and the
+//! one-sentence "what this means" of each verdict ([`meaning`]).
 
+pub mod bundle;
+pub mod figures;
+pub mod markdown;
 pub mod table;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use flatcert_bounds::{Status, Value, Verdict};
 
+pub use markdown::render_markdown;
 pub use table::{Style, render};
 
 /// A number for people: 5 significant digits, `+∞`/`−∞` for the infinities.
@@ -48,6 +55,21 @@ fn conc_any(v: &Verdict, name: &str) -> Option<Value> {
         .filter(|c| c.name == name || c.name.starts_with(&format!("{name}_k")))
         .map(|c| c.value)
         .max_by(|a, b| a.value.total_cmp(&b.value))
+}
+
+/// True when a violated hypothesis of `v` is one of its own tests, not the stability it borrows
+/// from T5 (`k_stable…`).
+fn own_test_violated(v: &Verdict) -> bool {
+    v.hypotheses
+        .iter()
+        .any(|c| c.status == Status::Violated && !c.name.starts_with("k_stable"))
+}
+
+/// True when the stability hypothesis `v` borrows from T5 (`k_stable…`) is violated.
+fn borrowed_violated(v: &Verdict) -> bool {
+    v.hypotheses
+        .iter()
+        .any(|c| c.status == Status::Violated && c.name.starts_with("k_stable"))
 }
 
 /// One sentence saying what the verdict means for the user.
@@ -115,6 +137,16 @@ pub fn meaning(v: &Verdict) -> String {
                 ),
             }
         }
+        "T6" if st == Status::Violated && !own_test_violated(v) => format!(
+            "The hypothesis of T6 fails: SGD is certified mean-square unstable at (η, B) (T5), so \
+             T6's conclusions do not apply. Its own necessary tests did not detect it (they are \
+             weaker than T5): the sharpest sample uses {} of β_k.",
+            conc_any(v, "max_ratio").map_or("?".into(), |x| num(x.value))
+        ),
+        "T6" if st == Status::Violated && borrowed_violated(v) => "A necessary test of k-th \
+             moment stability fails: the k-th moment of SGD's linearization is not stable at (η, B), \
+             in agreement with T5, which certifies mean-square instability here."
+            .into(),
         "T6" if st == Status::Violated => "A necessary test of k-th moment stability fails: the \
              k-th moment of SGD's linearization is not stable at (η, B) (mean-square stability, T5, \
              may still hold)."
@@ -124,6 +156,14 @@ pub fn meaning(v: &Verdict) -> String {
              sharpest sample uses {} of that budget.",
             conc_any(v, "max_ratio").map_or("?".into(), |x| num(x.value))
         ),
+        "T7" if st == Status::Violated && !borrowed_violated(v) => "A hypothesis of T7 fails \
+                 (see the hypotheses): its Sobolev bounds are not established here; each is still \
+                 listed next to the measured value with their ratio."
+            .into(),
+        "T7" if st == Status::Violated => "The stability hypothesis of T7 fails at (η, B) (T5: \
+                 certified mean-square unstable), so these Sobolev bounds are not implied by SGD \
+                 stability here; each is still listed next to the measured value with their ratio."
+            .into(),
         "T7" => "SGD stability caps the model's input gradients on the training data (Sobolev \
                  regularization); each bound is listed next to the measured value with their ratio."
             .into(),
@@ -167,5 +207,33 @@ mod tests {
         assert_eq!(num(1e-9), "1.0000e-9");
         assert_eq!(value(&Value::upper_bound(2.0, 0.0)), "≤ 2.0000 (upper)");
         assert!(value(&Value::interval(1.0, 2.0)).starts_with("[1.0000, 2.0000]"));
+    }
+
+    #[test]
+    fn t6_says_whether_its_own_test_or_the_borrowed_stability_failed() {
+        use flatcert_bounds::Check;
+        let mut v = Verdict::new("T6", "k-th moments");
+        v.hypotheses.push(Check::le(
+            "k_stable_k2",
+            "η·λ_max(𝒟̃) ≤ 1",
+            Value::exact(1.2, 0.0),
+            Value::exact(1.0, 0.0),
+        ));
+        v.hypotheses.push(Check::le(
+            "per_sample_k2",
+            "max λ ≤ β",
+            Value::exact(51.0, 0.0),
+            Value::exact(200.0, 0.0),
+        ));
+        assert!(meaning(&v).starts_with("The hypothesis of T6 fails"));
+        v.hypotheses.push(Check::le(
+            "directional_k2",
+            "E ≤ 1",
+            Value::exact(2.0, 0.0),
+            Value::exact(1.0, 0.0),
+        ));
+        assert!(meaning(&v).contains("in agreement with T5"));
+        v.hypotheses.remove(0);
+        assert!(meaning(&v).contains("may still hold"));
     }
 }
