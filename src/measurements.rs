@@ -79,8 +79,14 @@ impl MeasurementsDoc {
         serde_json::to_string_pretty(self).map_err(|e| Error::Internal(format!("JSON: {e}")))
     }
 
-    /// Parse and validate a document read from `path` (for error messages).
+    /// Parse and validate a document read from `path` (for error messages). Errors are
+    /// [`Error::BadInput`] naming the file and the field, on one line (text quoted from the
+    /// document is escaped).
     pub fn from_json(text: &str, path: &Path) -> Result<Self> {
+        Self::parse(text, path).map_err(crate::io::one_line)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self> {
         let file = path.display().to_string();
         let doc: MeasurementsDoc = serde_json::from_str(text).map_err(|e| {
             Error::bad_input(&file, "json", format!("not a measurements document: {e}"))

@@ -76,6 +76,7 @@ pub fn read_source(text: &str, file: &str) -> Result<Source> {
         .to_string();
     match schema.as_str() {
         MEASUREMENTS_SCHEMA => {
+            check_quantities(&value, "", file)?;
             let doc = MeasurementsDoc::from_json(text, std::path::Path::new(file))?;
             let i = doc.inputs;
             Ok(Source {
@@ -89,6 +90,9 @@ pub fn read_source(text: &str, file: &str) -> Result<Source> {
             })
         }
         super::certificate::CERTIFICATE_SCHEMA => {
+            if let Some(m) = value.get("measurements") {
+                check_quantities(m, "measurements.", file)?;
+            }
             let c = Certificate::from_json(text, file)?;
             Ok(Source {
                 quantities: c.measurements.quantities,
@@ -109,6 +113,35 @@ pub fn read_source(text: &str, file: &str) -> Result<Source> {
             ),
         )),
     }
+}
+
+/// Every quantity of a document (the members of `obj` other than `schema`, `inputs` and `notes`)
+/// is a `{value, kind, tol, …}` with finite numbers: the first that is not is named (exit code 2),
+/// where a whole-document parse could only give a line and column.
+fn check_quantities(obj: &serde_json::Value, prefix: &str, file: &str) -> Result<()> {
+    let Some(map) = obj.as_object() else {
+        return Ok(());
+    };
+    for (name, v) in map {
+        if ["schema", "inputs", "notes"].contains(&name.as_str()) {
+            continue;
+        }
+        let q: crate::quantity::Quantity = serde_json::from_value(v.clone()).map_err(|e| {
+            crate::io::one_line(Error::bad_input(
+                file,
+                format!("{prefix}{name}"),
+                format!("not a quantity {{value, kind, tol}}: {e}"),
+            ))
+        })?;
+        if !q.value.is_finite() || !q.tol.is_finite() || q.tol < 0.0 {
+            return Err(crate::io::one_line(Error::bad_input(
+                file,
+                format!("{prefix}{name}"),
+                "value and tol must be finite numbers with tol ≥ 0",
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Evaluate every theorem the numbers of `src` allow at the plan's hyper-parameters.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use flatcert_bounds::Verdict;
 
-use super::plan::{Hyper, Provenance};
+use super::plan::{Hyper, Provenance, parse_sampling};
 use super::summary::Summary;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
@@ -208,8 +208,12 @@ impl Certificate {
     }
 
     /// Parse and validate a certificate; `file` names it in error messages (exit code 2 for
-    /// anything malformed).
+    /// anything malformed, on one line: text quoted from the document is escaped).
     pub fn from_json(text: &str, file: &str) -> Result<Self> {
+        Self::parse(text, file).map_err(crate::io::one_line)
+    }
+
+    fn parse(text: &str, file: &str) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::bad_input(file, "json", format!("not JSON: {e}")))?;
         match value.get("schema").and_then(|s| s.as_str()) {
@@ -231,6 +235,18 @@ impl Certificate {
         }
         let cert: Certificate = serde_json::from_value(value)
             .map_err(|e| Error::bad_input(file, "certificate", e.to_string()))?;
+        // `bound` and `verify` rebuild the plan from this string: reject it here, naming the
+        // field, rather than later as if the user had passed a bad `--sampling`.
+        if parse_sampling(&cert.hyper.sampling).is_err() {
+            return Err(Error::bad_input(
+                file,
+                "hyper.sampling",
+                format!(
+                    "'{}' is not a sampling model; expected without_replacement or with_replacement",
+                    cert.hyper.sampling
+                ),
+            ));
+        }
         for (name, q) in &cert.measurements.quantities {
             if !q.value.is_finite() || !q.tol.is_finite() || q.tol < 0.0 {
                 return Err(Error::bad_input(

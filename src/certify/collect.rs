@@ -146,13 +146,14 @@ pub fn collect(
         let need = gram_memory_bytes(mlp, n);
         if need > plan.memory_limit_bytes {
             return Err(Error::invalid_argument(
-                "--gram-limit",
+                "--max-memory",
                 format!(
-                    "the exact Gram path for nC = {nc} needs about {:.2} GiB, more than the limit of \
-                     {:.2} GiB; lower --gram-limit below {nc} to use the operator path (T5 is then \
-                     not computed)",
-                    need as f64 / (1u64 << 30) as f64,
-                    plan.memory_limit_bytes as f64 / (1u64 << 30) as f64
+                    "the exact Gram path for nC = {nc} needs about {}, more than the memory \
+                     limit of {}; raise --max-memory if the machine has it, lower --gram-limit \
+                     below {nc} to use the operator path (T5 is then not computed), or subsample \
+                     the data",
+                    crate::measure::gram::format_bytes(need),
+                    crate::measure::gram::format_bytes(plan.memory_limit_bytes)
                 ),
             ));
         }
@@ -315,15 +316,21 @@ pub fn extra_first_order(
             )),
         );
         let q2k = 2 * k as i32;
+        // Scaled by max_j |x_ij| so that |x|^{2k} neither overflows nor underflows (k ≤ 64).
         let min_lq = (0..st.len())
             .map(|i| {
-                let s: f64 = data.x_row(i).iter().map(|v| v.abs().powi(q2k)).sum();
-                s.powf(1.0 / f64::from(q2k))
+                let row = data.x_row(i);
+                let m = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                if m == 0.0 {
+                    return 0.0;
+                }
+                let s: f64 = row.iter().map(|v| (v.abs() / m).powi(q2k)).sum();
+                m * s.powf(1.0 / f64::from(q2k))
             })
             .fold(f64::INFINITY, f64::min);
         q.insert(
             format!("input_lq_norm_min_k{k}"),
-            ex(min_lq, gamma(d + 4)).with_method(format!("min_i ‖x_i‖_{} (T7e)", 2 * k)),
+            ex(min_lq, gamma(d + 5)).with_method(format!("min_i ‖x_i‖_{} (T7e)", 2 * k)),
         );
     }
     let tr2 = st.param_sq.iter().map(|t| t * t).sum::<f64>() / n;

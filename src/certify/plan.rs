@@ -129,7 +129,9 @@ pub struct Plan {
     pub tau: Option<f64>,
     /// Largest nC for the exact Gram path (default 4096).
     pub gram_limit: usize,
-    /// Refuse the Gram path when it needs more memory than this (default 4 GiB).
+    /// Refuse the Gram path when its estimated peak memory exceeds this many bytes (default
+    /// [`DEFAULT_MEMORY_LIMIT`]; the CLI's `--max-memory`, default 50% of the available memory).
+    /// Not recorded in the certificate: it changes whether a run is refused, never its numbers.
     pub memory_limit_bytes: usize,
     /// Seed of every random choice (Lanczos start vectors, Hutchinson probes, T10 sample points).
     pub seed: u64,
@@ -157,6 +159,10 @@ pub const DEFAULT_T5_RANK: usize = 256;
 /// Default largest nC of the exact Gram path.
 pub const DEFAULT_GRAM_LIMIT: usize = 4096;
 
+/// Default memory limit of the library's [`Plan`]: 4 GiB (the CLI defaults to a fraction of the
+/// available memory instead, `--max-memory`).
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 << 30;
+
 impl Plan {
     /// A plan with the defaults of the CLI: k = 2, 4, no ε, Gram path up to nC = 4096, seed 0.
     pub fn new(lr: f64, batch: usize) -> Self {
@@ -170,7 +176,7 @@ impl Plan {
             epsilon_y: 0.0,
             tau: None,
             gram_limit: DEFAULT_GRAM_LIMIT,
-            memory_limit_bytes: 4 << 30,
+            memory_limit_bytes: DEFAULT_MEMORY_LIMIT,
             seed: 0,
             t10_samples: 32,
             radius_steps: 8,
@@ -204,7 +210,8 @@ impl Plan {
     }
 
     /// Validate every flag against the data: η finite > 0, 1 ≤ B (≤ n without replacement), each
-    /// k even in 2..=64, ε > 0 and finite, ε_y ≥ 0, τ ≥ 0, gram limit ≥ 1. Errors are
+    /// k even in 2..=64, ε > 0 and finite, ε_y ≥ 0, τ ≥ 0, gram limit ≥ 1, memory limit ≥ 1
+    /// byte. Errors are
     /// [`Error::InvalidArgument`] naming the flag (exit code 2).
     pub fn validate(&self, n: usize, outputs: usize) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -253,6 +260,12 @@ impl Plan {
             return Err(Error::invalid_argument(
                 "--gram-limit",
                 "must be at least 1",
+            ));
+        }
+        if self.memory_limit_bytes == 0 {
+            return Err(Error::invalid_argument(
+                "--max-memory",
+                "must be more than 0 bytes",
             ));
         }
         if self.t5_steps == 0 {
@@ -432,6 +445,7 @@ mod tests {
         bad(&|p| p.epsilon = Some(0.0), "--epsilon");
         bad(&|p| p.epsilon = Some(f64::INFINITY), "--epsilon");
         bad(&|p| p.tau = Some(-1.0), "--tau");
+        bad(&|p| p.memory_limit_bytes = 0, "--max-memory");
         let mut p = Plan::new(0.1, 11);
         p.sampling = Sampling::WithReplacement;
         assert!(p.validate(10, 1).is_ok());

@@ -36,6 +36,11 @@ pub struct InputArgs {
     /// Multiply every input by this factor (e.g. 0.0625 for 0..16 pixels).
     #[arg(long = "x-scale", allow_negative_numbers = true)]
     pub x_scale: Option<f64>,
+    /// Memory limit of the large allocations (the exact Gram path): bytes, or a size such as
+    /// 512M, 4G, 4GiB (K/M/G/T are powers of 1024; KB/MB/GB/TB powers of 1000). A run that needs
+    /// more is refused before allocating. Default: 50% of the available memory (MemAvailable).
+    #[arg(long = "max-memory", value_name = "SIZE", allow_hyphen_values = true)]
+    pub max_memory: Option<String>,
 }
 
 /// A loaded network, data set and provenance.
@@ -68,6 +73,15 @@ fn file_info(path: &std::path::Path) -> Result<InputFile> {
 }
 
 impl InputArgs {
+    /// The memory limit in bytes: `--max-memory` parsed (exit code 2 naming the flag when it is
+    /// not a positive size), else [`super::memory::default_memory_limit`].
+    pub fn memory_limit(&self) -> Result<usize> {
+        Ok(match &self.max_memory {
+            Some(s) => super::memory::parse_size(s)?,
+            None => super::memory::default_memory_limit(),
+        })
+    }
+
     /// Load x and y only (no model), as `train` needs.
     pub fn load_data_only(&self) -> Result<Dataset> {
         let (Some(x), Some(y)) = (&self.x, &self.y) else {

@@ -73,6 +73,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
         layers: None,
         one_hot: args.one_hot,
         x_scale: args.x_scale,
+        max_memory: None,
     };
     let data = inputs.load_data_only()?;
     let cfg = TrainConfig {

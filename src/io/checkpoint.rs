@@ -19,7 +19,7 @@ use nalgebra::{DMatrix, DVector};
 use safetensors::Dtype;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
-use super::{display_name, read_file, write_atomic};
+use super::{display_name, one_line, read_file, write_atomic};
 use crate::error::{Error, Result};
 use crate::model::{Activation, Dense, Mlp};
 
@@ -647,6 +647,10 @@ pub fn load_checkpoint_bytes(
     name: &str,
     opts: &CheckpointOptions,
 ) -> Result<LoadedCheckpoint> {
+    load_parsed(bytes, name, opts).map_err(one_line)
+}
+
+fn load_parsed(bytes: &[u8], name: &str, opts: &CheckpointOptions) -> Result<LoadedCheckpoint> {
     let p = parse_safetensors(bytes, name)?;
     let stems = match &opts.layers {
         Some(spec) => explicit_layers(&p, name, spec)?,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{display_name, read_file};
+use super::{display_name, one_line, read_file};
 use crate::error::{Error, Result};
 
 /// Longest excerpt of an offending cell quoted in an error message.
@@ -41,6 +41,10 @@ fn detect_delimiter(line: &str) -> char {
 /// Parse a numeric CSV file held in memory into a row-major `(data, n, d)`; `name` is used in
 /// error messages. See [`load_csv_matrix`].
 pub fn parse_csv_matrix(bytes: &[u8], name: &str) -> Result<(Vec<f64>, usize, usize)> {
+    parse_csv(bytes, name).map_err(one_line)
+}
+
+fn parse_csv(bytes: &[u8], name: &str) -> Result<(Vec<f64>, usize, usize)> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = 1 + bytes[..e.valid_up_to()]
             .iter()

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::csv::parse_csv_matrix;
 use super::npy::{array_to_matrix, parse_npy, parse_npy_labels};
-use super::{display_name, read_file};
+use super::{display_name, one_line, read_file};
 use crate::data::{Dataset, one_hot};
 use crate::error::{Error, Result};
 
@@ -127,6 +127,15 @@ fn load_y(bytes: &[u8], name: &str, one_hot: Option<usize>) -> Result<Targets> {
 /// Build a dataset from in-memory files (e.g. embedded example data). The format of each is
 /// chosen by the extension of its name (`.npy` or `.csv`); names are used in error messages.
 pub fn load_dataset_bytes(
+    x_bytes: &[u8],
+    x_name: &str,
+    y: Option<(&[u8], &str)>,
+    opts: &DataOptions,
+) -> Result<Dataset> {
+    build_dataset(x_bytes, x_name, y, opts).map_err(one_line)
+}
+
+fn build_dataset(
     x_bytes: &[u8],
     x_name: &str,
     y: Option<(&[u8], &str)>,

@@ -40,3 +40,46 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 pub(crate) fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
+
+/// Keep an error about untrusted input printable on one line (DESIGN.md §4): control characters
+/// that a file smuggled into a message — a tensor name, dtype string, CSV cell or JSON string
+/// with a newline or a terminal escape sequence — are replaced by their Rust escapes (`\n`,
+/// `\u{1b}`). Every reader applies this to the errors of its public entry points.
+pub(crate) fn one_line(e: Error) -> Error {
+    match e {
+        Error::BadInput {
+            file,
+            field,
+            message,
+        } => Error::BadInput {
+            file: escape_controls(file),
+            field: escape_controls(field),
+            message: escape_controls(message),
+        },
+        Error::InvalidArgument { name, message } => Error::InvalidArgument {
+            name: escape_controls(name),
+            message: escape_controls(message),
+        },
+        Error::Model(m) => Error::Model(escape_controls(m)),
+        Error::Numerical(m) => Error::Numerical(escape_controls(m)),
+        Error::Internal(m) => Error::Internal(escape_controls(m)),
+        io @ Error::Io { .. } => io,
+    }
+}
+
+/// `s` with control characters (and the Unicode line and paragraph separators) escaped.
+fn escape_controls(s: String) -> String {
+    let unprintable = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !s.chars().any(unprintable) {
+        return s;
+    }
+    s.chars()
+        .map(|c| {
+            if unprintable(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{display_name, read_file, write_atomic};
+use super::{display_name, one_line, read_file, write_atomic};
 use crate::error::{Error, Result};
 
 /// A decoded `.npy` array in C (row-major) order.
@@ -332,7 +332,7 @@ fn decode_all<T>(
 
 /// Parse a `.npy` file held in memory; `name` is used in error messages.
 pub fn parse_npy(bytes: &[u8], name: &str) -> Result<NpyArray> {
-    let h = parse_header(bytes, name)?;
+    let h = parse_header(bytes, name).map_err(one_line)?;
     let data = decode_all(bytes, &h, |_, e| {
         Ok(match e {
             Elem::Int(v) => v as f64,
@@ -384,7 +384,7 @@ pub fn load_npy_matrix(path: &Path) -> Result<(Vec<f64>, usize, usize)> {
 
 /// Parse integer labels from a `.npy` file in memory (see [`load_npy_labels`]).
 pub fn parse_npy_labels(bytes: &[u8], name: &str) -> Result<Vec<i64>> {
-    let h = parse_header(bytes, name)?;
+    let h = parse_header(bytes, name).map_err(one_line)?;
     if !matches!(h.shape.as_slice(), [_] | [_, 1]) {
         return Err(Error::bad_input(
             name,

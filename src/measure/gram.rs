@@ -69,6 +69,18 @@ pub fn gram_memory_bytes(mlp: &Mlp, n: usize) -> usize {
     doubles.saturating_mul(8)
 }
 
+/// A byte count for messages: bytes below 1 MiB, then MiB, then GiB (two decimals).
+pub fn format_bytes(b: usize) -> String {
+    let f = b as f64;
+    if b < 1 << 20 {
+        format!("{b} bytes")
+    } else if b < 1 << 30 {
+        format!("{:.0} MiB", f / (1u64 << 20) as f64)
+    } else {
+        format!("{:.2} GiB", f / (1u64 << 30) as f64)
+    }
+}
+
 /// The assembled Gram matrix K (THEORY.md §4) with its formation-error bound.
 #[derive(Debug, Clone)]
 pub struct GramMatrix {
@@ -178,14 +190,15 @@ pub fn build_gram(mlp: &Mlp, data: &Dataset, opts: &GramOptions) -> Result<GramM
     }
     let need = gram_memory_bytes(mlp, data.len());
     if need > opts.memory_limit_bytes {
+        let nc = data.len() * mlp.output_dim();
         return Err(Error::invalid_argument(
-            "--gram-limit",
+            "--max-memory",
             format!(
-                "the exact Gram path needs about {} MB (nC = {}), above the limit of {} MB; use \
-                 the operator path or raise the limit",
-                need >> 20,
-                data.len() * mlp.output_dim(),
-                opts.memory_limit_bytes >> 20
+                "the exact Gram path for nC = {nc} needs about {}, more than the memory limit \
+                 of {}; raise --max-memory if the machine has it, lower --gram-limit below {nc} \
+                 to use the operator path, or subsample the data",
+                format_bytes(need),
+                format_bytes(opts.memory_limit_bytes)
             ),
         ));
     }
@@ -621,7 +634,7 @@ mod tests {
             ..GramOptions::default()
         };
         let err = build_gram(&mlp, &ds, &opts).unwrap_err();
-        assert!(err.to_string().contains("MB"), "{err}");
+        assert!(err.to_string().contains("--max-memory"), "{err}");
         assert!(gram_memory_bytes(&mlp, 50) > 7 * 100 * 100 * 8);
     }
 }

@@ -789,7 +789,22 @@ impl PointCertificates {
                 .iter()
                 .map(|p| pow_up(p.jacobian_norm.upper, 2 * k)),
         );
-        let v = root_up(round_up(s / n), 2 * k);
+        let mut v = root_up(round_up(s / n), 2 * k);
+        let m = self
+            .points
+            .iter()
+            .map(|p| p.jacobian_norm.upper)
+            .fold(0.0f64, f64::max);
+        if !v.is_finite() && m.is_finite() && m > 0.0 {
+            // ‖J‖^{2k} overflowed (large k): the same power mean scaled by the largest norm, every
+            // step rounded up (the scaled sum is ≥ 1/n, so nothing underflows).
+            let s = sum_up(
+                self.points
+                    .iter()
+                    .map(|p| pow_up(round_up(p.jacobian_norm.upper / m), 2 * k)),
+            );
+            v = round_up(m * root_up(round_up(s / n), 2 * k));
+        }
         Ok(Quantity::upper(v, 0.0).with_method(format!("power-mean-2k={}", 2 * k)))
     }
 }
