@@ -4,10 +4,10 @@
 # Needs the peers' Python environment: python3 -m venv /tmp/peer && /tmp/peer/bin/pip install jax numpy safetensors
 set -euo pipefail
 PEERS=${1:-../shared/peers}
-WORK=${2:-/tmp/flatcert-bench}
+WORK=${2:-/tmp/flatcert-bench-work}
 PY=${PY:-/tmp/peer/bin/python}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+cargo build --release --quiet --bin flatcert --example sharpness
 FC=target/release/flatcert
 mkdir -p "$WORK"
 [ -f "$WORK/w1/x.npy" ] || $PY "$PEERS/jax_peer.py" make --sizes 784,512,512,10 --n 8192 --out "$WORK/w1"
@@ -26,3 +26,37 @@ if [ "${WITH_JAX:-0}" = 1 ]; then
   t0=$(now); $PY "$PEERS/jax_peer.py" moments --model "$WORK/w1/model.safetensors" --x "$WORK/w1/x.npy" --f64 > /dev/null; t1=$(now)
   echo "jax vmap(jacrev) moments: $(echo "$t1 - $t0" | bc) s"
 fi
+
+echo "== W2: lambda_max(G) to 1e-6 true relative error, 784-512-512-10 relu, n = 2048, f64"
+# Reference: flatcert's Lanczos converged to an estimated relative error of 1e-13.
+REF=$(target/release/examples/sharpness "$WORK/w2/model.safetensors" "$WORK/w2/x.npy" "$WORK/w2/y.npy" 1e-13)
+echo "reference: $REF"
+for rep in 1 2; do
+  FC_OUT=$(target/release/examples/sharpness "$WORK/w2/model.safetensors" "$WORK/w2/x.npy" "$WORK/w2/y.npy" 1e-6)
+  # The peer without its stopping rule (tol 0), recording (products, estimate, seconds) per step.
+  PEER_OUT=$($PY "$PEERS/jax_peer.py" sharpness --model "$WORK/w2/model.safetensors" --x "$WORK/w2/x.npy" \
+      --y "$WORK/w2/y.npy" --act relu --f64 --history --iters "${PEER_ITERS:-600}" --tol 0)
+  $PY - "$REF" "$FC_OUT" "$PEER_OUT" <<'PYEOF'
+import json, sys
+ref = json.loads(sys.argv[1])["lambda_max"]
+fc = json.loads(sys.argv[2]); peer = json.loads(sys.argv[3])
+fc_err = abs(fc["lambda_max"] - ref) / ref
+# Time to reach 1e-6 true relative error and stay there.
+t_peer, n_peer = None, None
+for it, est, sec in peer["history"]:
+    if abs(est - ref) / ref <= 1e-6:
+        if t_peer is None:
+            t_peer, n_peer = sec, it
+    else:
+        t_peer, n_peer = None, None
+print(f"flatcert: {fc['wall_s']:.2f} s, {fc['products']} products, true rel err {fc_err:.1e}, "
+      f"estimated {fc['error_estimate'] / fc['lambda_max']:.1e} (setup {fc['setup_s']:.2f} s)")
+if t_peer is None:
+    last = peer["history"][-1]
+    print(f"peer power iteration: not within 1e-6 after {last[0]} products ({last[2]:.1f} s), "
+          f"true rel err {abs(last[1] - ref) / ref:.1e}")
+else:
+    print(f"peer power iteration: {t_peer:.2f} s, {n_peer} products to 1e-6; "
+          f"ratio flatcert/peer = {fc['wall_s'] / t_peer:.3f}")
+PYEOF
+done

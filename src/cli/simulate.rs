@@ -566,6 +566,7 @@ fn build_plot(
 pub fn run(args: &SimulateArgs) -> Result<i32> {
     let t_all = Instant::now();
     validate(args)?;
+    let max_memory = args.inputs.memory_limit()?;
     let loaded = args.inputs.load(true)?;
     let (mlp, data) = (&loaded.mlp, &loaded.data);
     let Hyper {
@@ -595,15 +596,18 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         || {
             let t = Instant::now();
             let r = match predict_options(&args.predict) {
-                Ok(Some(opts)) => predict(
-                    mlp,
-                    data,
-                    eta,
-                    batch,
-                    TheorySampling::WithoutReplacement,
-                    &args.k,
-                    &opts,
-                ),
+                Ok(Some(mut opts)) => {
+                    opts.gram.memory_limit_bytes = max_memory;
+                    predict(
+                        mlp,
+                        data,
+                        eta,
+                        batch,
+                        TheorySampling::WithoutReplacement,
+                        &args.k,
+                        &opts,
+                    )
+                }
                 Ok(None) => not_computed(
                     mlp,
                     data,

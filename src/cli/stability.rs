@@ -64,8 +64,8 @@ pub const DEFAULT_REL_TOL: f64 = 1e-3;
 /// Default `--t5-rank` (the same cap as `flatcert certify`).
 pub const DEFAULT_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
 
-/// Fraction of the available memory a Gram run may use before it is refused.
-pub const SAFE_MEMORY_FRACTION: f64 = 0.5;
+/// Fraction of the available memory a Gram run may use by default (`--max-memory`).
+pub use super::memory::SAFE_MEMORY_FRACTION;
 
 /// Print the memory and time estimate before a run that is expected to take at least this long
 /// (seconds) or to use at least [`ANNOUNCE_BYTES`].
@@ -471,14 +471,6 @@ fn default_batches(n: usize) -> Vec<usize> {
     v
 }
 
-/// Available memory in bytes (`MemAvailable` of /proc/meminfo), if known.
-fn available_memory() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
-}
-
 /// Format bytes as MiB/GiB.
 pub(crate) fn fmt_bytes(b: usize) -> String {
     let b = b as f64;
@@ -772,18 +764,17 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
             ),
         ));
     }
-    let safe = available_memory()
-        .map(|m| (m as f64 * SAFE_MEMORY_FRACTION) as usize)
-        .unwrap_or(usize::MAX);
+    let safe = args.inputs.memory_limit()?;
     if cost.bytes > safe {
         return Err(invalid(
-            "--gram-limit",
+            "--max-memory",
             format!(
-                "the Gram path for nC = {big_n} needs ≈ {}, more than {:.0}% of the available \
-                 memory ({}); subsample the data or use `flatcert measure` (operator path)",
-                fmt_bytes(cost.bytes),
-                SAFE_MEMORY_FRACTION * 100.0,
-                fmt_bytes(safe)
+                "the Gram path for nC = {big_n} needs ≈ {}, more than the memory limit of {} \
+                 (default {:.0}% of the available memory); raise --max-memory if the machine has \
+                 it, subsample the data, or use `flatcert measure` (operator path)",
+                flatcert::measure::gram::format_bytes(cost.bytes),
+                flatcert::measure::gram::format_bytes(safe),
+                SAFE_MEMORY_FRACTION * 100.0
             ),
         ));
     }

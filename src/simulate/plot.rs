@@ -105,7 +105,7 @@ fn draw_panel<DB: DrawingBackend>(
         .light_line_style(TRANSPARENT)
         .x_desc("step t")
         .y_desc(panel.y_label.as_str())
-        .y_label_formatter(&|v| format!("{:.1e}", 10f64.powf(*v)))
+        .y_label_formatter(&|v| log10_label(*v))
         .draw()
         .map_err(plot_err)?;
     for s in &panel.series {
@@ -141,4 +141,37 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(plot_err)?;
     Ok(())
+}
+
+/// The tick label of log10 value `v` (the data are plotted as log10): `10^v` in `1.0e5` form,
+/// built from the exponent so that values beyond f64 (E‖u_t‖⁴ of an unstable run reaches 1e400)
+/// are labelled, not printed as `inf`.
+fn log10_label(v: f64) -> String {
+    if !v.is_finite() {
+        return String::new();
+    }
+    let e = v.floor();
+    let m = 10f64.powf(v - e);
+    // Rounding of the mantissa to one decimal can give 10.0: carry into the exponent.
+    let (m, e) = if format!("{m:.1}") == "10.0" {
+        (1.0, e + 1.0)
+    } else {
+        (m, e)
+    };
+    format!("{m:.1}e{}", e as i64)
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::log10_label;
+
+    #[test]
+    fn labels_beyond_f64_are_exponents_not_inf() {
+        assert_eq!(log10_label(0.0), "1.0e0");
+        assert_eq!(log10_label(50.0), "1.0e50");
+        assert_eq!(log10_label(400.0), "1.0e400");
+        assert_eq!(log10_label(-3.0), "1.0e-3");
+        assert_eq!(log10_label(2.0f64.log10() + 7.0), "2.0e7");
+        assert_eq!(log10_label(0.99999), "1.0e1");
+    }
 }
