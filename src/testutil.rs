@@ -1,6 +1,6 @@
 //! Deterministic random networks and data for tests, benchmarks and examples.
 
-use nalgebra::{DMatrix, DVector};
+use nalgebra::{DMatrix, DVector, dmatrix, dvector};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
@@ -28,4 +28,23 @@ pub fn random_data(d: usize, n: usize, seed: u64) -> DMatrix<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let s = 3f64.sqrt();
     DMatrix::from_fn(d, n, |_, _| rng.random_range(-s..s))
+}
+
+/// THEORY.md §5's golden network: f(x) = |x| as the ReLU 1–2–1 network
+/// (W₁ = (1, −1)ᵀ, b₁ = 0, W₂ = (1, 1), b₂ = 0).
+pub fn abs_net() -> Mlp {
+    Mlp::new(
+        vec![
+            Dense {
+                weight: dmatrix![1.0; -1.0],
+                bias: dvector![0.0, 0.0],
+            },
+            Dense {
+                weight: dmatrix![1.0, 1.0],
+                bias: dvector![0.0],
+            },
+        ],
+        Activation::Relu,
+    )
+    .expect("the golden shapes chain")
 }

@@ -10,32 +10,12 @@ use std::path::{Path, PathBuf};
 use common::*;
 use flatcert::Dataset;
 use flatcert::certify::{Certificate, Plan, run};
-use flatcert::model::{Activation, Dense, Mlp};
-use nalgebra::{dmatrix, dvector};
 use serde_json::Value;
-
-/// THEORY §5: f(x) = |x| as the ReLU 1–2–1 network.
-fn abs_net() -> Mlp {
-    Mlp::new(
-        vec![
-            Dense {
-                weight: dmatrix![1.0; -1.0],
-                bias: dvector![0.0, 0.0],
-            },
-            Dense {
-                weight: dmatrix![1.0, 1.0],
-                bias: dvector![0.0],
-            },
-        ],
-        Activation::Relu,
-    )
-    .expect("valid network")
-}
 
 /// The golden example as files: (model, x, y).
 fn golden_files(fx: &Fx) -> (PathBuf, PathBuf, PathBuf) {
     (
-        fx.model("abs.safetensors", &abs_net()),
+        fx.model("abs.safetensors", &flatcert::testutil::abs_net()),
         fx.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),
         fx.npy("y.npy", &[1.0, 1.0, 2.0], 3, 1),
     )
@@ -301,7 +281,7 @@ fn library_run_matches_the_golden_bracket_and_round_trips() {
     .unwrap();
     let mut plan = Plan::new(0.22, 1);
     plan.ks = vec![2];
-    let cert = run(&abs_net(), &data, None, &plan).unwrap();
+    let cert = run(&flatcert::testutil::abs_net(), &data, None, &plan).unwrap();
     let t5 = cert.verdicts.verdict("T5").unwrap();
     let es = t5.conclusion("eta_star").unwrap().value;
     assert!(es.lower() <= 0.2400821025 + 1e-9 && 0.2400821025 - 1e-6 <= es.lower());

@@ -1125,22 +1125,7 @@ fn bad_model_without_x_and_x_without_model() {
 
 /// THEORY §5: f(x) = |x| as the ReLU 1–2–1 network, x = (−1, 1, 2), y = (1, 1, 2), as files.
 fn abs_files(fx: &Fx) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    use flatcert::model::{Dense, Mlp};
-    use nalgebra::{dmatrix, dvector};
-    let mlp = Mlp::new(
-        vec![
-            Dense {
-                weight: dmatrix![1.0; -1.0],
-                bias: dvector![0.0, 0.0],
-            },
-            Dense {
-                weight: dmatrix![1.0, 1.0],
-                bias: dvector![0.0],
-            },
-        ],
-        Activation::Relu,
-    )
-    .expect("valid network");
+    let mlp = flatcert::testutil::abs_net();
     (
         fx.model("abs.safetensors", &mlp),
         fx.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),

@@ -15,7 +15,7 @@ use common::*;
 use flatcert::model::{Activation, Dense, Mlp};
 use flatcert::testutil::{random_data, random_mlp};
 use flatcert_bounds::{Status, Value};
-use nalgebra::{DMatrix, DVector, dmatrix, dvector};
+use nalgebra::{DMatrix, DVector};
 use serde_json::{Value as Json, json};
 
 // ------------------------------------------------------------------------------------------
@@ -145,28 +145,10 @@ fn bad_model_bytes(bytes: &[u8], code: i32, needles: &[&str]) -> String {
     line
 }
 
-/// THEORY §5: f(x) = |x| as the ReLU 1–2–1 network.
-fn abs_net() -> Mlp {
-    Mlp::new(
-        vec![
-            Dense {
-                weight: dmatrix![1.0; -1.0],
-                bias: dvector![0.0, 0.0],
-            },
-            Dense {
-                weight: dmatrix![1.0, 1.0],
-                bias: dvector![0.0],
-            },
-        ],
-        Activation::Relu,
-    )
-    .expect("valid network")
-}
-
 /// The golden example as files: (model, x, y), n = 3.
 fn golden_files(fx: &Fx) -> (PathBuf, PathBuf, PathBuf) {
     (
-        fx.model("abs.safetensors", &abs_net()),
+        fx.model("abs.safetensors", &flatcert::testutil::abs_net()),
         fx.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),
         fx.npy("y.npy", &[1.0, 1.0, 2.0], 3, 1),
     )

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use nalgebra::{dmatrix, dvector};
 use serde_json::Value;
 
 use flatcert::io::{CheckpointOptions, DataOptions, SaveDtype};
@@ -17,7 +16,7 @@ use flatcert::measure::gram::{GramOptions, gauss_newton_gram};
 use flatcert::measure::stability::Verdict;
 use flatcert::measure::stability::{BracketOptions, ReducedModel, Sampling, critical_lr_sweep};
 use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
-use flatcert::{Activation, Dataset, Dense, Mlp};
+use flatcert::{Dataset, Mlp};
 
 /// η*₂(B) of THEORY §5 for B = 1, 2, 3 (without replacement) and B = 2 with replacement.
 const ETA2: [f64; 3] = [0.2400821025, 0.3628739528, 0.4316635023];
@@ -81,29 +80,15 @@ impl Fx {
     /// The THEORY §5 network and data; `y3` is the third target (2 interpolates).
     fn golden(&self, metadata: &[(&str, &str)], y3: f64) -> (PathBuf, PathBuf, PathBuf) {
         (
-            self.model("golden.safetensors", &golden_net(), metadata),
+            self.model(
+                "golden.safetensors",
+                &flatcert::testutil::abs_net(),
+                metadata,
+            ),
             self.npy("x.npy", &[-1.0, 1.0, 2.0], 3, 1),
             self.npy("y.npy", &[1.0, 1.0, y3], 3, 1),
         )
     }
-}
-
-/// ReLU 1–2–1, W1 = [1; −1], b1 = 0, W2 = [1, 1], b2 = 0: f(x) = |x| (THEORY §5).
-fn golden_net() -> Mlp {
-    Mlp::new(
-        vec![
-            Dense {
-                weight: dmatrix![1.0; -1.0],
-                bias: dvector![0.0, 0.0],
-            },
-            Dense {
-                weight: dmatrix![1.0, 1.0],
-                bias: dvector![0.0],
-            },
-        ],
-        Activation::Relu,
-    )
-    .expect("valid golden net")
 }
 
 fn flatcert() -> Command {

@@ -462,27 +462,14 @@ impl GramSpectrum {
 /// The THEORY.md §5 worked example, shared by the tests of the stability modules.
 #[cfg(test)]
 pub(crate) mod golden {
-    use nalgebra::{DMatrix, dmatrix, dvector};
+    use nalgebra::DMatrix;
 
     use crate::data::Dataset;
-    use crate::model::{Activation, Dense, Mlp};
+    use crate::model::Mlp;
 
     /// ReLU 1–2–1 with W1 = (1, −1)ᵀ, b1 = 0, W2 = (1, 1), b2 = 0: f(x) = |x|.
     pub(crate) fn net() -> Mlp {
-        Mlp::new(
-            vec![
-                Dense {
-                    weight: dmatrix![1.0; -1.0],
-                    bias: dvector![0.0, 0.0],
-                },
-                Dense {
-                    weight: dmatrix![1.0, 1.0],
-                    bias: dvector![0.0],
-                },
-            ],
-            Activation::Relu,
-        )
-        .expect("valid golden net")
+        crate::testutil::abs_net()
     }
 
     /// x = (−1, 1, 2), y = (1, 1, 2): an exact interpolation.

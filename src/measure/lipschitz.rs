@@ -1005,20 +1005,7 @@ pub(crate) mod tests {
 
     /// f(x) = |x| as the ReLU 1–2–1 network of THEORY.md §5.
     pub(crate) fn abs_net() -> Mlp {
-        Mlp::new(
-            vec![
-                Dense {
-                    weight: dmatrix![1.0; -1.0],
-                    bias: dvector![0.0, 0.0],
-                },
-                Dense {
-                    weight: dmatrix![1.0, 1.0],
-                    bias: dvector![0.0],
-                },
-            ],
-            Activation::Relu,
-        )
-        .unwrap()
+        crate::testutil::abs_net()
     }
 
     /// A random network: widths 1–8, depth 1–4, C in 1..=c_max, weights scaled by a random factor
