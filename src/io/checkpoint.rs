@@ -11,7 +11,7 @@
 //! the numeric index (`0, 2, 4` for `nn.Sequential`; `fc1 … fc10`), or named explicitly with
 //! `--layers` ([`CheckpointOptions::layers`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -104,13 +104,16 @@ struct TensorEntry {
 #[derive(Debug)]
 struct Parsed<'a> {
     tensors: Vec<TensorEntry>,
+    /// Position of each tensor in `tensors` by name: lookups stay O(1), so that a header with
+    /// very many entries cannot make loading quadratic.
+    by_name: HashMap<String, usize>,
     metadata: BTreeMap<String, String>,
     data: &'a [u8],
 }
 
 impl Parsed<'_> {
     fn get(&self, name: &str) -> Option<&TensorEntry> {
-        self.tensors.iter().find(|t| t.name == name)
+        self.by_name.get(name).map(|&i| &self.tensors[i])
     }
     fn bytes(&self, t: &TensorEntry) -> &[u8] {
         &self.data[t.start..t.end]
@@ -270,6 +273,7 @@ fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<Parsed<'a>> {
     let mut tensors: Vec<TensorEntry> = Vec::new();
     let mut metadata = BTreeMap::new();
     let mut seen_meta = false;
+    let mut names: HashSet<&str> = HashSet::with_capacity(entries.0.len());
     for (key, v) in &entries.0 {
         if key == "__metadata__" {
             if seen_meta {
@@ -301,7 +305,7 @@ fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<Parsed<'a>> {
             }
             continue;
         }
-        if tensors.iter().any(|t| t.name == *key) {
+        if !names.insert(key.as_str()) {
             return Err(Error::bad_input(
                 file,
                 tensor_field(key),
@@ -371,8 +375,14 @@ fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<Parsed<'a>> {
             ),
         ));
     }
+    let by_name = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
     Ok(Parsed {
         tensors,
+        by_name,
         metadata,
         data,
     })
@@ -393,6 +403,7 @@ const PATTERN_HINT: &str = "expected only '<prefix><index>.weight' [out, in] and
 /// Detect the dense layers by name; every tensor must belong to one.
 fn detect_layers(p: &Parsed<'_>, file: &str) -> Result<Vec<String>> {
     let mut layers: Vec<(String, &str, u64)> = Vec::new(); // (stem, prefix, index)
+    let mut position_of_index: HashMap<u64, usize> = HashMap::new();
     for t in &p.tensors {
         let not_fit = |why: String| {
             Error::bad_input(
@@ -412,16 +423,19 @@ fn detect_layers(p: &Parsed<'_>, file: &str) -> Result<Vec<String>> {
                     t.shape.len()
                 )));
             }
-            if let Some((other, _, _)) = layers.iter().find(|(_, p, _)| *p != prefix) {
+            // Every layer so far has the first one's prefix, so comparing with it suffices.
+            if let Some((other, _, _)) = layers.first().filter(|(_, p, _)| *p != prefix) {
                 return Err(not_fit(format!(
                     "prefix '{prefix}' differs from that of '{other}.weight', so the layer order is ambiguous"
                 )));
             }
-            if let Some((other, _, _)) = layers.iter().find(|(_, _, i)| *i == index) {
+            if let Some(&j) = position_of_index.get(&index) {
                 return Err(not_fit(format!(
-                    "layer index {index} is also used by '{other}.weight'"
+                    "layer index {index} is also used by '{}.weight'",
+                    layers[j].0
                 )));
             }
+            position_of_index.insert(index, layers.len());
             layers.push((stem.to_string(), prefix, index));
         } else if let Some(stem) = t.name.strip_suffix(".bias") {
             if p.get(&format!("{stem}.weight")).is_none() {
@@ -447,6 +461,7 @@ fn detect_layers(p: &Parsed<'_>, file: &str) -> Result<Vec<String>> {
 /// Resolve explicit `--layers` entries into layer stems.
 fn explicit_layers(p: &Parsed<'_>, file: &str, spec: &[String]) -> Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
+    let mut selected: HashSet<String> = HashSet::new();
     for raw in spec {
         let e = raw.trim();
         let mut found: Vec<String> = Vec::new();
@@ -491,7 +506,7 @@ fn explicit_layers(p: &Parsed<'_>, file: &str, spec: &[String]) -> Result<Vec<St
             ));
         }
         for s in found {
-            if out.contains(&s) {
+            if !selected.insert(s.clone()) {
                 return Err(Error::bad_input(
                     file,
                     "--layers",
@@ -675,16 +690,14 @@ fn load_parsed(bytes: &[u8], name: &str, opts: &CheckpointOptions) -> Result<Loa
     };
     let mlp =
         Mlp::new(layers, activation).map_err(|e| Error::bad_input(name, "model", e.to_string()))?;
-    let used = |n: &str| {
-        stems.iter().any(|s| {
-            n.strip_prefix(s.as_str())
-                .is_some_and(|r| r == ".weight" || r == ".bias")
-        })
-    };
+    let used: HashSet<String> = stems
+        .iter()
+        .flat_map(|s| [format!("{s}.weight"), format!("{s}.bias")])
+        .collect();
     let ignored_tensors = p
         .tensors
         .iter()
-        .filter(|t| !used(&t.name))
+        .filter(|t| !used.contains(&t.name))
         .map(|t| t.name.clone())
         .collect();
     Ok(LoadedCheckpoint {

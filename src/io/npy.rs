@@ -517,6 +517,9 @@ mod py {
                 Some(b'{') => {
                     self.pos += 1;
                     let mut items: Vec<(String, Value)> = Vec::new();
+                    // Keys seen so far: a set, so that a huge header cannot make parsing
+                    // quadratic.
+                    let mut keys = std::collections::HashSet::new();
                     loop {
                         self.ws();
                         if self.peek() == Some(b'}') {
@@ -527,7 +530,7 @@ mod py {
                             Value::Str(k) => k,
                             _ => return Err("dict keys must be strings".into()),
                         };
-                        if items.iter().any(|(k, _)| *k == key) {
+                        if !keys.insert(key.clone()) {
                             return Err(format!("duplicate key '{key}'"));
                         }
                         self.expect(b':')?;
