@@ -387,36 +387,23 @@ fn short(v: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // The readers, exactly as the fuzz targets call them.
 
-/// Ok, or an error that is a one-line bad-input message (exit code 2, DESIGN.md §4).
+/// Ok, or an error that is a non-empty one-line bad-input message (exit code 2, DESIGN.md §4).
 fn check<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
-    check_typed(what, r)?;
-    match r {
-        Err(e) if e.to_string().contains(['\n', '\r']) => Err(format!(
-            "{what}: multi-line error message {:?}",
-            e.to_string()
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Ok, or a bad-input error with a non-empty message; used for `read_source`, which quotes a
-/// document's `schema` string verbatim (reported in docs/fuzzing.md, not a reader of this issue).
-fn check_typed<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
-    match r {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let msg = e.to_string();
-            if msg.trim().is_empty() {
-                Err(format!("{what}: empty error message: {e:?}"))
-            } else if e.exit_code() != 2 {
-                Err(format!(
-                    "{what}: exit code {} for bad input: {e:?}",
-                    e.exit_code()
-                ))
-            } else {
-                Ok(())
-            }
-        }
+    let Err(e) = r else {
+        return Ok(());
+    };
+    let msg = e.to_string();
+    if msg.trim().is_empty() {
+        Err(format!("{what}: empty error message: {e:?}"))
+    } else if e.exit_code() != 2 {
+        Err(format!(
+            "{what}: exit code {} for bad input: {e:?}",
+            e.exit_code()
+        ))
+    } else if msg.contains(['\n', '\r']) {
+        Err(format!("{what}: multi-line error message {msg:?}"))
+    } else {
+        Ok(())
     }
 }
 
@@ -499,7 +486,7 @@ fn read_measurements(b: &[u8]) -> Result<bool, String> {
     let text = String::from_utf8_lossy(b);
     let doc = MeasurementsDoc::from_json(&text, Path::new("m.json"));
     check("MeasurementsDoc::from_json", &doc)?;
-    check_typed("read_source", &read_source(&text, "m.json"))?;
+    check("read_source", &read_source(&text, "m.json"))?;
     let Ok(doc) = doc else { return Ok(false) };
     let back = doc
         .to_json()
@@ -514,7 +501,7 @@ fn read_certificate(b: &[u8]) -> Result<bool, String> {
     let text = String::from_utf8_lossy(b);
     let cert = Certificate::from_json(&text, "cert.json");
     check("Certificate::from_json", &cert)?;
-    check_typed("read_source", &read_source(&text, "cert.json"))?;
+    check("read_source", &read_source(&text, "cert.json"))?;
     let Ok(cert) = cert else { return Ok(false) };
     let _ = recheck_arithmetic(&cert);
     if let Err(e) = plan_of(&cert) {
@@ -920,19 +907,20 @@ fn certificate_reader_survives_byte_mutations() {
     );
 }
 
-/// Every crasher the fuzzers found (docs/fuzzing.md), replayed through the same entry points.
-#[test]
-fn fuzz_regressions_stay_fixed() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions");
-    let readers: [(&str, Reader); 5] = [
-        ("fuzz_checkpoint", read_checkpoint),
-        ("fuzz_npy", read_npy),
-        ("fuzz_csv", read_csv),
-        ("fuzz_measurements", read_measurements),
-        ("fuzz_certificate", read_certificate),
-    ];
+/// The five readers by fuzz-target name.
+const READERS: [(&str, Reader); 5] = [
+    ("fuzz_checkpoint", read_checkpoint),
+    ("fuzz_npy", read_npy),
+    ("fuzz_csv", read_csv),
+    ("fuzz_measurements", read_measurements),
+    ("fuzz_certificate", read_certificate),
+];
+
+/// Replay every file of `root/<target>/` through its reader (a missing folder is skipped);
+/// returns how many files were replayed.
+fn replay_tree(root: &Path) -> usize {
     let mut replayed = 0;
-    for (target, reader) in readers {
+    for (target, reader) in READERS {
         let dir = root.join(target);
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -940,14 +928,41 @@ fn fuzz_regressions_stay_fixed() {
         };
         files.sort();
         for f in files.iter().filter(|f| f.is_file()) {
-            let bytes = std::fs::read(f).expect("read regression input");
+            let bytes = std::fs::read(f).expect("read a replayed input");
             if let Err(e) = exercise(reader, &format!("{}", f.display()), &bytes) {
                 panic!("{e}");
             }
             replayed += 1;
         }
     }
+    replayed
+}
+
+/// Every crasher the fuzzers found (docs/fuzzing.md), replayed through the same entry points.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions");
+    let replayed = replay_tree(&root);
+    assert!(
+        replayed >= 2,
+        "the regression inputs are missing from {root:?}"
+    );
     eprintln!("replayed {replayed} fuzz regression inputs");
+}
+
+/// The committed, minimized fuzz corpora (`fuzz/corpus/`, `cargo fuzz cmin`) and the seeds,
+/// replayed through the same entry points: every input the fuzzers kept for its coverage stays
+/// a clean accept or a one-line bad-input error as the code changes.
+#[test]
+fn committed_fuzz_corpus_replays_cleanly() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = replay_tree(&fuzz.join("corpus"));
+    let seeds = replay_tree(&fuzz.join("seeds"));
+    assert!(
+        corpus > 0 && seeds > 0,
+        "fuzz/corpus or fuzz/seeds is empty"
+    );
+    eprintln!("replayed {corpus} corpus and {seeds} seed inputs");
 }
 
 /// Text quoted from a file — a dtype string, a CSV cell, a tensor name, a JSON string — is

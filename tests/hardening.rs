@@ -326,7 +326,9 @@ fn gram_path_above_max_memory_is_refused_with_estimate_limit_and_alternatives() 
 }
 
 /// `simulate` keeps running without the Gram predictions and says why (its predictions are
-/// optional, `--predict none` being the documented way to skip them).
+/// optional, `--predict none` being the documented way to skip them). The limit, 5000 bytes, holds
+/// the simulator's forward-pass cache (N·(D + 3·5 + C)·8 = 1600 bytes) but not the Gram path
+/// (≈ 27 kB for nC = 20, `gram_memory_bytes`).
 #[test]
 fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
     let fx = Fx::new();
@@ -341,12 +343,42 @@ fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
             "--lr", "0.1", "--batch", "2", "--steps", "5", "--trials", "2",
         ],
     );
-    cmd.args(["--max-memory", "100", "--json"]).arg(&json);
+    cmd.args(["--max-memory", "5000", "--json"]).arg(&json);
     let (code, _, se) = run(&mut cmd);
     assert_eq!(code, 0, "{se}");
     let text = std::fs::read_to_string(&json).unwrap();
     assert!(text.contains("Gram path failed"), "{text}");
     assert!(text.contains("--max-memory"), "{text}");
+}
+
+/// The simulator's forward-pass cache is the one allocation `simulate` cannot do without: above
+/// `--max-memory` it refuses (exit 2, nothing written) with the estimate and the limit.
+#[test]
+fn simulate_cache_above_max_memory_is_refused() {
+    let fx = Fx::new();
+    let (m, x, y) = fx.standard();
+    let json = fx.out("s.json");
+    let mut cmd = with_files(
+        "simulate",
+        &m,
+        &x,
+        Some(&y),
+        &[
+            "--lr", "0.1", "--batch", "2", "--steps", "5", "--trials", "2",
+        ],
+    );
+    cmd.args(["--max-memory", "100", "--json"]).arg(&json);
+    expect_bad_input(
+        &mut cmd,
+        &[
+            "invalid argument --max-memory",
+            "forward pass of all 10 samples",
+            "about 1600 bytes",
+            "100 bytes",
+            "raise --max-memory",
+        ],
+    );
+    fx.assert_no_output();
 }
 
 /// Send `signal` to a running `flatcert` after `after`; return its output.

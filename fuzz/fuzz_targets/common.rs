@@ -6,20 +6,6 @@ use flatcert::Error;
 /// Panic (so that libFuzzer records a crasher) unless `r` is `Ok` or a well-formed input error:
 /// exit code 2 (DESIGN.md §4) and a non-empty message on one line.
 pub fn check<T>(what: &str, r: &Result<T, Error>) {
-    check_typed(what, r);
-    if let Err(e) = r {
-        let msg = e.to_string();
-        assert!(
-            !msg.contains(['\n', '\r']),
-            "{what}: multi-line error message: {msg:?}"
-        );
-    }
-}
-
-/// Like [`check`] but without the one-line requirement, for entry points outside the readers
-/// themselves (`read_source` quotes a document's `schema` string verbatim: reported in
-/// docs/fuzzing.md, not fixed here).
-pub fn check_typed<T>(what: &str, r: &Result<T, Error>) {
     if let Err(e) = r {
         let msg = e.to_string();
         assert!(!msg.trim().is_empty(), "{what}: empty error message: {e:?}");
@@ -27,6 +13,10 @@ pub fn check_typed<T>(what: &str, r: &Result<T, Error>) {
             e.exit_code(),
             2,
             "{what}: bad input must be exit code 2 (DESIGN.md §4), got {e:?}"
+        );
+        assert!(
+            !msg.contains(['\n', '\r']),
+            "{what}: multi-line error message: {msg:?}"
         );
     }
 }

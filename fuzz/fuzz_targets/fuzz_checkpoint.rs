@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
         layers: Some(vec!["0".into(), "net".into(), "fc".into()]),
         activation: None,
     };
-    common::check("explicit layers", &load_checkpoint_bytes(data, NAME, &explicit));
+    common::check(
+        "explicit layers",
+        &load_checkpoint_bytes(data, NAME, &explicit),
+    );
     // Whatever is accepted must survive our own writer and reader unchanged.
     if let Ok(c) = detected {
         let bytes = checkpoint_to_bytes(&c.mlp, &BTreeMap::new(), SaveDtype::F64)

@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     common::check("parse_csv_matrix", &m);
     if let Ok((values, n, d)) = &m {
         assert_eq!(values.len(), n * d, "{} values for {n} × {d}", values.len());
-        assert!(values.iter().all(|v| v.is_finite()), "non-finite value accepted");
+        assert!(
+            values.iter().all(|v| v.is_finite()),
+            "non-finite value accepted"
+        );
     }
     let plain = DataOptions::default();
     common::check(

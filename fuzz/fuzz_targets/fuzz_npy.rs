@@ -2,7 +2,9 @@
 //! builder on `.npy` inputs (real targets and `--one-hot` labels).
 #![no_main]
 
-use flatcert::io::{DataOptions, load_dataset_bytes, parse_npy, parse_npy_labels, parse_npy_matrix};
+use flatcert::io::{
+    DataOptions, load_dataset_bytes, parse_npy, parse_npy_labels, parse_npy_matrix,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -65,8 +65,13 @@ pub struct BoundReport {
 }
 
 /// Read a measurements document (`flatcert.measurements/v1`) or a certificate
-/// (`flatcert.certificate/v1`); `file` names it in errors (exit code 2).
+/// (`flatcert.certificate/v1`); `file` names it in errors (exit code 2), which stay on one line
+/// whatever the document contains (control characters are escaped, DESIGN.md §4).
 pub fn read_source(text: &str, file: &str) -> Result<Source> {
+    read_source_unescaped(text, file).map_err(crate::io::one_line)
+}
+
+fn read_source_unescaped(text: &str, file: &str) -> Result<Source> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| Error::bad_input(file, "json", format!("not JSON: {e}")))?;
     let schema = value
@@ -226,5 +231,16 @@ mod tests {
         assert!(e.to_string().contains("schema"), "{e}");
         assert_eq!(e.exit_code(), 2);
         assert_eq!(read_source("{", "m.json").unwrap_err().exit_code(), 2);
+    }
+
+    /// The unknown `schema` string is quoted in the message; a newline or a terminal escape in it
+    /// must not break the one-line error contract (found by `fuzz_certificate`).
+    #[test]
+    fn quoted_schema_with_control_characters_stays_on_one_line() {
+        let e = read_source("{\"schema\": \"a\\nb\\u001b[2J\"}", "m.json").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains(['\n', '\r', '\u{1b}']), "{msg:?}");
+        assert!(msg.contains("a\\nb"), "{msg:?}");
+        assert_eq!(e.exit_code(), 2);
     }
 }

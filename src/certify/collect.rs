@@ -115,7 +115,11 @@ pub fn collect(
     }
     extra_first_order(&mut q, mlp, data, &stats, &norms, &plan.ks);
     // Residual honesty (THEORY T5 failure mode (i)).
-    let op = CurvatureOperator::new(mlp, data, OperatorOptions::default())?;
+    let op = CurvatureOperator::new(
+        mlp,
+        data,
+        OperatorOptions::within_memory(plan.memory_limit_bytes),
+    )?;
     let max_abs = q.get("max_abs_residual").map_or(0.0, |r| r.value);
     residual_quantities(&mut q, &op, &stats)?;
     if max_abs > 0.0 {

@@ -152,7 +152,7 @@ pub fn curvature_quantities(
         map.extend(spec.quantities(TOP_EIGENVALUES));
         map.extend(gd_critical_lr(&ReducedModel::from_spectrum(&spec), None));
     } else {
-        let o = CurvatureOperator::new(mlp, data, OperatorOptions::default())?;
+        let o = CurvatureOperator::new(mlp, data, OperatorOptions::within_memory(max_memory))?;
         let est = gauss_newton_lambda_max(&o, &lanczos_opts)?;
         est.insert_into(&mut map, "gauss_newton_lambda_max", "lower");
         let (rho, lower) = (est.lanczos.rayleigh, est.bound.value);
@@ -189,7 +189,7 @@ pub fn curvature_quantities(
     if data.has_targets() && residual_nonzero && hessian_products > 0 {
         let op = match op {
             Some(o) => o,
-            None => CurvatureOperator::new(mlp, data, OperatorOptions::default())?,
+            None => CurvatureOperator::new(mlp, data, OperatorOptions::within_memory(max_memory))?,
         };
         let lanczos_opts = LanczosOptions {
             max_iter: hessian_products,

@@ -584,7 +584,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
     }
     let sampling = Sampling::IidSubsets;
     let p = flatcert::measure::stability::noise_p(n, batch, TheorySampling::WithoutReplacement)?;
-    let sim = LinearizedSgd::new(mlp, data)?;
+    let sim = LinearizedSgd::with_memory_limit(mlp, data, max_memory)?;
     let t_load = t_all.elapsed().as_secs_f64();
 
     let total_work = args.steps * (args.trials + args.deltas.len()) as u64;

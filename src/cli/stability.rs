@@ -687,7 +687,12 @@ fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
             sum_sq += r * r;
         }
     }
-    let op = CurvatureOperator::new(mlp, data, OperatorOptions::default())?;
+    // One product (the loss gradient): caching the forward pass would only cost memory.
+    let no_cache = OperatorOptions {
+        cache_limit_bytes: 0,
+        ..OperatorOptions::default()
+    };
+    let op = CurvatureOperator::new(mlp, data, no_cache)?;
     let grad = op.loss_gradient()?;
     Ok(Some(ResidualInfo {
         max_abs_residual: max_abs,

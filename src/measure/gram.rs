@@ -195,8 +195,9 @@ pub fn build_gram(mlp: &Mlp, data: &Dataset, opts: &GramOptions) -> Result<GramM
             "--max-memory",
             format!(
                 "the exact Gram path for nC = {nc} needs about {}, more than the memory limit \
-                 of {}; raise --max-memory if the machine has it, lower --gram-limit below {nc} \
-                 to use the operator path, or subsample the data",
+                 of {}; raise --max-memory if the machine has it, or subsample the data \
+                 (measure, stability and certify can also lower --gram-limit below {nc} to use \
+                 the operator path)",
                 format_bytes(need),
                 format_bytes(opts.memory_limit_bytes)
             ),

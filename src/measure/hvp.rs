@@ -87,6 +87,24 @@ impl Default for OperatorOptions {
     }
 }
 
+impl OperatorOptions {
+    /// Default options whose forward-pass cache may use at most half of `memory_limit_bytes` (the
+    /// CLI's `--max-memory`); the other half is left for the Lanczos basis and the per-block
+    /// temporaries. Above the limit every product recomputes its block's forward pass (slower,
+    /// same result bit for bit).
+    ///
+    /// ```
+    /// use flatcert::measure::hvp::OperatorOptions;
+    /// assert_eq!(OperatorOptions::within_memory(8 << 30).cache_limit_bytes, 4 << 30);
+    /// ```
+    pub fn within_memory(memory_limit_bytes: usize) -> Self {
+        Self {
+            cache_limit_bytes: memory_limit_bytes / 2,
+            ..Self::default()
+        }
+    }
+}
+
 /// Bytes needed to cache the forward pass of `n` samples through `mlp`: per sample the input,
 /// every `z_l` and every hidden `h_l` and `σ′(z_l)`, 8 bytes each.
 pub fn forward_cache_bytes(mlp: &Mlp, n: usize) -> usize {

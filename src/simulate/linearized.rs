@@ -106,6 +106,13 @@ impl<'a> LinearizedSgd<'a> {
     /// dimension does not match the network, or when the cache would exceed
     /// [`CACHE_LIMIT_BYTES`].
     pub fn new(mlp: &'a Mlp, data: &Dataset) -> Result<Self> {
+        Self::with_memory_limit(mlp, data, CACHE_LIMIT_BYTES)
+    }
+
+    /// [`Self::new`] with the cache limited to `limit_bytes` (the CLI's `--max-memory`) instead of
+    /// [`CACHE_LIMIT_BYTES`]; above it construction fails with an
+    /// [`Error::InvalidArgument`] naming `--max-memory`, the estimate and the limit.
+    pub fn with_memory_limit(mlp: &'a Mlp, data: &Dataset, limit_bytes: usize) -> Result<Self> {
         if data.dim() != mlp.input_dim() {
             return Err(Error::bad_input(
                 &data.x_source,
@@ -119,13 +126,15 @@ impl<'a> LinearizedSgd<'a> {
         }
         let n = data.len();
         let bytes = forward_cache_bytes(mlp, n);
-        if bytes > CACHE_LIMIT_BYTES {
+        if bytes > limit_bytes {
             return Err(Error::invalid_argument(
-                "--x",
+                "--max-memory",
                 format!(
-                    "the simulation caches the forward pass of all {n} samples ({:.1} GiB), above the {:.0} GiB limit",
-                    bytes as f64 / (1u64 << 30) as f64,
-                    CACHE_LIMIT_BYTES as f64 / (1u64 << 30) as f64
+                    "the simulation caches the forward pass of all {n} samples, about {}, more \
+                     than the memory limit of {}; raise --max-memory if the machine has it, or \
+                     subsample the data",
+                    crate::measure::gram::format_bytes(bytes),
+                    crate::measure::gram::format_bytes(limit_bytes)
                 ),
             ));
         }
