@@ -401,6 +401,65 @@ fn bound_reproduces_certify_on_its_measurements() {
     assert!(so.contains("T5  not computed"), "{so}");
 }
 
+/// `bound --format markdown` is the report of `certify --format markdown` for the calculator:
+/// the source document with its SHA-256, the hyper-parameters, the same per-theorem statuses as
+/// the JSON, the same exit code, and no figure links (the per-sample data is not in a document).
+#[test]
+fn bound_markdown_matches_its_json_and_exit_code() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cert_path = fx.out("c.json");
+    run_cmd(certify_cmd(&m, &x, &y, &["--lr", "0.22", "--batch", "1", "--json"]).arg(&cert_path));
+    let bound_path = fx.out("b.json");
+    let (code_json, _, se) = run_cmd(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(&cert_path)
+            .args(["--json"])
+            .arg(&bound_path),
+    );
+    assert!(code_json == 0 || code_json == 1, "{se}");
+    let b = read_json(&bound_path);
+    let (code_md, md, se) = run_cmd(
+        flatcert()
+            .args(["bound", "--measurements"])
+            .arg(&cert_path)
+            .args(["--format", "markdown"]),
+    );
+    assert_eq!(code_md, code_json, "{se}");
+    assert!(md.starts_with("# flatcert bound\n"), "{md}");
+    assert!(md.contains(b["source"]["sha256"].as_str().unwrap()), "{md}");
+    assert!(md.contains("η = 0.22 in the theory convention"), "{md}");
+    assert!(md.contains("| samples | n = 3 |"), "{md}");
+    assert!(!md.contains(".svg"), "no figures without per-sample data");
+    for row in b["summary"]["theorems"].as_array().unwrap() {
+        let (id, status) = (
+            row["theorem"].as_str().unwrap(),
+            row["status"].as_str().unwrap(),
+        );
+        let shown = match status {
+            "violated" => "**VIOLATED**",
+            "inconclusive" => "**inconclusive**",
+            "not_computed" => "not computed",
+            other => other,
+        };
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| [{id}](#")))
+            .unwrap_or_else(|| panic!("no summary row for {id}:\n{md}"));
+        assert!(
+            line.ends_with(&format!("| {shown} |")),
+            "{id}: {line} vs {status}"
+        );
+    }
+    let verdict = if code_json == 0 {
+        "**CERTIFIED**"
+    } else {
+        "**NOT CERTIFIED**"
+    };
+    assert!(md.contains(verdict), "{md}");
+}
+
 #[test]
 fn bound_on_a_measure_document_names_missing_quantities() {
     let fx = Fx::new();

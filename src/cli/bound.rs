@@ -10,9 +10,10 @@ use clap::Args;
 use flatcert::certify::bound::{compute, read_source};
 use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_sampling};
 use flatcert::certify::{LrConventionName, Plan};
+use flatcert::report::markdown::render_bound_markdown;
 use flatcert::report::{Style, render};
 
-use super::certify::parse_format;
+use super::certify::{Format, parse_format};
 
 /// Arguments of `flatcert bound`.
 #[derive(Debug, Args)]
@@ -41,7 +42,8 @@ pub struct BoundArgs {
     /// Regression threshold τ (T9).
     #[arg(long, allow_negative_numbers = true)]
     pub tau: Option<f64>,
-    /// Output on stdout: table or json.
+    /// Output on stdout: table, json or markdown (the report of `certify --format markdown`,
+    /// without figures).
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Write the result (JSON, schema flatcert.bound/v1) here, atomically.
@@ -54,7 +56,7 @@ pub struct BoundArgs {
 
 /// `flatcert bound`.
 pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
-    let as_json = parse_format(&args.format)?;
+    let format = parse_format(&args.format)?;
     let file = args.measurements.display().to_string();
     let text =
         std::fs::read_to_string(&args.measurements).map_err(|source| flatcert::Error::Io {
@@ -97,35 +99,37 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     if let Some(path) = &args.json {
         flatcert::io::write_atomic(path, json.as_bytes())?;
     }
-    if as_json {
-        println!("{json}");
-    } else {
-        let h = &report.hyper;
-        let head = vec![
-            format!("flatcert bound — numbers from {file} ({})", src.schema),
-            format!(
-                "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), B = {}, n = {}, p = {:.6}, π = {:.6}, k = {:?}",
-                h.eta,
-                h.lr_given,
-                h.lr_convention.name(),
-                h.eta_torch_mse,
-                h.batch,
-                h.n,
-                h.p,
-                h.pi,
-                h.k
-            ),
-            format!("  sampling: {}", h.sampling_model),
-        ];
-        print!(
-            "{}",
-            render(
-                &head,
-                &report.verdicts,
-                &report.summary,
-                Style::detect(args.quiet)
-            )
-        );
+    match format {
+        Format::Json => println!("{json}"),
+        Format::Markdown => print!("{}", render_bound_markdown(&report)),
+        Format::Table => {
+            let h = &report.hyper;
+            let head = vec![
+                format!("flatcert bound — numbers from {file} ({})", src.schema),
+                format!(
+                    "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), B = {}, n = {}, p = {:.6}, π = {:.6}, k = {:?}",
+                    h.eta,
+                    h.lr_given,
+                    h.lr_convention.name(),
+                    h.eta_torch_mse,
+                    h.batch,
+                    h.n,
+                    h.p,
+                    h.pi,
+                    h.k
+                ),
+                format!("  sampling: {}", h.sampling_model),
+            ];
+            print!(
+                "{}",
+                render(
+                    &head,
+                    &report.verdicts,
+                    &report.summary,
+                    Style::detect(args.quiet)
+                )
+            );
+        }
     }
     Ok(report.summary.exit_code)
 }

@@ -101,8 +101,8 @@ pub enum Format {
     Markdown,
 }
 
-/// Parse `certify --format`: table, json or markdown.
-pub fn parse_certify_format(s: &str) -> Result<Format> {
+/// Parse `--format` of `certify` and `bound`: table, json or markdown.
+pub fn parse_format(s: &str) -> Result<Format> {
     match s {
         "table" => Ok(Format::Table),
         "json" => Ok(Format::Json),
@@ -110,25 +110,6 @@ pub fn parse_certify_format(s: &str) -> Result<Format> {
         other => Err(flatcert::Error::invalid_argument(
             "--format",
             format!("'{other}' is not one of table, json, markdown"),
-        )
-        .into()),
-    }
-}
-
-/// Parse `--format` where only table and json exist (`flatcert bound`): true for json. Markdown
-/// is named in the message as `certify`-only.
-pub fn parse_format(s: &str) -> Result<bool> {
-    match s {
-        "table" => Ok(false),
-        "json" => Ok(true),
-        "markdown" | "md" => Err(flatcert::Error::invalid_argument(
-            "--format",
-            "'markdown' is available for certify only; here: one of table, json",
-        )
-        .into()),
-        other => Err(flatcert::Error::invalid_argument(
-            "--format",
-            format!("'{other}' is not one of table, json"),
         )
         .into()),
     }
@@ -179,7 +160,7 @@ pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
 /// `flatcert certify`.
 pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     let start = Instant::now();
-    let format = parse_certify_format(&args.format)?;
+    let format = parse_format(&args.format)?;
     if let Some(dir) = &args.report {
         bundle::check_dir(dir)?;
     }

@@ -14,7 +14,9 @@ use flatcert_bounds::{Check, Conclusion, Kind, Relation, Status, Value, Verdict}
 
 use super::{meaning, num, value};
 use crate::certify::Certificate;
-use crate::certify::certificate::{THEOREMS, VerdictEntry};
+use crate::certify::bound::BoundReport;
+use crate::certify::certificate::{THEOREMS, VerdictEntry, Verdicts};
+use crate::certify::plan::Hyper;
 use crate::certify::summary::{HypothesisRef, Summary, status_name};
 
 /// A figure the Markdown links to (relative path inside the report directory).
@@ -218,6 +220,25 @@ fn header(out: &mut String, cert: &Certificate) {
                 .map_or(String::new(), |t| format!(" (held-out: {t})"))
         ),
     );
+    hyper_rows(out, h);
+    let _ = writeln!(out, "| seed | {} |", h.seed);
+
+    out.push('\n');
+    if !cert.measurements.notes.is_empty() {
+        out.push_str("Notes on the measurements:\n\n");
+        for n in &cert.measurements.notes {
+            let _ = writeln!(out, "- {}", escape(n));
+        }
+        out.push('\n');
+    }
+}
+
+/// The table rows of the hyper-parameters (η in both conventions, B with p and π, k, the sampling
+/// model, ε), shared by the certificate's and the bound calculator's headers.
+fn hyper_rows(out: &mut String, h: &Hyper) {
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "| {k} | {v} |");
+    };
     row(
         "learning rate",
         format!(
@@ -261,15 +282,6 @@ fn header(out: &mut String, cert: &Certificate) {
             None => "none (T8–T10 need `--epsilon`)".into(),
         },
     );
-    row("seed", h.seed.to_string());
-    out.push('\n');
-    if !cert.measurements.notes.is_empty() {
-        out.push_str("Notes on the measurements:\n\n");
-        for n in &cert.measurements.notes {
-            let _ = writeln!(out, "- {}", escape(n));
-        }
-        out.push('\n');
-    }
 }
 
 fn refs(out: &mut String, label: &str, list: &[HypothesisRef]) {
@@ -292,8 +304,7 @@ fn refs(out: &mut String, label: &str, list: &[HypothesisRef]) {
     out.push('\n');
 }
 
-fn summary(out: &mut String, cert: &Certificate) {
-    let s: &Summary = &cert.summary;
+fn summary(out: &mut String, s: &Summary, verdicts: &Verdicts) {
     out.push_str("## Summary\n\n");
     if s.certified() {
         let _ = writeln!(
@@ -313,8 +324,7 @@ fn summary(out: &mut String, cert: &Certificate) {
     }
     out.push_str("| theorem | title | status |\n|---|---|---|\n");
     for t in &s.theorems {
-        let title = cert
-            .verdicts
+        let title = verdicts
             .verdict(&t.theorem)
             .map_or(theorem_title(&t.theorem), |v| v.title.as_str());
         let st = match t.status.as_str() {
@@ -441,10 +451,16 @@ pub fn render_markdown(cert: &Certificate, figures: &[FigureLink]) -> String {
              `flatcert certify … --report DIR`.\n\n",
         );
     }
-    summary(&mut out, cert);
+    body(&mut out, &cert.summary, &cert.verdicts, figures);
+    out
+}
+
+/// The summary, one section per theorem T1 … T10 and the key.
+fn body(out: &mut String, s: &Summary, verdicts: &Verdicts, figures: &[FigureLink]) {
+    summary(out, s, verdicts);
     for id in THEOREMS {
-        match cert.verdicts.get(id) {
-            Some(e) => theorem_section(&mut out, id, e, figures),
+        match verdicts.get(id) {
+            Some(e) => theorem_section(out, id, e, figures),
             None => {
                 let _ = writeln!(
                     out,
@@ -457,6 +473,34 @@ pub fn render_markdown(cert: &Certificate, figures: &[FigureLink]) -> String {
         }
     }
     out.push_str(KEY);
+}
+
+/// The Markdown report of the bound calculator (`flatcert bound --format markdown`): the document
+/// the numbers came from (path, SHA-256, schema), the hyper-parameters, then the same summary,
+/// theorem sections and key as [`render_markdown`]. No figures: they need the per-sample data,
+/// which a measurements document or certificate does not hold.
+pub fn render_bound_markdown(report: &BoundReport) -> String {
+    let mut out = String::new();
+    out.push_str("# flatcert bound\n\n");
+    let _ = writeln!(
+        out,
+        "Schema `{}`: the theorems evaluated from measured numbers alone (no network, no data). \
+         Every number is labelled with its kind (key at the end).\n",
+        report.schema
+    );
+    out.push_str("| | |\n|---|---|\n");
+    let src = &report.source;
+    let _ = writeln!(
+        out,
+        "| numbers from | `{}` — SHA-256 `{}`, schema `{}` |",
+        src.path.replace('`', "'"),
+        src.sha256,
+        escape(&src.schema)
+    );
+    let _ = writeln!(out, "| samples | n = {} |", report.hyper.n);
+    hyper_rows(&mut out, &report.hyper);
+    out.push('\n');
+    body(&mut out, &report.summary, &report.verdicts, &[]);
     out
 }
 
