@@ -1517,3 +1517,60 @@ fn wrong_sided_bounds_never_certify_in_the_bounds_crate() {
     // An upper bound of λ_min(H) cannot certify 0 ≤ λ_min(H).
     assert_eq!(t4.check("psd").unwrap().status, Status::Inconclusive);
 }
+
+/// A directory or a device given as an input file is refused by name before anything is read
+/// (`/dev/zero` and `/dev/urandom` never end: reading them would fill the memory), for the model,
+/// the data and the JSON documents of `bound` and `verify`; exit 2, nothing written.
+#[test]
+#[cfg(unix)]
+fn directories_and_devices_are_not_read_as_files() {
+    let fx = Fx::new();
+    let (m, x, y) = fx.standard();
+    let dir = fx.path("");
+    let json = fx.out("o.json");
+    let zero = Path::new("/dev/zero");
+    let cases: [(&Path, &Path, &Path, &str); 4] = [
+        (zero, &x, &y, "/dev/zero: path: is a device"),
+        (&m, zero, &y, "/dev/zero: path: is a device"),
+        (&m, &x, zero, "/dev/zero: path: is a device"),
+        (&m, &dir, &y, "path: is a directory"),
+    ];
+    for (m, x, y, needle) in cases {
+        let mut cmd = with_files("measure", m, x, Some(y), &["--json"]);
+        cmd.arg(&json);
+        expect_bad_input(&mut cmd, &[needle, "expected a regular file"]);
+        fx.assert_no_output();
+    }
+    for sub in [
+        ["bound", "--measurements"].as_slice(),
+        ["verify"].as_slice(),
+    ] {
+        for bad in [zero, dir.as_path()] {
+            let mut cmd = flatcert();
+            cmd.args(sub).arg(bad);
+            if sub[0] == "bound" {
+                cmd.args(["--lr", "0.1", "--batch", "2"]);
+            }
+            expect_bad_input(&mut cmd, &["path: is a", "expected a regular file"]);
+        }
+    }
+}
+
+/// A JSON document that is not UTF-8 text is a bad input naming the byte offset, not an
+/// operating-system error.
+#[test]
+fn non_utf8_documents_are_bad_input() {
+    let fx = Fx::new();
+    let doc = fx.path("latin1.json");
+    std::fs::write(&doc, b"{\"schema\": \"caf\xe9\"}").unwrap();
+    let mut cmd = flatcert();
+    cmd.args(["bound", "--measurements"]).arg(&doc);
+    cmd.args(["--lr", "0.1", "--batch", "2"]);
+    expect_bad_input(
+        &mut cmd,
+        &["encoding: not UTF-8 text (invalid byte at offset 15)"],
+    );
+    let mut cmd = flatcert();
+    cmd.arg("verify").arg(&doc);
+    expect_bad_input(&mut cmd, &["encoding: not UTF-8"]);
+}

@@ -44,10 +44,7 @@ pub fn embedded_file(name: &str) -> Option<InputFile> {
 
 /// The record of a file on disk.
 pub fn file_record(path: &Path) -> Result<InputFile> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::io::read_file(path)?;
     Ok(InputFile {
         path: path.display().to_string(),
         sha256: sha256_hex(&bytes),
@@ -72,7 +69,7 @@ pub fn read_recorded(f: &InputFile, base: Option<&Path>) -> Result<Vec<u8>> {
         _ => vec![direct.clone()],
     };
     for c in &candidates {
-        if let Ok(bytes) = std::fs::read(c) {
+        if let Ok(bytes) = crate::io::read_file(c) {
             return Ok(bytes);
         }
     }

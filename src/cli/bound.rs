@@ -58,11 +58,7 @@ pub struct BoundArgs {
 pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     let format = parse_format(&args.format)?;
     let file = args.measurements.display().to_string();
-    let text =
-        std::fs::read_to_string(&args.measurements).map_err(|source| flatcert::Error::Io {
-            path: args.measurements.clone(),
-            source,
-        })?;
+    let text = flatcert::io::read_text_file(&args.measurements)?;
     let src = read_source(&text, &file)?;
     // Defaults from a certificate's own hyper-parameters; a measurements document needs both.
     let h = src.hyper.as_ref();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use flatcert::io::{CheckpointOptions, DataOptions, LoadedCheckpoint};
@@ -64,8 +64,7 @@ pub struct Loaded {
 }
 
 fn file_info(path: &std::path::Path) -> Result<InputFile> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{}: cannot read file", path.display()))?;
+    let bytes = flatcert::io::read_file(path)?;
     Ok(InputFile {
         path: path.display().to_string(),
         sha256: sha256_hex(&bytes),

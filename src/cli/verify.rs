@@ -24,10 +24,7 @@ pub struct VerifyArgs {
 /// `flatcert verify`.
 pub fn run_cmd(args: &VerifyArgs) -> Result<i32> {
     let path = &args.certificate;
-    let text = std::fs::read_to_string(path).map_err(|source| flatcert::Error::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let text = flatcert::io::read_text_file(path)?;
     let out = verify(&text, path)?;
     if !args.quiet {
         for c in &out.checked {

@@ -28,12 +28,56 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Read a whole file, mapping failures to [`Error::Io`] with the path.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+/// Read a whole input file. A directory, a device (`/dev/zero` and `/dev/urandom` never end: they
+/// would fill the memory) or a socket is refused with an [`Error::BadInput`] naming the path;
+/// regular files, symbolic links to them and pipes (`<(…)`) are read. Operating-system failures
+/// become [`Error::Io`] with the path. Exit code 2 either way.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
+    };
+    let kind = std::fs::metadata(path).map_err(io)?.file_type();
+    if let Some(what) = not_a_file(&kind) {
+        return Err(Error::bad_input(
+            display_name(path),
+            "path",
+            format!("is {what}; expected a regular file"),
+        ));
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// [`read_file`] for a text file (JSON documents): invalid UTF-8 is an [`Error::BadInput`].
+pub fn read_text_file(path: &Path) -> Result<String> {
+    String::from_utf8(read_file(path)?).map_err(|e| {
+        Error::bad_input(
+            display_name(path),
+            "encoding",
+            format!(
+                "not UTF-8 text (invalid byte at offset {}); expected a JSON document",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })
+}
+
+/// What a path that cannot be read as a file is, if anything.
+fn not_a_file(kind: &std::fs::FileType) -> Option<&'static str> {
+    if kind.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() || kind.is_block_device() {
+            return Some("a device, not a file (a device such as /dev/zero may never end)");
+        }
+        if kind.is_socket() {
+            return Some("a socket");
+        }
+    }
+    None
 }
 
 /// The display name of a path used in error messages.
