@@ -604,6 +604,64 @@ fn library_sweep_is_nondecreasing_on_the_bundled_network() {
     assert_nondecreasing(&rows);
 }
 
+/// A verdict at η that is inconclusive at `--t5-rank` is tried again with up to `--refine-rank`
+/// eigenpairs and decided; the note says so and the row records the rank used. η is chosen
+/// between the truncated lower end and the untruncated one, where only the refinement can decide.
+#[test]
+fn inconclusive_verdicts_are_refined_at_a_higher_rank() {
+    let fx = Fx::new();
+    let (m, x, y) = bundled_subset(&fx, 16);
+    let json = fx.out("s.json");
+    let run = |extra: &[&str], code: i32| -> (Value, String) {
+        let mut cmd = stability(&m, &x, &y, &["--batch", "2", "--json"]);
+        cmd.arg(&json).args(extra);
+        let stdout = exits(&mut cmd, code);
+        let doc = read_json(&json);
+        (row(&doc, 2).clone(), doc["notes"].to_string() + &stdout)
+    };
+    let bracket = |r: &Value| {
+        let b = &r["mean_square_critical_lr"];
+        (
+            f(&b["lower"]),
+            f(&b["upper"]),
+            b["rank"].as_u64().unwrap_or(0),
+        )
+    };
+    // Untruncated (r ≤ nC = 160 < --t5-rank) and truncated to the top 16 eigenpairs.
+    let (exact, _) = run(&["--t5-rank", "1000", "--lr", "0.01"], 0);
+    let (a, _, full_rank) = bracket(&exact);
+    let (cut, _) = run(
+        &["--t5-rank", "16", "--refine-rank", "0", "--lr", "0.01"],
+        0,
+    );
+    let (lo, hi, rank) = bracket(&cut);
+    assert_eq!(rank, 16);
+    assert!(full_rank > 16, "{full_rank}");
+    // The truncation allowance only widens: lo is a certified lower end below the exact one.
+    assert!(lo < a && a - lo > 1e-3 * a, "[{lo}, {hi}] vs {a}");
+    let eta = format!("{}", 0.5 * (lo + a));
+    // Without the second attempt η is inside the truncated bracket: inconclusive, exit 1.
+    let (plain, _) = run(&["--t5-rank", "16", "--refine-rank", "0", "--lr", &eta], 1);
+    assert_eq!(plain["verdict"]["mean_square"], "inconclusive", "{plain}");
+    // With it (default --refine-rank, capped at r): decided, certified stable, exit 0.
+    let (refined, text) = run(&["--t5-rank", "16", "--lr", &eta], 0);
+    assert_eq!(
+        refined["verdict"]["mean_square"], "certified stable",
+        "{refined}"
+    );
+    let (lo2, hi2, rank2) = bracket(&refined);
+    assert!(rank2 > 16, "rank used {rank2}");
+    assert!(
+        lo2 <= a * (1.0 + 1e-12) && lo2 > lo,
+        "[{lo2}, {hi2}] vs {a}, {lo}"
+    );
+    assert!(
+        text.contains("inconclusive at rank 16 (--t5-rank) for B = 2")
+            && text.contains("decided for B = 2"),
+        "{text}"
+    );
+}
+
 #[test]
 #[ignore = "the full bundled example (nC = 2560): ≈ 15 s in release, ≈ 10 min in a debug build"]
 fn bundled_example_full() {

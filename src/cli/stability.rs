@@ -64,6 +64,15 @@ pub const DEFAULT_REL_TOL: f64 = 1e-3;
 /// Default `--t5-rank` (the same cap as `flatcert certify`).
 pub const DEFAULT_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
 
+/// Default `--refine-rank`: the rank cap of the second attempt at a verdict at η that was
+/// inconclusive at `--t5-rank` (a 4× smaller truncation allowance at a cost of up to ≈ 16× per
+/// batch size, only for those rows).
+pub const DEFAULT_REFINE_RANK: usize = 1024;
+
+/// A refinement expected to take longer than this (seconds, from [`step_seconds`]) is skipped
+/// and the note says how to run it (`--refine-rank`, `--t5-rank`).
+const REFINE_SECONDS_LIMIT: f64 = 300.0;
+
 /// Fraction of the available memory a Gram run may use by default (`--max-memory`).
 pub use super::memory::SAFE_MEMORY_FRACTION;
 
@@ -141,6 +150,11 @@ pub struct StabilityArgs {
     /// truncation allowance, which widens the bracket but never breaks it.
     #[arg(long = "t5-rank", default_value_t = DEFAULT_T5_RANK)]
     pub t5_rank: usize,
+    /// When the verdict at η is inconclusive at --t5-rank, try that batch size again with ranks
+    /// up to this cap until the verdict is decided (0 or ≤ --t5-rank: never). Skipped, with a
+    /// note, when estimated to take more than 5 minutes.
+    #[arg(long = "refine-rank", default_value_t = DEFAULT_REFINE_RANK)]
+    pub refine_rank: usize,
     /// Write the stability document (JSON) here, atomically.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -174,7 +188,8 @@ pub struct MeanSquareBracket {
     pub lambda_max_dtilde: Bracket,
     /// `dtilde-cone` or `dtilde-cone+dense`.
     pub method: &'static str,
-    /// Number of eigenpairs of K the bracket was computed on (≤ `--t5-rank`; the rest of the
+    /// Number of eigenpairs of K the bracket was computed on (≤ `--t5-rank`, or ≤
+    /// `--refine-rank` after a second attempt at an inconclusive verdict; the rest of the
     /// document's r enter the proven truncation allowance).
     pub rank: usize,
     /// Cone steps taken.
@@ -701,6 +716,114 @@ fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
     }))
 }
 
+/// What [`refine_inconclusive`] works on.
+struct RefineInputs<'s, 'a> {
+    spec: &'s flatcert::measure::gram::GramSpectrum,
+    mlp: &'s Mlp,
+    budget: &'s RankBudget<'a>,
+    refine_rank: usize,
+    /// Cone steps assumed by the time estimate.
+    typical_steps: f64,
+    eta: f64,
+    sampling: Sampling,
+    opts: &'s BracketOptions,
+    quiet: bool,
+    crits: &'s mut Vec<(CriticalLr, f64)>,
+    rank_used: &'s mut std::collections::BTreeMap<usize, usize>,
+    notes: &'s mut Vec<String>,
+}
+
+/// Second attempt (THEORY T5f with a larger rank) for every batch size whose verdict at η is
+/// inconclusive at `--t5-rank`: ranks up to `--refine-rank` are tried in increasing order until
+/// the verdict is decided ([`Goal::DecideAt`]). A decided result replaces the row's bracket (both
+/// are certified; the refined one has the smaller allowance); an undecided one is kept only if
+/// its bracket is narrower. Each outcome is recorded in a note.
+fn refine_inconclusive(r: RefineInputs<'_, '_>) -> Result<()> {
+    let cap = r.refine_rank.min(r.spec.rank);
+    if r.budget.is_exact() || cap <= r.budget.cap() {
+        return Ok(());
+    }
+    let open: Vec<usize> = r
+        .crits
+        .iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.verdict(r.eta).0 == Verdict::Inconclusive)
+        .map(|(i, _)| i)
+        .collect();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let open_batches = open
+        .iter()
+        .map(|&i| format!("B = {}", r.crits[i].0.batch))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let seconds = step_seconds(r.mlp, r.spec.n, cap) * r.typical_steps * open.len() as f64;
+    if seconds > REFINE_SECONDS_LIMIT {
+        r.notes.push(format!(
+            "verdict at η = {} inconclusive at rank {} for {}; a second attempt at ranks up to \
+             {cap} would take ≈ {} and was skipped: run those batch sizes alone with --t5-rank \
+             {cap} (or a larger --rel-tol) to decide them",
+            r.eta,
+            r.budget.cap(),
+            open_batches,
+            fmt_seconds(seconds)
+        ));
+        return Ok(());
+    }
+    if !r.quiet {
+        eprintln!(
+            "verdict at η inconclusive at rank {} for {}: trying ranks up to {cap} (≈ {})",
+            r.budget.cap(),
+            open_batches,
+            fmt_seconds(seconds)
+        );
+    }
+    let big = RankBudget::new(r.spec, cap)?;
+    let mut decided = Vec::new();
+    let mut undecided = Vec::new();
+    for &i in &open {
+        let t = Instant::now();
+        let b = r.crits[i].0.batch;
+        let (used, cl) = big.critical_lr(b, r.sampling, r.opts, Goal::DecideAt(r.eta))?;
+        let secs = r.crits[i].1 + t.elapsed().as_secs_f64();
+        let width = |c: &CriticalLr| match (c.eta_lower(), c.eta_upper()) {
+            (Some(lo), Some(hi)) => hi - lo,
+            _ => f64::INFINITY,
+        };
+        let is_decided = cl.verdict(r.eta).0 != Verdict::Inconclusive;
+        if is_decided || width(&cl) < width(&r.crits[i].0) {
+            r.rank_used.insert(b, used.rank());
+            r.crits[i] = (cl, secs);
+        } else {
+            r.crits[i].1 = secs;
+        }
+        if is_decided {
+            decided.push(format!("B = {b} at rank {}", used.rank()));
+        } else {
+            undecided.push(format!("B = {b}"));
+        }
+    }
+    let mut note = format!(
+        "verdict at η = {} was inconclusive at rank {} (--t5-rank) for {}; retried with ranks up \
+         to {cap} (--refine-rank)",
+        r.eta,
+        r.budget.cap(),
+        open_batches
+    );
+    if !decided.is_empty() {
+        note.push_str(&format!("; decided for {}", decided.join(", ")));
+    }
+    if !undecided.is_empty() {
+        note.push_str(&format!(
+            "; still inconclusive for {} (η is within the bracket's width of η*)",
+            undecided.join(", ")
+        ));
+    }
+    r.notes.push(note);
+    Ok(())
+}
+
 /// Run the whole computation and build the document (and the figure's data).
 pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, StabilityPlot)> {
     let t0 = Instant::now();
@@ -848,6 +971,22 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
         }
     }
     pb.finish_and_clear();
+    if let Some(e) = eta.as_ref().map(|e| e.theory) {
+        refine_inconclusive(RefineInputs {
+            spec: &spec,
+            mlp,
+            budget: &budget,
+            refine_rank: args.refine_rank,
+            typical_steps,
+            eta: e,
+            sampling,
+            opts: &opts,
+            quiet: args.quiet,
+            crits: &mut crits,
+            rank_used: &mut rank_used,
+            notes: &mut notes,
+        })?;
+    }
 
     let ks: Vec<usize> = {
         let mut v: Vec<usize> = args
