@@ -325,16 +325,10 @@ fn gram_path_above_max_memory_is_refused_with_estimate_limit_and_alternatives() 
     assert!(Path::new(json).exists());
 }
 
-/// `simulate` keeps running without the Gram predictions and says why (its predictions are
-/// optional, `--predict none` being the documented way to skip them). The limit, 5000 bytes, holds
-/// the simulator's forward-pass cache (N·(D + 3·5 + C)·8 = 1600 bytes) but not the Gram path
-/// (≈ 27 kB for nC = 20, `gram_memory_bytes`).
-#[test]
-fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
-    let fx = Fx::new();
+/// A 5-step, 2-trial `simulate` on the standard fixture, and the path of its JSON output.
+fn short_simulation(fx: &Fx) -> (Command, PathBuf) {
     let (m, x, y) = fx.standard();
-    let json = fx.out("s.json");
-    let mut cmd = with_files(
+    let cmd = with_files(
         "simulate",
         &m,
         &x,
@@ -343,6 +337,17 @@ fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
             "--lr", "0.1", "--batch", "2", "--steps", "5", "--trials", "2",
         ],
     );
+    (cmd, fx.out("s.json"))
+}
+
+/// `simulate` keeps running without the Gram predictions and says why (its predictions are
+/// optional, `--predict none` being the documented way to skip them). The limit, 5000 bytes, holds
+/// the simulator's forward-pass cache (N·(D + 3·5 + C)·8 = 1600 bytes) but not the Gram path
+/// (≈ 27 kB for nC = 20, `gram_memory_bytes`).
+#[test]
+fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
+    let fx = Fx::new();
+    let (mut cmd, json) = short_simulation(&fx);
     cmd.args(["--max-memory", "5000", "--json"]).arg(&json);
     let (code, _, se) = run(&mut cmd);
     assert_eq!(code, 0, "{se}");
@@ -356,17 +361,7 @@ fn simulate_above_max_memory_skips_the_gram_predictions_and_says_why() {
 #[test]
 fn simulate_cache_above_max_memory_is_refused() {
     let fx = Fx::new();
-    let (m, x, y) = fx.standard();
-    let json = fx.out("s.json");
-    let mut cmd = with_files(
-        "simulate",
-        &m,
-        &x,
-        Some(&y),
-        &[
-            "--lr", "0.1", "--batch", "2", "--steps", "5", "--trials", "2",
-        ],
-    );
+    let (mut cmd, json) = short_simulation(&fx);
     cmd.args(["--max-memory", "100", "--json"]).arg(&json);
     expect_bad_input(
         &mut cmd,

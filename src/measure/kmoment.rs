@@ -1,15 +1,12 @@
 //! k-th moments of the linearized SGD recursion (THEORY.md T6, even k ≥ 2).
 //!
-//! - **T6(d) directional test** `E_ξ[(1 − η vᵀH_ξv)^k] ≤ 1` for v = the top eigenvector of each
-//!   `H_i = J_iᵀJ_i`. With `u_i` the top eigenvector of `J_iJ_iᵀ = n·K_(i),(i)` and
-//!   `λ_i = λ_max(J_iJ_iᵀ)`, the values are `x_j = ‖(J_jJ_iᵀ)u_i‖²/λ_i = ‖n·K_(j),(i)u_i‖²/λ_i`, and the
-//!   test is evaluated on `z_j = 1 − ηx_j`: `E[(1 − ηX_ξ)^k] = E[S^k]/B^k` with `S = Σ_{j∈ξ} z_j`
-//!   (§6 item 7). `E[S^q]` comes from the closed forms for q ≤ 4 (`π_s = (B)_s/(n)_s`; the
-//!   with-replacement forms in the moments `m_q` of the z_j) and from the exact dynamic programme
-//!   otherwise. These functions mirror those of the `flatcert-bounds` crate on purpose (this crate
-//!   must not depend on it yet); they are private-ish (`pub` only for the CLI) and tested against
-//!   brute-force batch enumeration.
-//! - **T6(e)** `λ_i ≤ β_k = (B/η)(1 + π^{−1/k})`: `per_sample_bound_ratio_k{k}` = max_i λ_i/β_k.
+//! - **T6(d) inputs from the Gram path**: for the directional test `E_ξ[(1 − η vᵀH_ξv)^k] ≤ 1`
+//!   with v = the top eigenvector of each `H_i = J_iᵀJ_i`: `u_i`, the top eigenvector of
+//!   `J_iJ_iᵀ = n·K_(i),(i)`, `λ_i = λ_max(J_iJ_iᵀ)` ([`per_sample_top`]) and the values
+//!   `x_j = ‖(J_jJ_iᵀ)u_i‖²/λ_i = ‖n·K_(j),(i)u_i‖²/λ_i` ([`directional_values`]). The test itself
+//!   (closed forms for k ≤ 4, the exact dynamic programme otherwise) and T6(e)'s
+//!   `β_k = (B/η)(1 + π^{−1/k})` are evaluated by `flatcert_bounds::t6` (`directional_test`,
+//!   `beta_k`); the tests below check them against brute-force batch enumeration.
 //! - **T6(a–c)** for tiny problems (r ≤ 12): the exact `𝒬_k = E[(I − ηh_ξ)^{⊗k}]` on `Sym^k(ℝ^r)`
 //!   by enumerating batches, its λ_max, and `k_moment_critical_lr_k{k}` by bisection (the stable η
 //!   form an interval, T6c).
@@ -20,151 +17,11 @@
 
 use nalgebra::DMatrix;
 
-use super::QuantityMap;
 use super::gram::GramSpectrum;
-use super::stability::{ReducedModel, Sampling, inclusion_pi, noise_p};
+use super::stability::{ReducedModel, Sampling, noise_p};
 use crate::error::{Error, Result};
 use crate::linalg::sym_eigen;
-use crate::quantity::{Quantity, gamma};
-
-/// Falling factorial `(a)_s = a(a−1)⋯(a−s+1)` as f64.
-fn falling(a: usize, s: usize) -> f64 {
-    (0..s).map(|t| a as f64 - t as f64).product()
-}
-
-fn binomial(q: usize, l: usize) -> f64 {
-    (0..l).map(|t| (q - t) as f64 / (t + 1) as f64).product()
-}
-
-/// `E[S^q]` for `q = 0..=k`, `S = Σ_{j∈ξ} z_j`, by the exact dynamic programme of THEORY.md T6(d):
-/// without replacement `F[b][q] = E[S^q·1{b chosen so far}]` over the samples in order (a fresh
-/// array per sample, §6 item 8); with replacement the moments of a sum of B i.i.d. draws,
-/// `m^{(b)}_q = Σ_l binom(q,l) m^{(b−1)}_l m_q`. Cost O(nBk²).
-pub fn batch_sum_moments_dp(
-    z: &[f64],
-    batch: usize,
-    k: usize,
-    sampling: Sampling,
-) -> Result<Vec<f64>> {
-    let n = z.len();
-    noise_p(n, batch, sampling)?;
-    Ok(match sampling {
-        Sampling::WithoutReplacement => dp_without(z, batch, k),
-        Sampling::WithReplacement => dp_with(z, batch, k),
-    })
-}
-
-fn dp_without(z: &[f64], batch: usize, k: usize) -> Vec<f64> {
-    let n = z.len();
-    let mut f = vec![vec![0.0; k + 1]; batch + 1];
-    f[0][0] = 1.0;
-    for (i, &zi) in z.iter().enumerate() {
-        let nu = (n - i) as f64;
-        let pows: Vec<f64> = (0..=k).map(|e| zi.powi(e as i32)).collect();
-        let mut next = vec![vec![0.0; k + 1]; batch + 1];
-        for b in 0..=batch {
-            let take = (batch - b) as f64 / nu;
-            for q in 0..=k {
-                next[b][q] += (1.0 - take) * f[b][q];
-                if b < batch {
-                    let s: f64 = (0..=q)
-                        .map(|l| binomial(q, l) * pows[q - l] * f[b][l])
-                        .sum();
-                    next[b + 1][q] += take * s;
-                }
-            }
-        }
-        f = next;
-    }
-    f[batch].clone()
-}
-
-fn dp_with(z: &[f64], batch: usize, k: usize) -> Vec<f64> {
-    let n = z.len() as f64;
-    let m: Vec<f64> = (0..=k)
-        .map(|q| z.iter().map(|x| x.powi(q as i32)).sum::<f64>() / n)
-        .collect();
-    let mut cur = vec![0.0; k + 1];
-    cur[0] = 1.0;
-    for _ in 0..batch {
-        cur = (0..=k)
-            .map(|q| (0..=q).map(|l| binomial(q, l) * cur[l] * m[q - l]).sum())
-            .collect();
-    }
-    cur
-}
-
-/// `E[S^q]` for `q = 1..=4` by the closed forms of THEORY.md T6(d) (O(n)): with `P_q = Σ z_j^q`
-/// and `π_s = (B)_s/(n)_s` (0 for s > B) without replacement; with replacement in `m_q = P_q/n`
-/// and falling factorials of B. Returns `[E S, E S², E S³, E S⁴]`.
-pub fn batch_sum_moments_closed(z: &[f64], batch: usize, sampling: Sampling) -> Result<[f64; 4]> {
-    let n = z.len();
-    noise_p(n, batch, sampling)?;
-    let pw = |q: i32| z.iter().map(|x| x.powi(q)).sum::<f64>();
-    let (p1, p2, p3, p4) = (pw(1), pw(2), pw(3), pw(4));
-    Ok(match sampling {
-        Sampling::WithoutReplacement => {
-            let pi = |s: usize| {
-                if s > batch {
-                    0.0
-                } else {
-                    falling(batch, s) / falling(n, s)
-                }
-            };
-            [
-                pi(1) * p1,
-                pi(1) * p2 + pi(2) * (p1 * p1 - p2),
-                pi(1) * p3
-                    + 3.0 * pi(2) * (p1 * p2 - p3)
-                    + pi(3) * (p1.powi(3) - 3.0 * p1 * p2 + 2.0 * p3),
-                pi(1) * p4
-                    + pi(2) * (4.0 * p1 * p3 + 3.0 * p2 * p2 - 7.0 * p4)
-                    + 6.0 * pi(3) * (p1 * p1 * p2 - p2 * p2 - 2.0 * p1 * p3 + 2.0 * p4)
-                    + pi(4)
-                        * (p1.powi(4) - 6.0 * p1 * p1 * p2 + 3.0 * p2 * p2 + 8.0 * p1 * p3
-                            - 6.0 * p4),
-            ]
-        }
-        Sampling::WithReplacement => {
-            let nf = n as f64;
-            let (m1, m2, m3, m4) = (p1 / nf, p2 / nf, p3 / nf, p4 / nf);
-            let b = |s: usize| falling(batch, s);
-            [
-                b(1) * m1,
-                b(1) * m2 + b(2) * m1 * m1,
-                b(1) * m3 + 3.0 * b(2) * m1 * m2 + b(3) * m1.powi(3),
-                b(1) * m4
-                    + b(2) * (4.0 * m1 * m3 + 3.0 * m2 * m2)
-                    + 6.0 * b(3) * m1 * m1 * m2
-                    + b(4) * m1.powi(4),
-            ]
-        }
-    })
-}
-
-/// The directional test value `E_ξ[(1 − ηX_ξ)^k] = E[S^k]/B^k` on `z_j = 1 − ηx_j` (THEORY.md
-/// T6d): closed forms for k ≤ 4, the dynamic programme otherwise. k must be ≥ 1.
-pub fn directional_moment(
-    x: &[f64],
-    eta: f64,
-    batch: usize,
-    k: usize,
-    sampling: Sampling,
-) -> Result<f64> {
-    if k == 0 {
-        return Err(Error::invalid_argument(
-            "--k",
-            "the moment order must be at least 1",
-        ));
-    }
-    let z: Vec<f64> = x.iter().map(|v| 1.0 - eta * v).collect();
-    let es = if k <= 4 {
-        batch_sum_moments_closed(&z, batch, sampling)?[k - 1]
-    } else {
-        batch_sum_moments_dp(&z, batch, k, sampling)?[k]
-    };
-    Ok(es / (batch as f64).powi(k as i32))
-}
+use crate::quantity::Quantity;
 
 /// Per-sample curvature of T6: `λ_i = λ_max(J_iJ_iᵀ)`, the top eigenvector `u_i` (C-dim) of
 /// `J_iJ_iᵀ = n·K_(i),(i)`, from the Gram matrix.
@@ -203,85 +60,6 @@ pub fn directional_values(spec: &GramSpectrum, top: &PerSampleTop, i: usize) -> 
             }
         })
         .collect()
-}
-
-/// `β_k = (B/η)(1 + π^{−1/k})` (THEORY.md T6e).
-pub fn beta_k(n: usize, batch: usize, eta: f64, k: usize, sampling: Sampling) -> Result<f64> {
-    let pi = inclusion_pi(n, batch, sampling)?;
-    Ok(batch as f64 / eta * (1.0 + pi.powf(-1.0 / k as f64)))
-}
-
-/// T6(d, e) at (η, B, k) from the Gram path: `k_moment_directional_max_k{k}` (max over i of the
-/// exact directional test value; ≤ 1 is necessary for k-stability; exact),
-/// `per_sample_bound_ratio_k{k}` = max_i λ_i/β_k (exact; ≤ 1 under the *assumed* k-th moment
-/// stability) and `per_sample_beta_k{k}` = β_k. k must be even.
-pub fn t6_quantities(
-    spec: &GramSpectrum,
-    eta: f64,
-    batch: usize,
-    k: usize,
-    sampling: Sampling,
-) -> Result<QuantityMap> {
-    if k == 0 || k % 2 == 1 {
-        return Err(Error::invalid_argument(
-            "--k",
-            format!("k must be even and ≥ 2, got {k}"),
-        ));
-    }
-    if eta.is_nan() || eta <= 0.0 {
-        return Err(Error::invalid_argument(
-            "--lr",
-            format!("must be positive, got {eta}"),
-        ));
-    }
-    let top = per_sample_top(spec)?;
-    let mut worst = (f64::NEG_INFINITY, 0usize);
-    for i in 0..spec.n {
-        let x = directional_values(spec, &top, i);
-        let v = directional_moment(&x, eta, batch, k, sampling)?;
-        if v > worst.0 {
-            worst = (v, i);
-        }
-    }
-    let beta = beta_k(spec.n, batch, eta, k, sampling)?;
-    let (lam_max, arg) =
-        top.lambda.iter().enumerate().fold(
-            (0.0f64, 0usize),
-            |acc, (i, &l)| if l > acc.0 { (l, i) } else { acc },
-        );
-    let ctx = format!("η = {eta}, B = {batch}, {}", sampling.name());
-    let g = gamma(spec.n * 8 + 16);
-    let mut map = QuantityMap::new();
-    let verdict = if worst.0 <= 1.0 {
-        "passed"
-    } else {
-        "VIOLATED: the k-th moment is unstable (not a statement about SGD divergence)"
-    };
-    map.insert(
-        format!("k_moment_directional_max_k{k}"),
-        Quantity::exact(worst.0, g * worst.0.abs().max(1.0))
-            .with_method(if k <= 4 { "closed-form-T6d" } else { "dp-T6d" })
-            .with_note(format!(
-                "max_i E[(1 − η v_iᵀH_ξv_i)^{k}] at sample {} (necessary: ≤ 1): {verdict}; {ctx}",
-                worst.1
-            )),
-    );
-    map.insert(
-        format!("per_sample_beta_k{k}"),
-        Quantity::exact(beta, g * beta)
-            .with_method("T6e")
-            .with_note(ctx.clone()),
-    );
-    map.insert(
-        format!("per_sample_bound_ratio_k{k}"),
-        Quantity::exact(lam_max / beta, g * lam_max / beta)
-            .with_method("T6e")
-            .with_note(format!(
-                "max_i λ_i/β_k at sample {arg}; ≤ 1 under the assumed {k}-th moment stability at \
-                 (η, B) (assumed, not checked); {ctx}"
-            )),
-    );
-    Ok(map)
 }
 
 /// Sorted multi-indices of `Sym^k(ℝ^r)` and the number of their distinct permutations.
@@ -571,8 +349,18 @@ mod tests {
         out
     }
 
+    fn bounds_sampling(s: Sampling) -> flatcert_bounds::Sampling {
+        match s {
+            Sampling::WithoutReplacement => flatcert_bounds::Sampling::WithoutReplacement,
+            Sampling::WithReplacement => flatcert_bounds::Sampling::WithReplacement,
+        }
+    }
+
+    /// The bounds crate's T6(d) moments, against this crate's batch enumeration (an independent
+    /// route: every batch and its probability, [`enumerate_batches`]).
     #[test]
-    fn closed_forms_and_dp_match_batch_enumeration() {
+    fn bounds_moments_match_batch_enumeration() {
+        use flatcert_bounds::t6::{batch_sum_moment_closed, batch_sum_moments_dp};
         // All three evaluate the same finite sums in different orders: 1e-12 relative to the
         // scale of S^k.
         for seed in 0..6u64 {
@@ -582,17 +370,18 @@ mod tests {
                 .map(|v| 1.0 + v)
                 .collect();
             for sampling in [Sampling::WithoutReplacement, Sampling::WithReplacement] {
+                let bs = bounds_sampling(sampling);
                 for b in 1..=n.min(5) {
                     let brute = brute_moments(&z, b, 6, sampling);
-                    let dp = batch_sum_moments_dp(&z, b, 6, sampling).unwrap();
-                    let closed = batch_sum_moments_closed(&z, b, sampling).unwrap();
+                    let dp = batch_sum_moments_dp(&z, b, 6, bs).unwrap();
                     let scale = brute.iter().fold(1.0f64, |m, v| m.max(v.abs()));
                     for q in 1..=6 {
                         assert!((dp[q] - brute[q]).abs() < 1e-12 * scale, "dp q={q}");
                     }
-                    for q in 1..=4 {
+                    for q in 1..=4u32 {
+                        let closed = batch_sum_moment_closed(&z, b, q, bs).unwrap().unwrap();
                         assert!(
-                            (closed[q - 1] - brute[q]).abs() < 1e-12 * scale,
+                            (closed - brute[q as usize]).abs() < 1e-12 * scale,
                             "closed q={q} B={b} {sampling:?}"
                         );
                     }
@@ -603,6 +392,8 @@ mod tests {
 
     #[test]
     fn golden_directional_tests_and_betas() {
+        use flatcert_bounds::BatchModel;
+        use flatcert_bounds::t6::{beta_k, directional_test};
         // THEORY §5 T6(d) at B = 1, k = 2, η = 0.9η*_2 (values printed to 6 digits).
         let spec =
             gauss_newton_gram(&golden::net(), &golden::data(), &GramOptions::default()).unwrap();
@@ -611,16 +402,17 @@ mod tests {
         let eta = 0.9 * 0.2400821025;
         let expected_x = [[4.0, 0.25, 0.25], [0.25, 4.0, 9.0], [0.1, 3.6, 10.0]];
         let expected = [0.602726, 0.601896, 0.784637];
+        let wo = flatcert_bounds::Sampling::WithoutReplacement;
         for i in 0..3 {
             let x = directional_values(&spec, &top, i);
             for (a, b) in x.iter().zip(expected_x[i]) {
                 assert!((a - b).abs() < 1e-13, "{x:?}");
             }
-            let v = directional_moment(&x, eta, 1, 2, Sampling::WithoutReplacement).unwrap();
+            let v = directional_test(&x, eta, 1, 2, wo).unwrap().value;
             assert!((v - expected[i]).abs() < 1e-6, "{v}");
             // k = 6 goes through the DP; it must agree with brute force.
             let z: Vec<f64> = x.iter().map(|v| 1.0 - eta * v).collect();
-            let v6 = directional_moment(&x, eta, 2, 6, Sampling::WithoutReplacement).unwrap();
+            let v6 = directional_test(&x, eta, 2, 6, wo).unwrap().value;
             assert!(
                 (v6 - brute_moments(&z, 2, 6, Sampling::WithoutReplacement)[6] / 64.0).abs()
                     < 1e-14
@@ -654,12 +446,10 @@ mod tests {
                 16.383928,
             ),
         ] {
-            assert!((beta_k(3, b, eta2, 2, s).unwrap() - b2).abs() < 1e-5);
-            assert!((beta_k(3, b, eta4, 4, s).unwrap() - b4).abs() < 1e-5);
+            let m = BatchModel::new(3, b, bounds_sampling(s)).unwrap();
+            assert!((beta_k(eta2, &m, 2).unwrap().value - b2).abs() < 1e-5);
+            assert!((beta_k(eta4, &m, 4).unwrap().value - b4).abs() < 1e-5);
         }
-        let q = t6_quantities(&spec, eta, 1, 2, Sampling::WithoutReplacement).unwrap();
-        assert!((q["k_moment_directional_max_k2"].value - 0.784637).abs() < 1e-6);
-        assert!(t6_quantities(&spec, eta, 1, 3, Sampling::WithoutReplacement).is_err());
     }
 
     #[test]
