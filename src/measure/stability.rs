@@ -392,7 +392,7 @@ fn certify_upper(x: &DMatrix<f64>, a: &DMatrix<f64>, err_a: f64) -> Option<f64> 
 /// when λ_max is simple (T5c), so this only accelerates the power-type iteration. A singular
 /// Perron vector (a decoupled problem) still leaves the upper side loose: the dense route covers
 /// small r.
-/// Plain cone steps from `X_0 = I` before the Lanczos restart of [`cone_bracket`].
+/// Plain cone steps from `X_0 = I` before the Lanczos restart of the certified cone bracket (`mean_square_critical_lr`).
 pub const CONE_PLAIN_STEPS: usize = 40;
 
 fn cone_bracket(model: &ReducedModel, p: f64, opts: &BracketOptions) -> (f64, f64, usize) {

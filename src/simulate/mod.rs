@@ -15,7 +15,7 @@
 //! - [`exact`]: exact expectations without Monte Carlo noise: the reduced second-moment operator
 //!   `𝒬_r` of THEORY.md T5(e) iterated on `Σ_0`, and, for tiny problems and tests, the full-space
 //!   `𝒬` of T5(a) from materialized `H_i = J_iᵀJ_i`.
-//! - [`predict`]: the predictions the simulation is compared with: the T4 verdict, the T5(f)
+//! - [`predict`](mod@predict): the predictions the simulation is compared with: the T4 verdict, the T5(f)
 //!   η\* bracket and verdict (the stability decision), the diagnostic λ_max(𝒬_r) (T5e; its
 //!   caveat: `1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r)`, it tracks the flattest kept direction) and, where
 //!   exact enumeration is feasible, λ_max(𝒬_k) for even k ≥ 4 (T6).
