@@ -28,9 +28,7 @@ use crate::measure::lanczos::{
 use crate::measure::lipschitz::{BallNorm, output_enclosure};
 use crate::measure::per_sample::{PerSampleOptions, PerSampleStats, per_sample_stats};
 use crate::measure::robustness::{RadiusSearch, RobustnessConfig, Task, certify_points, coverage};
-use crate::measure::stability::{
-    self, BracketOptions, gd_critical_lr, mean_square_rho, wme_quantities,
-};
+use crate::measure::stability::{BracketOptions, gd_critical_lr, mean_square_rho, wme_quantities};
 use crate::measure::truncation::{Goal, RankBudget};
 use crate::model::Mlp;
 use crate::quantity::{Quantity, gamma, round_down, round_up};
@@ -68,13 +66,6 @@ pub struct Collected {
     pub robust: Option<Robust>,
     /// Why T8–T10 are not computed, if so.
     pub robust_reason: Option<String>,
-}
-
-fn measure_sampling(s: Sampling) -> stability::Sampling {
-    match s {
-        Sampling::WithoutReplacement => stability::Sampling::WithoutReplacement,
-        Sampling::WithReplacement => stability::Sampling::WithReplacement,
-    }
 }
 
 fn ex(v: f64, rel: f64) -> Quantity {
@@ -402,7 +393,7 @@ fn gram_quantities(
         "gauss_newton_tau".into(),
         Quantity::exact(spec.tau, 0.0).with_method("rank threshold τ relative to λ_max(K)"),
     );
-    let s = measure_sampling(plan.sampling);
+    let s = plan.sampling;
     let bopts = BracketOptions {
         max_steps: plan.t5_steps,
         rel_tol: 1e-3,

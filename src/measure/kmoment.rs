@@ -349,13 +349,6 @@ mod tests {
         out
     }
 
-    fn bounds_sampling(s: Sampling) -> flatcert_bounds::Sampling {
-        match s {
-            Sampling::WithoutReplacement => flatcert_bounds::Sampling::WithoutReplacement,
-            Sampling::WithReplacement => flatcert_bounds::Sampling::WithReplacement,
-        }
-    }
-
     /// The bounds crate's T6(d) moments, against this crate's batch enumeration (an independent
     /// route: every batch and its probability, [`enumerate_batches`]).
     #[test]
@@ -370,16 +363,17 @@ mod tests {
                 .map(|v| 1.0 + v)
                 .collect();
             for sampling in [Sampling::WithoutReplacement, Sampling::WithReplacement] {
-                let bs = bounds_sampling(sampling);
                 for b in 1..=n.min(5) {
                     let brute = brute_moments(&z, b, 6, sampling);
-                    let dp = batch_sum_moments_dp(&z, b, 6, bs).unwrap();
+                    let dp = batch_sum_moments_dp(&z, b, 6, sampling).unwrap();
                     let scale = brute.iter().fold(1.0f64, |m, v| m.max(v.abs()));
                     for q in 1..=6 {
                         assert!((dp[q] - brute[q]).abs() < 1e-12 * scale, "dp q={q}");
                     }
                     for q in 1..=4u32 {
-                        let closed = batch_sum_moment_closed(&z, b, q, bs).unwrap().unwrap();
+                        let closed = batch_sum_moment_closed(&z, b, q, sampling)
+                            .unwrap()
+                            .unwrap();
                         assert!(
                             (closed - brute[q as usize]).abs() < 1e-12 * scale,
                             "closed q={q} B={b} {sampling:?}"
@@ -402,7 +396,7 @@ mod tests {
         let eta = 0.9 * 0.2400821025;
         let expected_x = [[4.0, 0.25, 0.25], [0.25, 4.0, 9.0], [0.1, 3.6, 10.0]];
         let expected = [0.602726, 0.601896, 0.784637];
-        let wo = flatcert_bounds::Sampling::WithoutReplacement;
+        let wo = Sampling::WithoutReplacement;
         for i in 0..3 {
             let x = directional_values(&spec, &top, i);
             for (a, b) in x.iter().zip(expected_x[i]) {
@@ -446,7 +440,7 @@ mod tests {
                 16.383928,
             ),
         ] {
-            let m = BatchModel::new(3, b, bounds_sampling(s)).unwrap();
+            let m = BatchModel::new(3, b, s).unwrap();
             assert!((beta_k(eta2, &m, 2).unwrap().value - b2).abs() < 1e-5);
             assert!((beta_k(eta4, &m, 4).unwrap().value - b4).abs() < 1e-5);
         }
