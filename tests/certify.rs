@@ -460,6 +460,75 @@ fn bound_markdown_matches_its_json_and_exit_code() {
     assert!(md.contains(verdict), "{md}");
 }
 
+/// At the operator path T5 is not computed; when T4 certifies first-moment instability
+/// (λ_max(G) > 2/η), mean-square stability is refuted all the same (η*_2 ≤ η_GD*): T6 and T7's
+/// borrowed stability is VIOLATED, T3 drops its flatness form, T5's reason says so. Golden net
+/// (THEORY §5) at η = 1, where λ_max(G) > 2/η.
+#[test]
+fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cert_path = fx.out("c.json");
+    let (code, _, se) = run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &["--lr", "1", "--batch", "1", "--gram-limit", "1", "--json"],
+        )
+        .arg(&cert_path),
+    );
+    assert_eq!(code, 1, "{se}");
+    let c = read_json(&cert_path);
+    let v = &c["verdicts"];
+    let check = |t: &str, name: &str| -> Value {
+        v[t]["hypotheses"]
+            .as_array()
+            .into_iter()
+            .chain(v[t]["diagnostics"].as_array())
+            .flatten()
+            .find(|h| h["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{t}.{name} missing: {}", v[t]))
+    };
+    assert_eq!(check("T4", "gd_condition")["status"], "violated");
+    let t5 = v["T5"]["not_computed"].as_str().expect("T5 not computed");
+    assert!(t5.contains("T4's violation already refutes"), "{t5}");
+    for t in ["T6", "T7"] {
+        for k in ["k_stable_k2", "k_stable_k4"] {
+            let h = check(t, k);
+            assert_eq!(h["status"], "violated", "{t}.{k}: {h}");
+            assert!(
+                h["statement"].as_str().unwrap().contains("refuted by T4"),
+                "{h}"
+            );
+        }
+    }
+    let t3 = check("T3", "mean_square_stable");
+    assert_eq!(t3["status"], "violated", "{t3}");
+    let has_flatness = v["T3"]["conclusions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["name"] == "flatness_bound"));
+    assert!(!has_flatness, "{}", v["T3"]);
+    // Below η_GD* nothing is refuted: the borrowed hypotheses stay assumed.
+    let (_, _, se) = run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &["--lr", "0.1", "--batch", "1", "--gram-limit", "1", "--json"],
+        )
+        .arg(&cert_path),
+    );
+    let v = read_json(&cert_path)["verdicts"].clone();
+    let t6 = v["T6"]["hypotheses"].as_array().expect(&se).clone();
+    let k2 = t6
+        .iter()
+        .find(|h| h["name"] == "k_stable_k2")
+        .expect("k_stable_k2");
+    assert_eq!(k2["status"], "assumed", "{k2}");
+}
+
 #[test]
 fn bound_on_a_measure_document_names_missing_quantities() {
     let fx = Fx::new();

@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, learning_rate};
 use crate::kind::{Scalar, Value};
 use crate::sampling::BatchModel;
-use crate::verdict::{Check, Verdict};
+use crate::verdict::{Check, Status, Verdict};
 
 /// Optional link to flatness through T5(g).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct T3Flatness {
     /// η (theory convention).
     pub eta: f64,
@@ -20,6 +20,12 @@ pub struct T3Flatness {
     pub batch: BatchModel,
     /// Number of outputs C.
     pub outputs: usize,
+    /// A checked mean-square stability hypothesis (the T5 stability check, or T4's refutation),
+    /// if available; `None` ⇒ assumed. A **violated** one refutes the flatness form: it is then
+    /// shown as a diagnostic and `flatness_bound` is not computed (the rest of T3 does not use
+    /// stability and keeps its status).
+    #[serde(default)]
+    pub stability: Option<Check>,
 }
 
 /// T3 input.
@@ -100,18 +106,48 @@ pub fn check(input: &T3Input) -> Result<Verdict> {
     if let Some(f) = &input.flatness {
         let eta = Value::exact(learning_rate(f.eta)?, 0.0);
         f.batch.validate()?;
-        let b = flatness_bound(w, Value::constant(f.outputs as f64), eta, f.batch.p_value());
-        v.conclude(
-            "flatness_bound",
-            "(1/n)Σ‖J_x‖_F²‖x‖² ≤ 2C‖W‖₂²/(ηp) under mean-square stability and interpolation \
-             (vacuous at p = 0)",
-            b,
-        );
-        v.hyp(Check::assumed(
-            "mean_square_stable",
-            "mean-square stability at (η, B) (T5) and interpolation, for the flatness form",
-            None,
-        ));
+        match &f.stability {
+            Some(ch) if ch.status == Status::Violated => {
+                v.diag(Check {
+                    name: "mean_square_stable".into(),
+                    ..ch.clone()
+                });
+                v.note(
+                    "Flatness form not computed: its hypothesis \"mean-square stable at (η, B)\" \
+                     is refuted (see mean_square_stable); the chain left ≤ middle ≤ right does not \
+                     use stability.",
+                );
+            }
+            stability => {
+                let b =
+                    flatness_bound(w, Value::constant(f.outputs as f64), eta, f.batch.p_value());
+                v.conclude(
+                    "flatness_bound",
+                    "(1/n)Σ‖J_x‖_F²‖x‖² ≤ 2C‖W‖₂²/(ηp) under mean-square stability and \
+                     interpolation (vacuous at p = 0)",
+                    b,
+                );
+                match stability {
+                    Some(ch) => {
+                        v.hyp(Check {
+                            name: "mean_square_stable".into(),
+                            ..ch.clone()
+                        });
+                        v.hyp(Check::assumed(
+                            "interpolation",
+                            "assumed for the flatness form: interpolation (tr G = tr H)",
+                            None,
+                        ));
+                    }
+                    None => v.hyp(Check::assumed(
+                        "mean_square_stable",
+                        "mean-square stability at (η, B) (T5) and interpolation, for the \
+                         flatness form",
+                        None,
+                    )),
+                }
+            }
+        }
         v.note("GD stability alone (T4) gives only tr G ≤ 2r/η: it is the SGD noise (p > 0) that bounds the trace.");
     }
     if let Some(gap) = input.trace_gap {
@@ -129,7 +165,6 @@ mod tests {
     use super::*;
     use crate::round::sqrt_up;
     use crate::sampling::Sampling;
-    use crate::verdict::Status;
 
     #[test]
     fn golden_chain_2_4_12() {
@@ -144,6 +179,7 @@ mod tests {
                 eta: 0.2400821025,
                 batch: BatchModel::new(3, 3, Sampling::WithoutReplacement).unwrap(),
                 outputs: 1,
+                stability: None,
             }),
             trace_gap: None,
         };
@@ -158,5 +194,65 @@ mod tests {
         assert!((m - 2.0).abs() < 1e-14);
         // p = 0 at B = n: the flatness form is vacuous.
         assert!(v.conclusion("flatness_bound").unwrap().vacuous);
+    }
+
+    /// A refuted stability hypothesis removes the flatness form (shown as a diagnostic) and
+    /// leaves the chain's status alone; a certified one replaces the assumption.
+    #[test]
+    fn refuted_stability_drops_the_flatness_form() {
+        let base = T3Input {
+            weighted_mean: Value::exact(2.0, 0.0),
+            w_spectral: Value::upper_bound(sqrt_up(2.0), 0.0),
+            tr_gw: Value::exact(2.0, 0.0),
+            tr_g: Value::exact(6.0, 0.0),
+            min_x_norm: Some(Value::exact(1.0, 0.0)),
+            flatness: None,
+            trace_gap: None,
+        };
+        let with = |stability: Option<Check>| {
+            let mut i = base.clone();
+            i.flatness = Some(T3Flatness {
+                eta: 0.2,
+                batch: BatchModel::new(3, 1, Sampling::WithoutReplacement).unwrap(),
+                outputs: 1,
+                stability,
+            });
+            check(&i).unwrap()
+        };
+        let refuted = Check::le(
+            "stability",
+            "η·λ ≤ 1",
+            Value::exact(2.0, 0.0),
+            Value::constant(1.0),
+        );
+        assert_eq!(refuted.status, Status::Violated);
+        let v = with(Some(refuted));
+        assert!(v.conclusion("flatness_bound").is_none());
+        assert_eq!(
+            v.status(),
+            Status::Certified,
+            "the chain does not use stability"
+        );
+        assert!(
+            v.diagnostics
+                .iter()
+                .any(|c| c.name == "mean_square_stable" && c.status == Status::Violated)
+        );
+        let proven = Check::le(
+            "stability",
+            "η·λ ≤ 1",
+            Value::exact(0.5, 0.0),
+            Value::constant(1.0),
+        );
+        let v = with(Some(proven));
+        assert!(v.conclusion("flatness_bound").is_some());
+        let h = v.check("mean_square_stable").unwrap();
+        assert_eq!(h.status, Status::Certified);
+        assert!(v.check("interpolation").is_some());
+        let v = with(None);
+        assert_eq!(
+            v.check("mean_square_stable").unwrap().status,
+            Status::Assumed
+        );
     }
 }

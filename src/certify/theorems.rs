@@ -176,10 +176,19 @@ pub fn evaluate(
     };
     put("T1", build_t1(ctx, &q))?;
     put("T2", build_t2(&q, extras))?;
-    put("T3", build_t3(ctx, &q))?;
-    put("T4", build_t4(ctx, &q))?;
-    let t5 = build_t5(ctx, &q);
-    let stability = t5.as_ref().ok().and_then(|v| v.check("stability").cloned());
+    let t4 = build_t4(ctx, &q);
+    let mut t5 = build_t5(ctx, &q);
+    let stability = mean_square_stability(&t4, &t5);
+    if let (Err(Fail::Missing(reason)), Some(c)) = (&mut t5, &stability)
+        && c.status == Status::Violated
+    {
+        reason.push_str(
+            "; T4's violation already refutes mean-square stability at (η, B) (η*_2 ≤ η_GD*, \
+             THEORY T5g)",
+        );
+    }
+    put("T3", build_t3(ctx, &q, stability.as_ref()))?;
+    put("T4", t4)?;
     put("T5", t5)?;
     put("T6", build_t6(ctx, &q, extras, stability.as_ref()))?;
     put("T7", build_t7(ctx, &q, stability.as_ref()))?;
@@ -300,7 +309,7 @@ fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
 
 /// T3 from `input_grad_weighted_mean_sq`, ‖W‖₂, `first_layer_gauss_newton_trace`,
 /// `gauss_newton_trace`, `input_norm_min` and (if measured) `hessian_gn_trace_difference`.
-fn build_t3(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
     let input = t3::T3Input {
         weighted_mean: q.val("input_grad_weighted_mean_sq")?,
         w_spectral: q.upper("first_layer_spectral_norm")?,
@@ -311,6 +320,10 @@ fn build_t3(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
             eta: ctx.eta,
             batch: ctx.batch,
             outputs: ctx.outputs,
+            stability: stability.map(|c| Check {
+                statement: format!("mean-square stability at (η, B): {}", c.statement),
+                ..c.clone()
+            }),
         }),
         trace_gap: q.opt("hessian_gn_trace_difference"),
     };
@@ -479,29 +492,52 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
     Ok(v)
 }
 
+/// The mean-square stability hypothesis that T3, T6, T7 and T8 borrow: T5's stability check when
+/// T5 was computed; but whenever T4's GD condition is **violated** (certified first-moment
+/// instability, λ_max > 2/η), mean-square stability is refuted too, whatever T5 could decide
+/// (‖E u_t‖² ≤ E‖u_t‖², and η*_2 ≤ η_GD* by THEORY T5g's Σ = vvᵀ test): at the operator path,
+/// where T5 is not computed, and where a truncated T5 bracket was inconclusive. `None`: assumed.
+fn mean_square_stability(t4: &R<Verdict>, t5: &R<Verdict>) -> Option<Check> {
+    let from_t5 = t5.as_ref().ok().and_then(|v| v.check("stability").cloned());
+    if from_t5
+        .as_ref()
+        .is_some_and(|c| c.status == Status::Violated)
+    {
+        return from_t5;
+    }
+    let gd = t4.as_ref().ok().and_then(|v| v.check("gd_condition"));
+    match gd {
+        Some(c) if c.status == Status::Violated => Some(Check {
+            name: "stability".into(),
+            statement: "refuted by T4's violated GD condition η·λ_max ≤ 2 (certified \
+                        first-moment instability), since η*_2 ≤ η_GD* = 2/λ_max (THEORY T5g)"
+                .into(),
+            ..c.clone()
+        }),
+        _ => from_t5,
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // T6 — T7: k-th moments and Sobolev bounds (one verdict per theorem, merged over k).
 // ------------------------------------------------------------------------------------------
 
-/// The T5 stability check as the k-th moment stability hypothesis of T6/T7/T8: for k = 2 it is
-/// T5's check itself; for k ≥ 4 a T5 *violation* refutes k-th moment stability too
-/// (E‖u‖^k ≥ (E‖u‖²)^{k/2}, so η*_k ≤ η*_2, THEORY T6), while a certified or inconclusive T5
-/// says nothing about k ≥ 4 (None: assumed).
+/// The mean-square stability check ([`mean_square_stability`]: T5's, or T4's refutation) as the
+/// k-th moment stability hypothesis of T6/T7/T8: for k = 2 it is that check itself; for k ≥ 4 a
+/// *violation* refutes k-th moment stability too (E‖u‖^k ≥ (E‖u‖²)^{k/2}, so η*_k ≤ η*_2,
+/// THEORY T6), while a certified or inconclusive one says nothing about k ≥ 4 (None: assumed).
 fn k_stability(k: u32, stability: Option<&Check>) -> Option<Check> {
     let c = stability?.clone();
     if k == 2 {
         return Some(Check {
-            statement: format!(
-                "mean-square (k = 2) stability at (η, B), from T5: {}",
-                c.statement
-            ),
+            statement: format!("mean-square (k = 2) stability at (η, B): {}", c.statement),
             ..c
         });
     }
     (c.status == Status::Violated).then(|| Check {
         statement: format!(
-            "{k}-th moment stability at (η, B) fails because mean-square stability fails (T5: \
-             {}) and η*_{k} ≤ η*_2 (THEORY T6)",
+            "{k}-th moment stability at (η, B) fails because mean-square stability fails ({}) \
+             and η*_{k} ≤ η*_2 (THEORY T6)",
             c.statement
         ),
         ..c

@@ -138,7 +138,7 @@ pub fn meaning(v: &Verdict) -> String {
             }
         }
         "T6" if st == Status::Violated && !own_test_violated(v) => format!(
-            "The hypothesis of T6 fails: SGD is certified mean-square unstable at (η, B) (T5), so \
+            "The hypothesis of T6 fails: SGD is certified mean-square unstable at (η, B) (T5, or T4's first-moment instability), so \
              T6's conclusions do not apply. Its own necessary tests did not detect it (they are \
              weaker than T5): the sharpest sample uses {} of β_k.",
             conc_any(v, "max_ratio").map_or("?".into(), |x| num(x.value))
@@ -160,8 +160,8 @@ pub fn meaning(v: &Verdict) -> String {
                  (see the hypotheses): its Sobolev bounds are not established here; each is still \
                  listed next to the measured value with their ratio."
             .into(),
-        "T7" if st == Status::Violated => "The stability hypothesis of T7 fails at (η, B) (T5: \
-                 certified mean-square unstable), so these Sobolev bounds are not implied by SGD \
+        "T7" if st == Status::Violated => "The stability hypothesis of T7 fails at (η, B) \
+                 (certified mean-square unstable: T5, or T4's first-moment instability), so these Sobolev bounds are not implied by SGD \
                  stability here; each is still listed next to the measured value with their ratio."
             .into(),
         "T7" => "SGD stability caps the model's input gradients on the training data (Sobolev \

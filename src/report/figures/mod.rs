@@ -387,13 +387,13 @@ pub(crate) fn borrowed_stability_sentence(v: &flatcert_bounds::Verdict) -> Strin
     match names.len() {
         0 => String::new(),
         1 => format!(
-            " At this (η, B) the hypothesis {} is VIOLATED (T5: certified mean-square unstable), \
-             so what is drawn here is not implied by SGD stability.",
+            " At this (η, B) the hypothesis {} is VIOLATED (certified mean-square \
+             unstable: T5, or T4's first-moment instability), so what is drawn here is not implied by SGD stability.",
             names[0]
         ),
         _ => format!(
-            " At this (η, B) the hypotheses {} are VIOLATED (T5: certified mean-square unstable), \
-             so what is drawn here is not implied by SGD stability.",
+            " At this (η, B) the hypotheses {} are VIOLATED (certified mean-square \
+             unstable: T5, or T4's first-moment instability), so what is drawn here is not implied by SGD stability.",
             names.join(", ")
         ),
     }
