@@ -1381,6 +1381,28 @@ fn optimistic_estimates_never_certify_from_a_certificate() {
         ),
     ];
     check_cases(&fx, &doc, &[], cases);
+    // T7(e)'s N_2k(W) is built from the upper sides of the first layer's row and column sums: a
+    // sum that is not a rigorous upper bound leaves the bound uncomputed instead of used.
+    let has_e_gx = |r: &Json| {
+        r["verdicts"]["T7"]["conclusions"]
+            .as_array()
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("e_gx_bound"))
+                })
+            })
+    };
+    let lr = ["--lr", "0.22", "--batch", "1"];
+    let base = bound_report(&fx, "sums.json", &doc, &lr);
+    assert!(has_e_gx(&base), "{}", base["verdicts"]["T7"]);
+    for name in ["first_layer_max_row_sum", "first_layer_max_col_sum"] {
+        let mut d = doc.clone();
+        quantities(&mut d)[name]["kind"] = json!("estimate");
+        let r = bound_report(&fx, &format!("{name}.json"), &d, &lr);
+        assert!(!has_e_gx(&r), "{name} as an estimate still gave T7(e)");
+    }
 }
 
 /// T8–T10 need the network, so they are checked on the bounds crate directly: a Lipschitz bound

@@ -688,12 +688,12 @@ fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
             None,
         ),
     };
+    // N_2k(W) ≤ rowsum^{1/2k}·colsum^{1−1/2k} from the upper sides of the measured sums (their
+    // rounding tol included); a sum that is not a rigorous upper bound leaves (e) uncomputed.
     let n_q = |k: u32| -> Option<Value> {
-        let r = q.num("first_layer_max_row_sum")?;
-        let c = q.num("first_layer_max_col_sum")?;
-        t2::n_q_bound(Value::exact(r, 0.0), Value::exact(c, 0.0), 2 * k)
-            .ok()
-            .map(|v| v.only_upper())
+        let r = q.upper("first_layer_max_row_sum").ok()?;
+        let c = q.upper("first_layer_max_col_sum").ok()?;
+        t2::n_q_bound(r, c, 2 * k).ok().map(|v| v.only_upper())
     };
     let mut parts = Vec::new();
     for &k in &ctx.ks {
