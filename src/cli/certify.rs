@@ -61,7 +61,8 @@ pub struct CertifyArgs {
     /// Cap on the cone steps of the T5 bracket of λ_max(𝒟̃).
     #[arg(long = "t5-steps", default_value_t = DEFAULT_T5_STEPS)]
     pub t5_steps: usize,
-    /// Cap on the eigenpairs of K kept for T5 (the rest enter a proven truncation allowance).
+    /// Cap on the eigenpairs of K kept for T5 (the rest enter a proven truncation allowance);
+    /// ranks from 16 up are tried until the verdict at η is decided.
     #[arg(long = "t5-rank", default_value_t = DEFAULT_T5_RANK)]
     pub t5_rank: usize,
     /// Bisection steps of the T9 certified-radius search (0: none).

@@ -38,7 +38,7 @@ const RECORD_POINTS: usize = 500;
 const EXACT_CURVE_BUDGET: f64 = 2e10;
 /// `--predict auto` computes the η* bracket on at most this many eigenpairs of K (the rest enter
 /// the proven truncation allowance; the same cap as `flatcert certify` and `flatcert stability`).
-const AUTO_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
+const AUTO_T5_RANK: usize = flatcert::certify::plan::DEFAULT_BRACKET_T5_RANK;
 /// `--predict auto`: relative width at which the η* cone bracket stops, and its step cap.
 const AUTO_BRACKET_REL_TOL: f64 = 1e-3;
 const AUTO_BRACKET_MAX_STEPS: usize = 60;

@@ -61,8 +61,9 @@ const TYPICAL_LOOSE_STEPS: usize = 12;
 /// (1e-6 would need the full rank of K, minutes per batch size).
 pub const DEFAULT_REL_TOL: f64 = 1e-3;
 
-/// Default `--t5-rank` (the same cap as `flatcert certify`).
-pub const DEFAULT_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
+/// Default `--t5-rank`: the rank of every bracket (certify searches up to a larger cap, because
+/// it needs one verdict, not a bracket per batch size).
+pub const DEFAULT_T5_RANK: usize = flatcert::certify::plan::DEFAULT_BRACKET_T5_RANK;
 
 /// Default `--refine-rank`: the rank cap of the second attempt at a verdict at η that was
 /// inconclusive at `--t5-rank` (a 4× smaller truncation allowance at a cost of up to ≈ 16× per

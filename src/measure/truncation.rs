@@ -27,9 +27,15 @@ use crate::measure::stability::{
 };
 use crate::quantity::{gamma, round_up};
 
-/// The relative size of the truncation allowance accepted before a bracket is attempted, as a
-/// fraction of the a-priori lower bound (1−p)λ_1/2 of λ_max(𝒟̃).
+/// The relative size of the truncation allowance aimed at, as a fraction of the a-priori lower
+/// bound λ_1/2 of λ_max(𝒟̃): [`Goal::DecideAt`] starts at the first rank that meets it (so that
+/// the certified margin it reports is informative, not merely positive), unless that is above
+/// [`DECIDE_START_RANK`].
 const TARGET: f64 = 0.05;
+
+/// [`Goal::DecideAt`] starts no higher than this rank; larger ranks (up to the cap) are tried
+/// only while the verdict stays inconclusive.
+pub const DECIDE_START_RANK: usize = 256;
 
 /// The spectrum with only the top `r` eigenpairs kept (everything else is "discarded" for the
 /// truncation allowance of T5(f)). `r` is clamped to the spectrum's own rank.
@@ -182,10 +188,12 @@ impl<'a> RankBudget<'a> {
 
     /// The T5 bracket at (B, sampling) for `goal`: returns the reduced model it was computed on
     /// (its rank is the one used) and the critical learning rate, truncation allowance included.
-    /// With [`Goal::DecideAt`], ranks 16, 32, 64, … (and the cap) are tried in turn, skipping
-    /// those whose allowance exceeds 5% of (1−p)λ_1/2 (the smallest is always tried: it can
-    /// refute stability cheaply, since the lower side needs no allowance), until the verdict is
-    /// decided; an inconclusive verdict at the cap is returned as such.
+    /// With [`Goal::DecideAt`], the smallest rank is tried first (it can refute stability
+    /// cheaply: the lower side needs no allowance); then ranks in increasing order from the first
+    /// whose allowance is at most 5% of λ_1/2 (but not above [`DECIDE_START_RANK`], and never one
+    /// that cannot certify stability because η(λ_1/2 + allowance) > 1, λ_1/2 being a lower bound
+    /// of every λ_max(𝒟̃_r)) up to the cap, until the verdict is decided. An inconclusive verdict
+    /// at the cap is returned as such.
     pub fn critical_lr(
         &self,
         batch: usize,
@@ -214,11 +222,27 @@ impl<'a> RankBudget<'a> {
                 let target = opts.rel_tol * lam1 / 2.0;
                 vec![allow.iter().position(|&a| a <= target).unwrap_or(last)]
             }
-            Goal::DecideAt(_) => {
-                let target = TARGET * lam1 / 2.0;
-                let first_ok = allow.iter().position(|&a| a <= target).unwrap_or(last);
+            Goal::DecideAt(eta) => {
+                // λ_1/2 ≤ λ_max(𝒟̃_r) for every r ≥ 1, so rank r can certify stability only if
+                // λ_1/2 + allowance(r) ≤ 1/η. The allowance decreases with r: those ranks are a
+                // suffix. Try the smallest rank first (a cheap refutation: the lower side needs
+                // no allowance), then that suffix in increasing order, or else the cap (the best
+                // lower side for a refutation).
+                let first_useful = (1..self.ranks.len())
+                    .find(|&k| eta * (lam1 / 2.0 + allow[k]) <= 1.0)
+                    .unwrap_or(last);
+                let on_target = allow
+                    .iter()
+                    .position(|&a| a <= TARGET * lam1 / 2.0)
+                    .unwrap_or(last);
+                let start_cap = self
+                    .ranks
+                    .iter()
+                    .position(|&r| r >= DECIDE_START_RANK)
+                    .unwrap_or(last);
+                let start = first_useful.max(on_target.min(start_cap)).max(1);
                 let mut order = vec![0];
-                order.extend(first_ok.max(1)..self.ranks.len());
+                order.extend(start..self.ranks.len());
                 order
             }
         };
@@ -367,5 +391,51 @@ mod tests {
             )
             .unwrap();
         assert_eq!(c.verdict(fhi * 4.0).0, Verdict::CertifiedUnstable);
+    }
+
+    /// DecideAt escalates: at an η between the rank-16 lower end of η* and the exact one, rank 16
+    /// is inconclusive, and a budget with a larger cap goes on to a rank that certifies
+    /// stability; far from η* it stops at the first rank that decides.
+    #[test]
+    fn decide_at_escalates_only_while_inconclusive() {
+        use crate::model::Activation;
+        use crate::testutil::{random_data, random_mlp};
+        let (n, d) = (24, 3);
+        let mlp = random_mlp(&[d, 6, 2], Activation::Tanh, 7);
+        let x = random_data(d, n, 8);
+        let ds = crate::data::Dataset::new(x.as_slice().to_vec(), n, d, None, "x", "y").unwrap();
+        let spec = gauss_newton_gram(&mlp, &ds, &GramOptions::default()).unwrap();
+        // Brackets far tighter than the gap between the truncated and the exact lower ends.
+        let bopts = BracketOptions {
+            rel_tol: 1e-9,
+            max_steps: 400,
+            ..BracketOptions::default()
+        };
+        let (batch, s) = (4, Sampling::WithoutReplacement);
+        let exact = RankBudget::new(&spec, spec.rank).unwrap();
+        let (_, full) = exact.critical_lr(batch, s, &bopts, Goal::Bracket).unwrap();
+        let flo = full.eta_lower().unwrap();
+        let small = RankBudget::new(&spec, 16).unwrap();
+        let (_, c16) = small.critical_lr(batch, s, &bopts, Goal::Bracket).unwrap();
+        let lo16 = c16.eta_lower().unwrap();
+        assert!(
+            lo16 < (1.0 - 1e-3) * flo,
+            "the allowance must matter: {lo16} vs {flo}"
+        );
+        let eta = 0.5 * (lo16 + flo);
+        assert_eq!(c16.verdict(eta).0, Verdict::Inconclusive);
+        let big = RankBudget::new(&spec, spec.rank - 1).unwrap();
+        assert!(!big.is_exact());
+        let (m, c) = big
+            .critical_lr(batch, s, &bopts, Goal::DecideAt(eta))
+            .unwrap();
+        assert_eq!(c.verdict(eta).0, Verdict::CertifiedStable);
+        assert!(m.rank() > 16, "rank {}", m.rank());
+        // Far below η*: decided by the first rank tried after the cheap refutation attempt.
+        let (m, c) = big
+            .critical_lr(batch, s, &bopts, Goal::DecideAt(0.01 * flo))
+            .unwrap();
+        assert_eq!(c.verdict(0.01 * flo).0, Verdict::CertifiedStable);
+        assert!(m.rank() < spec.rank - 1, "stopped at rank {}", m.rank());
     }
 }
