@@ -451,12 +451,25 @@ pub fn render_markdown(cert: &Certificate, figures: &[FigureLink]) -> String {
              `flatcert certify … --report DIR`.\n\n",
         );
     }
-    body(&mut out, &cert.summary, &cert.verdicts, figures);
+    body(
+        &mut out,
+        &cert.summary,
+        &cert.verdicts,
+        figures,
+        "certificate",
+    );
     out
 }
 
-/// The summary, one section per theorem T1 … T10 and the key.
-fn body(out: &mut String, s: &Summary, verdicts: &Verdicts, figures: &[FigureLink]) {
+/// The summary, one section per theorem T1 … T10 and the key; `document` names what a missing
+/// theorem is absent from.
+fn body(
+    out: &mut String,
+    s: &Summary,
+    verdicts: &Verdicts,
+    figures: &[FigureLink],
+    document: &str,
+) {
     summary(out, s, verdicts);
     for id in THEOREMS {
         match verdicts.get(id) {
@@ -465,7 +478,7 @@ fn body(out: &mut String, s: &Summary, verdicts: &Verdicts, figures: &[FigureLin
                 let _ = writeln!(
                     out,
                     "<a id=\"{}\"></a>\n\n## {id} — {} — not computed\n\nabsent from the \
-                     certificate\n",
+                     {document}\n",
                     id.to_lowercase(),
                     theorem_title(id)
                 );
@@ -500,7 +513,13 @@ pub fn render_bound_markdown(report: &BoundReport) -> String {
     let _ = writeln!(out, "| samples | n = {} |", report.hyper.n);
     hyper_rows(&mut out, &report.hyper);
     out.push('\n');
-    body(&mut out, &report.summary, &report.verdicts, &[]);
+    body(
+        &mut out,
+        &report.summary,
+        &report.verdicts,
+        &[],
+        "bound report",
+    );
     out
 }
 
