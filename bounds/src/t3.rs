@@ -166,24 +166,29 @@ mod tests {
     use crate::round::sqrt_up;
     use crate::sampling::Sampling;
 
-    #[test]
-    fn golden_chain_2_4_12() {
-        // THEORY §5: mean |f′|²x² = 2 ≤ ‖W‖₂² tr G_W = 4 ≤ ‖W‖₂² tr G = 12.
-        let i = T3Input {
+    /// THEORY §5's numbers: mean |f′|²x² = 2, ‖W‖₂ = √2, tr G_W = 2, tr G = 6, min|x| = 1, with
+    /// the flatness form at (η, B, n = 3) when `flatness` is given.
+    fn golden(flatness: Option<(f64, usize, Option<Check>)>) -> T3Input {
+        T3Input {
             weighted_mean: Value::exact(2.0, 0.0),
             w_spectral: Value::upper_bound(sqrt_up(2.0), 0.0),
             tr_gw: Value::exact(2.0, 0.0),
             tr_g: Value::exact(6.0, 0.0),
             min_x_norm: Some(Value::exact(1.0, 0.0)),
-            flatness: Some(T3Flatness {
-                eta: 0.2400821025,
-                batch: BatchModel::new(3, 3, Sampling::WithoutReplacement).unwrap(),
+            flatness: flatness.map(|(eta, b, stability)| T3Flatness {
+                eta,
+                batch: BatchModel::new(3, b, Sampling::WithoutReplacement).unwrap(),
                 outputs: 1,
-                stability: None,
+                stability,
             }),
             trace_gap: None,
-        };
-        let v = check(&i).unwrap();
+        }
+    }
+
+    #[test]
+    fn golden_chain_2_4_12() {
+        // THEORY §5: mean |f′|²x² = 2 ≤ ‖W‖₂² tr G_W = 4 ≤ ‖W‖₂² tr G = 12.
+        let v = check(&golden(Some((0.2400821025, 3, None)))).unwrap();
         assert_eq!(v.status(), Status::Certified);
         // √2 rounded up, squared: a few ulps above the exact values.
         let mid = v.conclusion("middle").unwrap().value.upper();
@@ -200,25 +205,7 @@ mod tests {
     /// leaves the chain's status alone; a certified one replaces the assumption.
     #[test]
     fn refuted_stability_drops_the_flatness_form() {
-        let base = T3Input {
-            weighted_mean: Value::exact(2.0, 0.0),
-            w_spectral: Value::upper_bound(sqrt_up(2.0), 0.0),
-            tr_gw: Value::exact(2.0, 0.0),
-            tr_g: Value::exact(6.0, 0.0),
-            min_x_norm: Some(Value::exact(1.0, 0.0)),
-            flatness: None,
-            trace_gap: None,
-        };
-        let with = |stability: Option<Check>| {
-            let mut i = base.clone();
-            i.flatness = Some(T3Flatness {
-                eta: 0.2,
-                batch: BatchModel::new(3, 1, Sampling::WithoutReplacement).unwrap(),
-                outputs: 1,
-                stability,
-            });
-            check(&i).unwrap()
-        };
+        let with = |stability: Option<Check>| check(&golden(Some((0.2, 1, stability)))).unwrap();
         let refuted = Check::le(
             "stability",
             "η·λ ≤ 1",

@@ -331,15 +331,20 @@ mod tests {
 
     /// A random full-rank spectrum: the truncated brackets at every candidate rank contain the
     /// untruncated one (the allowance is proven, THEORY.md T5f), both goals.
-    #[test]
-    fn truncated_brackets_contain_the_exact_one() {
+    /// K of a random 3-6-2 tanh network on 24 samples: full rank well above 16.
+    fn small_spectrum() -> GramSpectrum {
         use crate::model::Activation;
         use crate::testutil::{random_data, random_mlp};
         let (n, d) = (24, 3);
         let mlp = random_mlp(&[d, 6, 2], Activation::Tanh, 7);
         let x = random_data(d, n, 8);
         let ds = crate::data::Dataset::new(x.as_slice().to_vec(), n, d, None, "x", "y").unwrap();
-        let spec = gauss_newton_gram(&mlp, &ds, &GramOptions::default()).unwrap();
+        gauss_newton_gram(&mlp, &ds, &GramOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn truncated_brackets_contain_the_exact_one() {
+        let spec = small_spectrum();
         assert!(spec.rank > 20, "rank {}", spec.rank);
         let bopts = BracketOptions {
             rel_tol: 1e-9,
@@ -398,13 +403,7 @@ mod tests {
     /// stability; far from η* it stops at the first rank that decides.
     #[test]
     fn decide_at_escalates_only_while_inconclusive() {
-        use crate::model::Activation;
-        use crate::testutil::{random_data, random_mlp};
-        let (n, d) = (24, 3);
-        let mlp = random_mlp(&[d, 6, 2], Activation::Tanh, 7);
-        let x = random_data(d, n, 8);
-        let ds = crate::data::Dataset::new(x.as_slice().to_vec(), n, d, None, "x", "y").unwrap();
-        let spec = gauss_newton_gram(&mlp, &ds, &GramOptions::default()).unwrap();
+        let spec = small_spectrum();
         // Brackets far tighter than the gap between the truncated and the exact lower ends.
         let bopts = BracketOptions {
             rel_tol: 1e-9,
