@@ -460,10 +460,11 @@ fn bound_markdown_matches_its_json_and_exit_code() {
     assert!(md.contains(verdict), "{md}");
 }
 
-/// At the operator path T5 is not computed; when T4 certifies first-moment instability
+/// At the operator path T5 may not be computable; when T4 certifies first-moment instability
 /// (λ_max(G) > 2/η), mean-square stability is refuted all the same (η*_2 ≤ η_GD*): T6 and T7's
 /// borrowed stability is VIOLATED, T3 drops its flatness form, T5's reason says so. Golden net
-/// (THEORY §5) at η = 1, where λ_max(G) > 2/η.
+/// (THEORY §5: λ_max(G) = 4.6332, tr G = 6) at B = n = 3 (p = 0) and η = 0.5: T4 is violated
+/// (η > 2/λ_max = 0.4317) while T5(g)'s test Σ = I does not refute (η·λ_max²/(2 tr G) = 0.894).
 #[test]
 fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
     let fx = Fx::new();
@@ -474,7 +475,7 @@ fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
             &m,
             &x,
             &y,
-            &["--lr", "1", "--batch", "1", "--gram-limit", "1", "--json"],
+            &["--lr", "0.5", "--batch", "3", "--gram-limit", "1", "--json"],
         )
         .arg(&cert_path),
     );
@@ -516,7 +517,7 @@ fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
             &m,
             &x,
             &y,
-            &["--lr", "0.1", "--batch", "1", "--gram-limit", "1", "--json"],
+            &["--lr", "0.1", "--batch", "3", "--gram-limit", "1", "--json"],
         )
         .arg(&cert_path),
     );
@@ -527,6 +528,73 @@ fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
         .find(|h| h["name"] == "k_stable_k2")
         .expect("k_stable_k2");
     assert_eq!(k2["status"], "assumed", "{k2}");
+}
+
+/// At the operator path T5 is refuted by THEORY T5(g)'s test Σ = I when
+/// η·[(1−p)λ_max(G)² + p(1/n)Σ‖H_i‖_F²]/(2 tr G) > 1. Golden net, B = 1 (p = 1): λ_i = 4, 4, 10,
+/// so (1/n)Σ‖H_i‖_F² = 44, tr G = 6 and the test refutes above η = 12/44 = 0.2727 (η* = 0.24008,
+/// THEORY §5). At η = 0.3 T5 is certified unstable without the Gram path; at η = 0.2 it stays not
+/// computed, with the test's number in the reason.
+#[test]
+fn operator_path_refutes_t5_by_the_trace_test() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let cert_path = fx.out("c.json");
+    let run = |lr: &str| {
+        let (code, _, se) = run_cmd(
+            certify_cmd(
+                &m,
+                &x,
+                &y,
+                &[
+                    "--lr",
+                    lr,
+                    "--batch",
+                    "1",
+                    "--k",
+                    "2",
+                    "--gram-limit",
+                    "1",
+                    "--json",
+                ],
+            )
+            .arg(&cert_path),
+        );
+        assert!(code == 0 || code == 1, "{se}");
+        read_json(&cert_path)
+    };
+    let cert = run("0.3");
+    let fro = &cert["measurements"]["per_sample_fro_sq_mean"];
+    let (value, tol) = (fro["value"].as_f64().unwrap(), fro["tol"].as_f64().unwrap());
+    // (16 + 16 + 100)/3 exactly in exact arithmetic; the tol covers the rounding.
+    assert!((value - 44.0).abs() <= tol.max(1e-13), "{fro}");
+    let v = cert["verdicts"].clone();
+    let t5 = &v["T5"];
+    let stability = t5["hypotheses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("T5 not computed: {t5}"))
+        .iter()
+        .find(|h| h["name"] == "stability")
+        .expect("stability check");
+    assert_eq!(stability["status"], "violated", "{stability}");
+    assert!(t5["notes"].to_string().contains("T5(g) test Σ = I"), "{t5}");
+    let k2 = v["T6"]["hypotheses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "k_stable")
+        .expect("T6 k_stable")
+        .clone();
+    assert_eq!(k2["status"], "violated", "{k2}");
+    // 12/44 < 0.3 by 10%: the refutation is not a rounding accident.
+    let v = run("0.2")["verdicts"].clone();
+    let reason = v["T5"]["not_computed"]
+        .as_str()
+        .expect("T5 not computed at η = 0.2");
+    assert!(
+        reason.contains("gives only η·λ_max(𝒟̃) ≥ 0.7333"),
+        "{reason}"
+    );
 }
 
 #[test]

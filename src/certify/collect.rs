@@ -334,6 +334,24 @@ pub fn extra_first_order(
         ex(tr2, 2.0 * rel + gamma(st.len() + 2))
             .with_method("(1/n) Σ_i (tr H_i)² = (1/n) Σ_i ‖J_θ(x_i)‖_F⁴ (T5g, T7d)"),
     );
+    // ‖H_i‖_F = ‖J_iJ_iᵀ‖_F from the per-sample C×C Grams (both paths). Each entry of J_iJ_iᵀ is
+    // off by at most rel·‖J_{i,a}‖‖J_{i,b}‖, so the sum of squares by 2rel·(tr H_i)² to first
+    // order: the tol is relative to (1/n)Σ(tr H_i)² ≥ (1/n)Σ‖H_i‖_F².
+    let c = st.outputs;
+    let fro2 = st
+        .jjt
+        .chunks_exact(c * c)
+        .map(|m| m.iter().map(|v| v * v).sum::<f64>())
+        .sum::<f64>()
+        / n;
+    q.insert(
+        "per_sample_fro_sq_mean".into(),
+        Quantity::exact(
+            fro2,
+            round_up((2.0 * rel + gamma(c * c + st.len() + 2)) * tr2),
+        )
+        .with_method("(1/n) Σ_i ‖H_i‖_F², ‖H_i‖_F = ‖J_iJ_iᵀ‖_F (T5g)"),
+    );
 }
 
 /// ‖∇ℒ‖, max_i ‖res_i‖ (THEORY T5 failure mode (i)).
@@ -407,14 +425,6 @@ fn gram_quantities(
         Goal::DecideAt(eta),
     )?;
     q.extend(gd_critical_lr(&model, Some(eta)));
-    q.insert(
-        "per_sample_fro_sq_mean".into(),
-        Quantity::exact(
-            model.mean_sq_frobenius,
-            round_up(gamma(model.n * model.outputs + 4) * model.mean_sq_frobenius),
-        )
-        .with_method("(1/n) Σ_i ‖H_i‖_F², ‖H_i‖_F = ‖n·K_(i),(i)‖_F (T5g)"),
-    );
     q.extend(crit.quantities(Some(eta)));
     let kept = model.rank();
     let ctx = format!(

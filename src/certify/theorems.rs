@@ -413,17 +413,20 @@ fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 /// (`mean_square_dtilde_lambda_max` upper, `…_lower` lower, `mean_square_batch`,
 /// `mean_square_with_replacement`), with the T5(g) and Wu–Ma–E diagnostics.
 fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    if let Some(r) = &ctx.t5_reason {
-        return missing(r.clone());
-    }
-    let Some(d) = q.bracket(
+    let bracket = q.bracket(
         "mean_square_dtilde_lambda_max",
         "mean_square_dtilde_lambda_max_lower",
-    ) else {
-        return missing(
-            "missing mean_square_dtilde_lambda_max (the certified bracket of λ_max(𝒟̃) needs the \
-             exact Gram path; run flatcert certify)",
-        );
+    );
+    let d = match (&ctx.t5_reason, bracket) {
+        (None, Some(d)) => d,
+        (reason, _) => {
+            let reason = reason.clone().unwrap_or_else(|| {
+                "missing mean_square_dtilde_lambda_max (the certified bracket of λ_max(𝒟̃) needs \
+                 the exact Gram path; run flatcert certify)"
+                    .into()
+            });
+            return trace_test_refutation(ctx, q, reason);
+        }
     };
     let b = q.num("mean_square_batch");
     let wr = q.num("mean_square_with_replacement").map(|x| x != 0.0);
@@ -489,6 +492,77 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
                 .into(),
         );
     }
+    Ok(v)
+}
+
+/// Without the λ_max(𝒟̃) bracket (the operator path), T5 can still be **refuted** by THEORY
+/// T5(g)'s test Σ = I on range G: λ_max(𝒟̃) ≥ ⟨I, 𝒟I⟩/⟨I, 𝒞I⟩ =
+/// [(1−p)‖H‖_F² + p(1/n)Σ‖H_i‖_F²]/(2 tr H) ≥ L := [(1−p)·lower(λ_max(G))² +
+/// p·lower((1/n)Σ‖H_i‖_F²)]/(2·upper(tr G)) (‖H‖_F ≥ λ_max; G replaces H as everywhere in T5).
+/// When η·L > 1, T5 is computed with λ_max(𝒟̃) ≥ L (kind lower): certified unstable. Otherwise it
+/// stays not computed (a lower bound cannot certify stability) and `reason` gets the number.
+fn trace_test_refutation(ctx: &Context, q: &Q<'_>, reason: String) -> R<Verdict> {
+    let lower = |name: &str| {
+        q.0.get(name)
+            .filter(|x| matches!(x.kind, Kind::Exact | Kind::Lower) && x.value.is_finite())
+            .map(|x| to_value(x).lower().max(0.0))
+    };
+    let upper = |name: &str| {
+        q.0.get(name)
+            .filter(|x| matches!(x.kind, Kind::Exact | Kind::Upper) && x.value.is_finite())
+            .map(|x| to_value(x).upper())
+    };
+    let lam = lower("gauss_newton_lambda_max_lower").or_else(|| {
+        q.0.get("gauss_newton_lambda_max")
+            .filter(|x| x.kind == Kind::Exact)
+            .map(|x| to_value(x).lower().max(0.0))
+    });
+    let (Some(lam), Some(fro), Some(tr)) = (
+        lam,
+        lower("per_sample_fro_sq_mean"),
+        upper("gauss_newton_trace"),
+    ) else {
+        return missing(reason);
+    };
+    let p = ctx.batch.p_value().value;
+    if tr.is_nan() || tr <= 0.0 {
+        return missing(reason);
+    }
+    // A handful of roundings (≤ 10u relative, p included) against a 1e-14 margin.
+    let bound = ((1.0 - p) * lam * lam + p * fro) / (2.0 * tr) * (1.0 - 1e-14);
+    if bound.is_nan() || ctx.eta * bound <= 1.0 {
+        return missing(format!(
+            "{reason}; the T5(g) test Σ = I gives only η·λ_max(𝒟̃) ≥ {:.4} ≤ 1, which cannot \
+             certify stability",
+            ctx.eta * bound
+        ));
+    }
+    let (model, assumed) = residual_info(q);
+    let input = t5::T5Input {
+        eta: ctx.eta,
+        batch: ctx.batch,
+        outputs: ctx.outputs,
+        lambda_max_d: Value::lower_bound(bound, 0.0),
+        diagnostics: t5::T5Diagnostics {
+            sharpness: q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower"),
+            trace_h: q.opt("gauss_newton_trace"),
+            mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
+            mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
+            ..t5::T5Diagnostics::default()
+        },
+        model,
+    };
+    let mut v = t5::check(&input)?;
+    if let Some(a) = assumed {
+        v.hypotheses.insert(0, a);
+    }
+    v.notes.push(format!(
+        "Operator path ({reason}): λ_max(𝒟̃) ≥ [(1−p)λ_max(G)² + p(1/n)Σ‖H_i‖_F²]/(2 tr G) = \
+         {bound:.6} from the T5(g) test Σ = I on range G, with the lower bounds of λ_max(G) and \
+         (1/n)Σ‖H_i‖_F² and the upper bound of tr G. A lower bound can only refute: η* ≤ 1/{bound:.6} \
+         = {:.6}.",
+        1.0 / bound
+    ));
     Ok(v)
 }
 
