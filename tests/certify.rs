@@ -623,6 +623,11 @@ fn bound_on_a_measure_document_names_missing_quantities() {
     assert!(code == 0 || code == 1, "{se}");
     assert!(so.contains("T1  Multiplicative identity"), "{so}");
     assert!(so.contains("missing mean_square_dtilde_lambda_max"), "{so}");
+    // measure emits certify's first-order extras: T3 and T7 are evaluated, and T5's reason carries
+    // the operator-path test Σ = I (golden: η·44/12 = 0.8067 at η = 0.22, B = 1).
+    assert!(so.contains("T3  Flatness bounds input smoothness"), "{so}");
+    assert!(so.contains("T7  Sobolev regularization"), "{so}");
+    assert!(so.contains("η·λ_max(𝒟̃) ≥ 0.8067"), "{so}");
     assert!(
         so.contains("T2  not computed: missing per-sample norms"),
         "{so}"

@@ -260,6 +260,17 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
     pb.finish_and_clear();
     let norms = first_layer_norms(mlp)?;
     let mut quantities = first_order_quantities(mlp, &stats, &norms, &args.k);
+    // What certify measures beyond this set (T1's scalar residual, row/column sums, tr G_W, the
+    // weighted moments, (1/n)Σ(tr H_i)², (1/n)Σ‖H_i‖_F²): `flatcert bound` needs them for T3, T7
+    // and T5's operator-path refutation.
+    flatcert::certify::collect::extra_first_order(
+        &mut quantities,
+        mlp,
+        data,
+        &stats,
+        &norms,
+        &args.k,
+    );
     let mut notes = Vec::new();
     if !args.no_curvature {
         let residual_nonzero = quantities
