@@ -26,6 +26,10 @@ pub struct T3Flatness {
     /// stability and keeps its status).
     #[serde(default)]
     pub stability: Option<Check>,
+    /// The interpolation hypothesis of the flatness form (tr G = tr H), as the caller knows it
+    /// (e.g. assumed with the measured residual as its size); `None` ⇒ a plain assumption.
+    #[serde(default)]
+    pub interpolation: Option<Check>,
 }
 
 /// T3 input.
@@ -133,11 +137,13 @@ pub fn check(input: &T3Input) -> Result<Verdict> {
                             name: "mean_square_stable".into(),
                             ..ch.clone()
                         });
-                        v.hyp(Check::assumed(
-                            "interpolation",
-                            "assumed for the flatness form: interpolation (tr G = tr H)",
-                            None,
-                        ));
+                        v.hyp(f.interpolation.clone().unwrap_or_else(|| {
+                            Check::assumed(
+                                "interpolation",
+                                "assumed for the flatness form: interpolation (tr G = tr H)",
+                                None,
+                            )
+                        }));
                     }
                     None => v.hyp(Check::assumed(
                         "mean_square_stable",
@@ -180,6 +186,7 @@ mod tests {
                 batch: BatchModel::new(3, b, Sampling::WithoutReplacement).unwrap(),
                 outputs: 1,
                 stability,
+                interpolation: None,
             }),
             trace_gap: None,
         }

@@ -307,6 +307,31 @@ fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
     Ok(v)
 }
 
+/// The assumed interpolation hypothesis (all res_i = 0, so H_i = J_iᵀJ_i) with the measured
+/// max|res_ic| as its size (T3's flatness form, T7).
+fn interpolation_check(max_abs: Option<f64>) -> Check {
+    match max_abs {
+        Some(r) => Check::assumed(
+            "interpolation",
+            format!(
+                "assumed: interpolation, H_i = J_iᵀJ_i (all res_i = 0); measured max|res_ic| = \
+                 {r:.3e}{}",
+                if r == 0.0 {
+                    " (the forward pass's rounding is not bounded)"
+                } else {
+                    ""
+                }
+            ),
+            Some(r),
+        ),
+        None => Check::assumed(
+            "interpolation",
+            "assumed: interpolation (all res_i = 0); the residual was not measured (no targets)",
+            None,
+        ),
+    }
+}
+
 /// T3 from `input_grad_weighted_mean_sq`, ‖W‖₂, `first_layer_gauss_newton_trace`,
 /// `gauss_newton_trace`, `input_norm_min` and (if measured) `hessian_gn_trace_difference`.
 fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
@@ -324,6 +349,7 @@ fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
                 statement: format!("mean-square stability at (η, B): {}", c.statement),
                 ..c.clone()
             }),
+            interpolation: Some(interpolation_check(q.num("max_abs_residual"))),
         }),
         trace_gap: q.opt("hessian_gn_trace_difference"),
     };
@@ -742,26 +768,7 @@ fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
     let w = q.upper("first_layer_spectral_norm")?;
     let min_x = q.val("input_norm_min")?;
     let max_abs = q.num("max_abs_residual");
-    let interpolation = match max_abs {
-        Some(r) => Check::assumed(
-            "interpolation",
-            format!(
-                "assumed: interpolation, H_i = J_iᵀJ_i (all res_i = 0); measured max|res_ic| = \
-                 {r:.3e}{}",
-                if r == 0.0 {
-                    " (the forward pass's rounding is not bounded)"
-                } else {
-                    ""
-                }
-            ),
-            Some(r),
-        ),
-        None => Check::assumed(
-            "interpolation",
-            "assumed: interpolation (all res_i = 0); the residual was not measured (no targets)",
-            None,
-        ),
-    };
+    let interpolation = interpolation_check(max_abs);
     // N_2k(W) ≤ rowsum^{1/2k}·colsum^{1−1/2k} from the upper sides of the measured sums (their
     // rounding tol included); a sum that is not a rigorous upper bound leaves (e) uncomputed.
     let n_q = |k: u32| -> Option<Value> {
