@@ -907,11 +907,7 @@ fn bad_npy_header_dict() {
 fn bad_csv_ragged_row() {
     let fx = Fx::new();
     let (m, _, y) = fx.standard();
-    let mut text = String::from("a,b,c\n");
-    for i in 0..N {
-        text += if i == 3 { "1.0,2.0\n" } else { "1.0,2.0,3.0\n" };
-    }
-    let x = fx.bytes("x.csv", text.as_bytes());
+    let x = fx.csv_with_row("x.csv", "a,b,c\n", "1.0,2.0,3.0\n", 3, "1.0,2.0\n");
     // Line 1 is the header, sample 3 is on line 5.
     expect_bad_input(
         &mut measure(&fx, &m, &x, Some(&y)),
@@ -924,15 +920,7 @@ fn bad_csv_ragged_row() {
 fn bad_csv_non_numeric_cell() {
     let fx = Fx::new();
     let (m, _, y) = fx.standard();
-    let mut text = String::new();
-    for i in 0..N {
-        text += if i == 6 {
-            "1.0,abc,3.0\n"
-        } else {
-            "1.0,2.0,3.0\n"
-        };
-    }
-    let x = fx.bytes("x.csv", text.as_bytes());
+    let x = fx.csv_with_row("x.csv", "", "1.0,2.0,3.0\n", 6, "1.0,abc,3.0\n");
     expect_bad_input(
         &mut measure(&fx, &m, &x, Some(&y)),
         &[&shown(&x), "line 7, column 2", "'abc'", "number"],

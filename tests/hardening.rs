@@ -505,15 +505,7 @@ fn bad_non_finite_parameters_in_every_dtype() {
 fn bad_non_finite_inputs_and_targets_in_csv_and_f32_npy() {
     let fx = Fx::new();
     let (m, _, y) = fx.standard();
-    let mut text = String::new();
-    for i in 0..N {
-        text += if i == 4 {
-            "0.1,nan,0.3\n"
-        } else {
-            "0.1,0.2,0.3\n"
-        };
-    }
-    let x = fx.bytes("x.csv", text.as_bytes());
+    let x = fx.csv_with_row("x.csv", "", "0.1,0.2,0.3\n", 4, "0.1,nan,0.3\n");
     let mut cmd = with_files("measure", &m, &x, Some(&y), &["--json"]);
     cmd.arg(fx.out("m.json"));
     expect_bad_input(&mut cmd, &[&shown(&x), "finite"]);

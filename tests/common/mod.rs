@@ -66,6 +66,23 @@ impl Fx {
         );
     }
 
+    /// Write a CSV of `N` lines (after `header`) equal to `good`, except line `bad_row` (0-based
+    /// among the data lines), which is `bad`.
+    pub fn csv_with_row(
+        &self,
+        name: &str,
+        header: &str,
+        good: &str,
+        bad_row: usize,
+        bad: &str,
+    ) -> PathBuf {
+        let mut text = String::from(header);
+        for i in 0..N {
+            text += if i == bad_row { bad } else { good };
+        }
+        self.bytes(name, text.as_bytes())
+    }
+
     /// Write raw bytes.
     pub fn bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.path(name);
