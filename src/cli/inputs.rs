@@ -63,12 +63,14 @@ pub struct Loaded {
     pub embedded: bool,
 }
 
-fn file_info(path: &std::path::Path) -> Result<InputFile> {
+/// A file's bytes, read once, and its record (path as given, SHA-256 of those bytes).
+fn read_input(path: &std::path::Path) -> Result<(Vec<u8>, InputFile)> {
     let bytes = flatcert::io::read_file(path)?;
-    Ok(InputFile {
+    let info = InputFile {
         path: path.display().to_string(),
         sha256: sha256_hex(&bytes),
-    })
+    };
+    Ok((bytes, info))
 }
 
 impl InputArgs {
@@ -149,8 +151,14 @@ impl InputArgs {
                 })
             }
             (Some(model), Some(x)) => {
-                let LoadedCheckpoint { mlp, metadata, .. } =
-                    flatcert::io::load_checkpoint(model, &ckpt_opts)?;
+                // Each file is read once: parsed and hashed from the same bytes.
+                let (model_bytes, model_file) = read_input(model)?;
+                let LoadedCheckpoint { mlp, metadata, .. } = flatcert::io::load_checkpoint_bytes(
+                    &model_bytes,
+                    &model_file.path,
+                    &ckpt_opts,
+                )?;
+                drop(model_bytes);
                 if require_targets && self.y.is_none() {
                     bail!("--y is required for this command (targets of the training data)");
                 }
@@ -159,7 +167,17 @@ impl InputArgs {
                     x_scale: self.x_scale,
                     expected_dim: Some(mlp.input_dim()),
                 };
-                let data = flatcert::io::load_dataset(x, self.y.as_deref(), &opts)?;
+                let (x_bytes, x_file) = read_input(x)?;
+                let y_read = self.y.as_deref().map(read_input).transpose()?;
+                let data = flatcert::io::load_dataset_bytes(
+                    &x_bytes,
+                    &x_file.path,
+                    y_read
+                        .as_ref()
+                        .map(|(b, f)| (b.as_slice(), f.path.as_str())),
+                    &opts,
+                )?;
+                drop(x_bytes);
                 if let Some(c) = data.outputs()
                     && c != mlp.output_dim()
                 {
@@ -175,9 +193,9 @@ impl InputArgs {
                 }
                 Ok(Loaded {
                     mlp,
-                    model_file: file_info(model)?,
-                    x_file: file_info(x)?,
-                    y_file: self.y.as_deref().map(file_info).transpose()?,
+                    model_file,
+                    x_file,
+                    y_file: y_read.map(|(_, f)| f),
                     data,
                     x_scale: self.x_scale.unwrap_or(1.0),
                     metadata,
