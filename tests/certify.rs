@@ -399,6 +399,8 @@ fn bound_reproduces_certify_on_its_measurements() {
             .args(["--lr", "0.22", "--batch", "2"]),
     );
     assert!(so.contains("T5  not computed"), "{so}");
+    // … and it still tries T5(g)'s test Σ = I at the new B (golden, p = 1/4: η·L = 0.497).
+    assert!(so.contains("the T5(g) test Σ = I gives only"), "{so}");
 }
 
 /// `bound --format markdown` is the report of `certify --format markdown` for the calculator:

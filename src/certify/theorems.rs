@@ -458,7 +458,7 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
     let wr = q.num("mean_square_with_replacement").map(|x| x != 0.0);
     let want_wr = ctx.batch.sampling == Sampling::WithReplacement;
     if b != Some(ctx.batch.batch as f64) || wr != Some(want_wr) {
-        return missing(format!(
+        let reason = format!(
             "the λ_max(𝒟̃) bracket in the measurements is for B = {} ({}), not for B = {} ({}); \
              η*(B) depends on B: run flatcert certify at this batch size",
             b.map_or("?".into(), |b| format!("{b}")),
@@ -473,7 +473,8 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
             } else {
                 "without replacement"
             }
-        ));
+        );
+        return trace_test_refutation(ctx, q, reason);
     }
     let (model, assumed) = residual_info(q);
     let diag = t5::T5Diagnostics {
