@@ -189,15 +189,21 @@ fn eta_tick(y: f64) -> String {
     }
     let mag = y.abs().log10().floor() as i32;
     if (-4..5).contains(&mag) {
-        let decimals = (3 - mag).max(0) as usize;
-        let s = format!("{y:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
+        four_significant(y, mag)
     } else {
         format!("{y:.2e}")
+    }
+}
+
+/// `x` (of decimal magnitude `mag` = ⌊log₁₀|x|⌋) with 4 significant digits in fixed notation,
+/// trailing zeros and a trailing point removed. Shared by the tick labels of every figure.
+pub(crate) fn four_significant(x: f64, mag: i32) -> String {
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
     }
 }
 

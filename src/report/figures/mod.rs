@@ -106,13 +106,7 @@ pub(crate) fn tick(x: f64) -> String {
     }
     let mag = x.abs().log10().floor() as i32;
     if (-3..5).contains(&mag) {
-        let decimals = (3 - mag).max(0) as usize;
-        let s = format!("{x:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
+        crate::plot::four_significant(x, mag)
     } else {
         let s = format!("{x:.1e}");
         s.replace(".0e", "e")
