@@ -3,3 +3,4 @@
 
 mod first_order;
 mod simulate;
+mod sufficient;

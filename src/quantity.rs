@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use flatcert_bounds::Confidence;
+
 /// What a reported number is (THEORY.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +36,10 @@ pub struct Quantity {
     /// Free-text caveat shown to users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set when the bound holds only with probability 1 − δ over a seeded random start (THEORY
+    /// §3 item 8): serialized as `"confidence": 1 − δ` and `"delta": δ`. Absent: deterministic.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 impl Quantity {
@@ -61,11 +67,18 @@ impl Quantity {
             tol,
             method: None,
             note: None,
+            confidence: None,
         }
     }
     /// Builder: attach the method name.
     pub fn with_method(mut self, method: impl Into<String>) -> Self {
         self.method = Some(method.into());
+        self
+    }
+    /// Builder: the bound holds except with probability δ over the random event `event` (one
+    /// seeded run, [`Confidence::event_id`]; THEORY §3 item 8).
+    pub fn with_delta(mut self, delta: f64, event: u64) -> Self {
+        self.confidence = Some(Confidence::from_delta(delta, Some(event)));
         self
     }
     /// Builder: attach a caveat.

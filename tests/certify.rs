@@ -187,8 +187,33 @@ fn golden_b2_eta_03_margin() {
     );
     let cert = read_json(&out);
     assert_eq!(check_status(&cert, "T5", "stability"), "certified");
+    // T5(i) decides first (THEORY T5, rev. 2): p = 1/4, a = 4.6332385972, L = 10, so
+    // η_suff = 2/(0.75a + 2.5) = 0.3347320 and the certified margin is η_suff/0.3 − 1.
+    let suff = 2.0 / (0.75 * 4.6332385972 + 0.25 * 10.0);
     let margin = conclusion_lower(&cert, "T5", "relative_margin");
-    assert!((margin - 0.2095798426).abs() < 1e-6, "margin {margin}");
+    assert!(
+        (margin - (suff / 0.3 - 1.0)).abs() < 1e-6,
+        "margin {margin}"
+    );
+    // At η = 0.35 > η_suff, (i) is inconclusive and the exact route (f) decides: η*(2) =
+    // 0.3·(1 + 0.2095798426) (THEORY §5), margin η*/0.35 − 1.
+    run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &["--lr", "0.35", "--batch", "2", "--k", "2", "--json"],
+        )
+        .arg(&out),
+    );
+    let cert = read_json(&out);
+    assert_eq!(check_status(&cert, "T5", "stability"), "certified");
+    let margin = conclusion_lower(&cert, "T5", "relative_margin");
+    let eta_star = 0.3 * (1.0 + 0.2095798426);
+    assert!(
+        (margin - (eta_star / 0.35 - 1.0)).abs() < 1e-6,
+        "margin {margin}"
+    );
 }
 
 #[test]
@@ -398,9 +423,11 @@ fn bound_reproduces_certify_on_its_measurements() {
             .arg(&cert_path)
             .args(["--lr", "0.22", "--batch", "2"]),
     );
-    assert!(so.contains("T5  not computed"), "{so}");
-    // … and it still tries T5(g)'s test Σ = I at the new B (golden, p = 1/4: η·L = 0.497).
-    assert!(so.contains("the T5(g) test Σ = I gives only"), "{so}");
+    // … T5 is decided by T5(i) (golden, p = 1/4: η_suff = 0.3347 > 0.22), and a note says
+    // why the exact route of the document was not used.
+    assert!(so.contains("T5  Second moment"), "{so}");
+    assert!(so.contains("T5(i), sufficient"), "{so}");
+    assert!(so.contains("is for B = 1"), "{so}");
 }
 
 /// `bound --format markdown` is the report of `certify --format markdown` for the calculator:
@@ -495,16 +522,15 @@ fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
             .unwrap_or_else(|| panic!("{t}.{name} missing: {}", v[t]))
     };
     assert_eq!(check("T4", "gd_condition")["status"], "violated");
-    let t5 = v["T5"]["not_computed"].as_str().expect("T5 not computed");
-    assert!(t5.contains("T4's violation already refutes"), "{t5}");
+    // T5 is now computed at the operator path: T5(g)'s Σ = vvᵀ test gives λ_max(𝒟̃) ≥
+    // λ_max(G)/2, and η·2.3166 = 1.158 > 1 refutes it (deterministic: no confidence).
+    let t5 = check("T5", "stability");
+    assert_eq!(t5["status"], "violated", "{t5}");
+    assert!(t5.get("confidence").is_none(), "{t5}");
     for t in ["T6", "T7"] {
         for k in ["k_stable_k2", "k_stable_k4"] {
             let h = check(t, k);
             assert_eq!(h["status"], "violated", "{t}.{k}: {h}");
-            assert!(
-                h["statement"].as_str().unwrap().contains("refuted by T4"),
-                "{h}"
-            );
         }
     }
     let t3 = check("T3", "mean_square_stable");
@@ -529,7 +555,11 @@ fn t4_violation_refutes_the_borrowed_stability_when_t5_is_not_computed() {
         .iter()
         .find(|h| h["name"] == "k_stable_k2")
         .expect("k_stable_k2");
-    assert_eq!(k2["status"], "assumed", "{k2}");
+    // Below: T5(i) certifies (p = 0: η·λ_max(G) = 0.46 ≤ 2) with the randomized upper bound of
+    // λ_max(G), so the borrowed k = 2 stability is certified *with confidence*, and k = 4 stays
+    // assumed.
+    assert_eq!(k2["status"], "certified", "{k2}");
+    assert_eq!(k2["delta"], 1e-9, "{k2}");
 }
 
 /// At the operator path T5 is refuted by THEORY T5(g)'s test Σ = I when
@@ -578,8 +608,15 @@ fn operator_path_refutes_t5_by_the_trace_test() {
         .iter()
         .find(|h| h["name"] == "stability")
         .expect("stability check");
-    assert_eq!(stability["status"], "violated", "{stability}");
-    assert!(t5["notes"].to_string().contains("T5(g) test Σ = I"), "{t5}");
+    assert_eq!(
+        stability["status"], "violated",
+        "{stability} {}",
+        t5["diagnostics"]
+    );
+    assert!(
+        t5["notes"].to_string().contains("from the T5(g) tests"),
+        "{t5}"
+    );
     let k2 = v["T6"]["hypotheses"]
         .as_array()
         .unwrap()
@@ -588,15 +625,19 @@ fn operator_path_refutes_t5_by_the_trace_test() {
         .expect("T6 k_stable")
         .clone();
     assert_eq!(k2["status"], "violated", "{k2}");
-    // 12/44 < 0.3 by 10%: the refutation is not a rounding accident.
+    // 12/44 < 0.3 by 10%: the refutation is not a rounding accident. At η = 0.2 = 2/L (p = 1)
+    // T5(i) sits exactly on its threshold (inconclusive once rounded up) and (g) gives only
+    // η* ≤ 12/44: inconclusive, with the (g) bound in a note.
     let v = run("0.2")["verdicts"].clone();
-    let reason = v["T5"]["not_computed"]
-        .as_str()
-        .expect("T5 not computed at η = 0.2");
-    assert!(
-        reason.contains("gives only η·λ_max(𝒟̃) ≥ 0.7333"),
-        "{reason}"
-    );
+    let t5 = &v["T5"];
+    let stability = t5["hypotheses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("T5 not computed: {t5}"))
+        .iter()
+        .find(|h| h["name"] == "stability")
+        .expect("stability check");
+    assert_eq!(stability["status"], "inconclusive", "{stability}");
+    assert!(t5["notes"].to_string().contains("η*(B) ≤ 0.27272"), "{t5}");
 }
 
 #[test]
@@ -624,12 +665,15 @@ fn bound_on_a_measure_document_names_missing_quantities() {
     );
     assert!(code == 0 || code == 1, "{se}");
     assert!(so.contains("T1  Multiplicative identity"), "{so}");
-    assert!(so.contains("missing mean_square_dtilde_lambda_max"), "{so}");
-    // measure emits certify's first-order extras: T3 and T7 are evaluated, and T5's reason carries
-    // the operator-path test Σ = I (golden: η·44/12 = 0.8067 at η = 0.22, B = 1).
+    // measure emits certify's first-order extras: T3 and T7 are evaluated; T5 is computed from
+    // λ_max(G) and max_i λ_i by T5(i) (p = 1: η·L = 2.2 > 2, inconclusive) and the T5(g) tests
+    // (golden: λ_max(𝒟̃) ≥ 44/12, so η* ≤ 0.2727 > 0.22: not refuted); the note names the (g)
+    // bound and why the exact route is absent.
     assert!(so.contains("T3  Flatness bounds input smoothness"), "{so}");
     assert!(so.contains("T7  Sobolev regularization"), "{so}");
-    assert!(so.contains("η·λ_max(𝒟̃) ≥ 0.8067"), "{so}");
+    assert!(so.contains("T5  Second moment"), "{so}");
+    assert!(so.contains("η*(B) ≤ 0.27272"), "{so}");
+    assert!(so.contains("no mean_square_dtilde_lambda_max"), "{so}");
     assert!(
         so.contains("T2  not computed: missing per-sample norms"),
         "{so}"

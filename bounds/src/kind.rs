@@ -77,6 +77,90 @@ pub struct Value {
     /// Rigorous upper side of an `interval`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "ext_f64_opt")]
     pub hi: Option<f64>,
+    /// Set when a rigorous side holds only with a stated probability over a seeded random start
+    /// (THEORY §3 item 8); `None`: the sides are deterministic.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
+}
+
+/// The probability with which a rigorous side holds (THEORY §3 item 8): a bound built on a
+/// Gaussian random start is valid except on an event of probability at most δ over that start.
+/// Combining values adds the δs of *different* random events (a union bound); values from the
+/// same event (the same seeded run, `event`) fail together, so their δ is not added again.
+///
+/// Serialized as keys next to the value's own: `"confidence": 1 − δ` (what a reader wants),
+/// `"delta": δ` (exact; 1 − δ is not representable for small δ, and `delta` is what is read
+/// back) and `"event"` when the bound comes from one identified random run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Confidence {
+    /// 1 − δ, for display.
+    pub confidence: f64,
+    /// δ, the failure probability.
+    pub delta: f64,
+    /// Identifier of the random event (one seeded run; [`Confidence::event_id`]); `None` once
+    /// several events were combined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<u64>,
+    /// Which rigorous sides of the value hold only with this confidence (the other side, if
+    /// any, is deterministic). Serialized as `"confidence_sides"`.
+    #[serde(default, rename = "confidence_sides")]
+    pub sides: Sides,
+}
+
+/// The rigorous sides a [`Confidence`] applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sides {
+    /// Only the lower side.
+    Lower,
+    /// Only the upper side.
+    Upper,
+    /// Both sides (the conservative default).
+    #[default]
+    Both,
+}
+
+impl Confidence {
+    /// The confidence 1 − δ of a failure probability δ ∈ (0, 1) of the random event `event`.
+    pub fn from_delta(delta: f64, event: Option<u64>) -> Confidence {
+        Confidence {
+            confidence: 1.0 - delta,
+            delta,
+            event,
+            sides: Sides::Both,
+        }
+    }
+
+    /// A stable identifier of a random event: what was run (`what`) and its seed (FNV-1a, so the
+    /// same run gets the same id on every machine).
+    pub fn event_id(what: &str, seed: u64) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in what.bytes().chain(seed.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    }
+
+    /// The failure probability of a statement that needs several bounds at once: the larger δ
+    /// for one event, the sum (union bound) for different events.
+    pub fn combine(a: Option<Confidence>, b: Option<Confidence>) -> Option<Confidence> {
+        match (a, b) {
+            (None, x) | (x, None) => x,
+            (Some(x), Some(y)) if x.event.is_some() && x.event == y.event => {
+                Some(Confidence::from_delta(x.delta.max(y.delta), x.event))
+            }
+            (Some(x), Some(y)) => Some(Confidence::from_delta(
+                add_up(x.delta, y.delta).min(1.0),
+                None,
+            )),
+        }
+    }
+
+    /// "confidence 1 − 1e-9": how reports show it.
+    pub fn label(&self) -> String {
+        format!("confidence 1 − {:e}", self.delta)
+    }
 }
 
 impl Value {
@@ -87,6 +171,7 @@ impl Value {
             tol,
             lo: None,
             hi: None,
+            confidence: None,
         }
     }
 
@@ -140,6 +225,43 @@ impl Value {
             tol: 0.0,
             lo: Some(lo),
             hi: Some(hi),
+            confidence: None,
+        }
+    }
+
+    /// The same value, valid except with probability δ over the random event `event` (THEORY §3
+    /// item 8; [`Confidence::event_id`]).
+    pub fn with_delta(mut self, delta: f64, event: Option<u64>) -> Self {
+        self.confidence =
+            Confidence::combine(self.confidence, Some(Confidence::from_delta(delta, event)));
+        self
+    }
+
+    /// The failure probability δ of the rigorous sides (0 when deterministic).
+    pub fn delta(&self) -> f64 {
+        self.confidence.map_or(0.0, |c| c.delta)
+    }
+
+    /// The confidence of the rigorous lower side (`None`: deterministic).
+    pub fn lower_confidence(&self) -> Option<Confidence> {
+        self.confidence.filter(|c| c.sides != Sides::Upper)
+    }
+
+    /// The confidence of the rigorous upper side (`None`: deterministic).
+    pub fn upper_confidence(&self) -> Option<Confidence> {
+        self.confidence.filter(|c| c.sides != Sides::Lower)
+    }
+
+    /// The one [`Confidence`] field from the confidences of the two sides.
+    fn side_confidence(lo: Option<Confidence>, hi: Option<Confidence>) -> Option<Confidence> {
+        let tag = |c: Confidence, sides| Some(Confidence { sides, ..c });
+        match (lo, hi) {
+            (None, None) => None,
+            (Some(l), None) => tag(l, Sides::Lower),
+            (None, Some(h)) => tag(h, Sides::Upper),
+            (Some(l), Some(h)) => {
+                Confidence::combine(Some(l), Some(h)).and_then(|c| tag(c, Sides::Both))
+            }
         }
     }
 
@@ -220,7 +342,10 @@ impl Value {
     /// bound, THEORY T2 failure modes).
     pub fn only_upper(&self) -> Value {
         if self.has_upper() {
-            Value::upper_bound(self.upper(), 0.0)
+            Value {
+                confidence: Value::side_confidence(None, self.upper_confidence()),
+                ..Value::upper_bound(self.upper(), 0.0)
+            }
         } else {
             Value::estimate(self.value, self.tol)
         }
@@ -229,16 +354,87 @@ impl Value {
     /// The same quantity used only as a lower bound (mirror of [`Value::only_upper`]).
     pub fn only_lower(&self) -> Value {
         if self.has_lower() {
-            Value::lower_bound(self.lower(), 0.0)
+            Value {
+                confidence: Value::side_confidence(self.lower_confidence(), None),
+                ..Value::lower_bound(self.lower(), 0.0)
+            }
         } else {
             Value::estimate(self.value, self.tol)
         }
     }
 
+    /// The tightest enclosure that two enclosures of the same quantity give: the larger rigorous
+    /// lower side and the smaller rigorous upper side (each keeps its confidence, THEORY §3 item
+    /// 8). Two estimates stay `self`. Used to combine routes to one quantity (T5: the exact
+    /// bracket of (f) with the necessary bounds of (g) and the sufficient bound of (i)).
+    ///
+    /// ```
+    /// use flatcert_bounds::{Kind, Value};
+    /// let v = Value::interval(1.0, 4.0).intersect(Value::lower_bound(2.0, 0.0));
+    /// assert_eq!((v.kind, v.lower(), v.upper()), (Kind::Interval, 2.0, 4.0));
+    /// ```
+    pub fn intersect(self, other: Value) -> Value {
+        type SideConfidence = fn(&Value) -> Option<Confidence>;
+        let side = |a: &Value,
+                    b: &Value,
+                    has: fn(&Value) -> bool,
+                    get: fn(&Value) -> f64,
+                    better: fn(f64, f64) -> bool,
+                    conf: SideConfidence| {
+            match (has(a), has(b)) {
+                (true, true) if better(get(b), get(a)) => Some((get(b), conf(b))),
+                (true, _) => Some((get(a), conf(a))),
+                (false, true) => Some((get(b), conf(b))),
+                (false, false) => None,
+            }
+        };
+        let lo = side(
+            &self,
+            &other,
+            Value::has_lower,
+            Value::lower,
+            |x, y| x > y,
+            Value::lower_confidence,
+        );
+        let hi = side(
+            &self,
+            &other,
+            Value::has_upper,
+            Value::upper,
+            |x, y| x < y,
+            Value::upper_confidence,
+        );
+        let conf = Value::side_confidence(lo.and_then(|l| l.1), hi.and_then(|h| h.1));
+        let v = match (lo, hi) {
+            (Some((lo, _)), Some((hi, _))) => {
+                let (lo, hi) = (lo.min(hi), hi.max(lo));
+                Value::interval_at(lo, hi, self.value.clamp(lo, hi))
+            }
+            (Some((lo, _)), None) => Value::lower_bound(lo, 0.0),
+            (None, Some((hi, _))) => Value::upper_bound(hi, 0.0),
+            (None, None) => return self,
+        };
+        Value {
+            confidence: conf,
+            ..v
+        }
+    }
+
     /// max(self, 0) with sides clamped at 0: "quantities that must be ≥ 0 but can round below 0
     /// are clamped at 0 after rounding up" (THEORY §3 Edge cases, ω_i in T8(c)).
+    ///
+    /// An `exact` value within its tol of 0 cannot stay exact (its sides are symmetric about the
+    /// value, so the lower side would stay below 0): it becomes the interval [0, upper].
     pub fn clamp_nonneg(self) -> Value {
-        Scalar::max(self, Value::exact(0.0, 0.0))
+        let v = Scalar::max(self, Value::exact(0.0, 0.0));
+        if v.has_lower() && v.lower() < 0.0 {
+            Value {
+                confidence: v.confidence,
+                ..Value::interval_at(0.0, v.upper().max(0.0), v.value.max(0.0))
+            }
+        } else {
+            v
+        }
     }
 }
 
@@ -294,6 +490,8 @@ struct Enc {
     exact: bool,
     est: bool,
     err: f64,
+    conf_lo: Option<Confidence>,
+    conf_hi: Option<Confidence>,
 }
 
 impl Enc {
@@ -308,6 +506,8 @@ impl Enc {
             exact: v.kind == Kind::Exact,
             est: v.is_estimate(),
             err: v.tol,
+            conf_lo: v.lower_confidence(),
+            conf_hi: v.upper_confidence(),
         }
     }
 
@@ -326,7 +526,10 @@ impl Enc {
             exact,
             est,
             err,
+            conf_lo,
+            conf_hi,
         } = self;
+        let conf = Value::side_confidence(conf_lo.filter(|_| lo_ok), conf_hi.filter(|_| hi_ok));
         let err = if err.is_nan() { 0.0 } else { err.abs() };
         // Never produce NaN (e.g. 0/0 or ∞ − ∞ on vacuous sides): an unknown result is +∞ above,
         // which is always a valid upper side, and has no lower side.
@@ -357,12 +560,19 @@ impl Enc {
             } else {
                 0.0
             };
-            return Value::exact(point, tol);
+            return Value {
+                confidence: conf,
+                ..Value::exact(point, tol)
+            };
         }
-        match (lo_ok, hi_ok) {
+        let v = match (lo_ok, hi_ok) {
             (true, true) => Value::interval_at(lo, hi, point.clamp(lo, hi)),
             (false, true) => Value::upper_bound(hi, positive_gap(hi, point)),
             _ => Value::lower_bound(lo, positive_gap(point, lo)),
+        };
+        Value {
+            confidence: conf,
+            ..v
         }
     }
 
@@ -376,6 +586,8 @@ impl Enc {
             exact: a.exact && b.exact,
             est: a.est || b.est,
             err: a.err + b.err,
+            conf_lo: Confidence::combine(a.conf_lo, b.conf_lo),
+            conf_hi: Confidence::combine(a.conf_hi, b.conf_hi),
         }
     }
 
@@ -389,6 +601,8 @@ impl Enc {
             exact: a.exact && b.exact,
             est: a.est || b.est,
             err: a.err + b.err,
+            conf_lo: Confidence::combine(a.conf_lo, b.conf_hi),
+            conf_hi: Confidence::combine(a.conf_hi, b.conf_lo),
         }
     }
 
@@ -407,10 +621,16 @@ impl Enc {
                 exact,
                 est,
                 err,
+                conf_lo: Confidence::combine(a.conf_lo, b.conf_lo),
+                conf_hi: Confidence::combine(a.conf_hi, b.conf_hi),
             };
         }
         // Signed operands: the general interval product needs all four sides.
         let ok = a.lo_ok && a.hi_ok && b.lo_ok && b.hi_ok;
+        let all_conf = Confidence::combine(
+            Confidence::combine(a.conf_lo, a.conf_hi),
+            Confidence::combine(b.conf_lo, b.conf_hi),
+        );
         let pairs = [(a.lo, b.lo), (a.lo, b.hi), (a.hi, b.lo), (a.hi, b.hi)];
         let lo = pairs
             .iter()
@@ -429,6 +649,8 @@ impl Enc {
             exact,
             est,
             err,
+            conf_lo: all_conf,
+            conf_hi: all_conf,
         }
     }
 
@@ -437,15 +659,31 @@ impl Enc {
         let point = a.point / b.point;
         let err = (a.err + (point * b.err).abs()) / b.point.abs();
         let blo = b.lo_nn();
-        let (lo, lo_ok) = if !a.lo_ok || a.lo >= 0.0 {
-            (div_down(a.lo_nn(), b.hi), a.lo_ok && b.hi_ok)
+        let (lo, lo_ok, conf_lo) = if !a.lo_ok || a.lo >= 0.0 {
+            (
+                div_down(a.lo_nn(), b.hi),
+                a.lo_ok && b.hi_ok,
+                Confidence::combine(a.conf_lo, b.conf_hi),
+            )
         } else {
-            (div_down(a.lo, blo), a.lo_ok && b.lo_ok)
+            (
+                div_down(a.lo, blo),
+                a.lo_ok && b.lo_ok,
+                Confidence::combine(a.conf_lo, b.conf_lo),
+            )
         };
-        let (hi, hi_ok) = if a.hi >= 0.0 {
-            (div_up(a.hi, blo), a.hi_ok && b.lo_ok)
+        let (hi, hi_ok, conf_hi) = if a.hi >= 0.0 {
+            (
+                div_up(a.hi, blo),
+                a.hi_ok && b.lo_ok,
+                Confidence::combine(a.conf_hi, b.conf_lo),
+            )
         } else {
-            (div_up(a.hi, b.hi), a.hi_ok && b.hi_ok)
+            (
+                div_up(a.hi, b.hi),
+                a.hi_ok && b.hi_ok,
+                Confidence::combine(a.conf_hi, b.conf_hi),
+            )
         };
         let denominator_ok = !b.lo_ok || b.lo >= 0.0;
         Enc {
@@ -457,6 +695,8 @@ impl Enc {
             exact: a.exact && b.exact,
             est: a.est || b.est,
             err,
+            conf_lo,
+            conf_hi,
         }
     }
 
@@ -524,6 +764,8 @@ impl Scalar for Value {
                 hi: pow_up(a.lo_nn(), e),
                 lo_ok: a.hi_ok,
                 hi_ok: a.lo_ok,
+                conf_lo: a.conf_hi,
+                conf_hi: a.conf_lo,
                 ..a
             }
         };
@@ -537,31 +779,40 @@ impl Scalar for Value {
 
     fn min(self, other: Self) -> Self {
         let (a, b) = (Enc::of(&self), Enc::of(&other));
+        let (point, lo, hi) = (a.point.min(b.point), a.lo.min(b.lo), a.hi.min(b.hi));
         Enc {
-            point: a.point.min(b.point),
-            lo: a.lo.min(b.lo),
-            hi: a.hi.min(b.hi),
+            point,
+            lo,
+            hi,
             lo_ok: a.lo_ok && b.lo_ok,
             // min(x, y) ≤ any known upper side.
             hi_ok: a.hi_ok || b.hi_ok,
-            exact: a.exact && b.exact,
+            // Exact (symmetric about the point) only if that loses neither side.
+            exact: a.exact && b.exact && point - lo <= hi - point,
             est: a.est || b.est,
             err: a.err.max(b.err),
+            conf_lo: Confidence::combine(a.conf_lo, b.conf_lo),
+            conf_hi: Confidence::combine(a.conf_hi, b.conf_hi),
         }
         .into_value()
     }
 
     fn max(self, other: Self) -> Self {
         let (a, b) = (Enc::of(&self), Enc::of(&other));
+        let (point, lo, hi) = (a.point.max(b.point), a.lo.max(b.lo), a.hi.max(b.hi));
         Enc {
-            point: a.point.max(b.point),
-            lo: a.lo.max(b.lo),
-            hi: a.hi.max(b.hi),
+            point,
+            lo,
+            hi,
             lo_ok: a.lo_ok || b.lo_ok,
             hi_ok: a.hi_ok && b.hi_ok,
-            exact: a.exact && b.exact,
+            // An exact value is symmetric about its point: it stays exact only if that loses
+            // neither side (else an interval, e.g. max(0 ± t, 0) = [0, t]).
+            exact: a.exact && b.exact && hi - point <= point - lo,
             est: a.est || b.est,
             err: a.err.max(b.err),
+            conf_lo: Confidence::combine(a.conf_lo, b.conf_lo),
+            conf_hi: Confidence::combine(a.conf_hi, b.conf_hi),
         }
         .into_value()
     }

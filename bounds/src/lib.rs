@@ -39,6 +39,7 @@
 //!     batch: BatchModel::new(3, 2, Sampling::WithoutReplacement)?,
 //!     outputs: 1,
 //!     lambda_max_d: Value::interval(2.7557778462, 2.7557778462),
+//!     sufficient: None,
 //!     diagnostics: Default::default(),
 //!     model: Default::default(),
 //! };
@@ -53,6 +54,7 @@
 
 pub mod error;
 pub mod kind;
+pub mod randomized;
 pub mod round;
 pub mod sampling;
 mod serde_ext;
@@ -69,6 +71,6 @@ pub mod t9;
 pub mod verdict;
 
 pub use error::{BoundsError, Result};
-pub use kind::{Kind, Scalar, Value};
+pub use kind::{Confidence, Kind, Scalar, Sides, Value};
 pub use sampling::{BatchModel, LrConvention, Sampling};
 pub use verdict::{Check, Conclusion, Relation, Status, Verdict};

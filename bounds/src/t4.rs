@@ -145,6 +145,36 @@ mod tests {
         assert_eq!(check(&i).unwrap().status(), Status::Violated);
     }
 
+    /// THEORY §3 item 8 at scale: a deterministic Lanczos lower bound and a randomized upper
+    /// bound. Certifying reads the upper side (confidence 1 − δ); refuting reads only the
+    /// deterministic lower side, so a violation carries no confidence.
+    #[test]
+    fn randomized_upper_side_certifies_with_confidence_only() {
+        let upper = Value::upper_bound(10.1, 0.0).with_delta(1e-9, Some(3));
+        let lambda_max = Value::lower_bound(10.0, 0.0).intersect(upper);
+        let at = |eta| {
+            check(&T4Input {
+                eta,
+                lambda_max,
+                lambda_min: None,
+                model: ModelInfo::default(),
+            })
+            .unwrap()
+        };
+        let v = at(0.1); // 2/η = 20 ≥ 10.1
+        let c = v.check("gd_condition").unwrap();
+        assert_eq!(c.status, Status::Certified);
+        assert_eq!(c.confidence.map(|c| c.delta), Some(1e-9));
+        let v = at(0.25); // 2/η = 8 < 10 (deterministic side)
+        let c = v.check("gd_condition").unwrap();
+        assert_eq!(c.status, Status::Violated);
+        assert_eq!(c.confidence, None);
+        assert_eq!(v.confidence(), None);
+        // η_GD* = 2/λ_max: its lower side 2/upper carries the confidence, its upper side not.
+        let e = v.conclusion("eta_gd").unwrap().value;
+        assert!(e.lower_confidence().is_some() && e.upper_confidence().is_none());
+    }
+
     #[test]
     fn indefinite_and_one_sided() {
         let i = T4Input {

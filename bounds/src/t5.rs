@@ -16,7 +16,7 @@ use crate::error::{Result, learning_rate, nonneg};
 use crate::kind::{Scalar, Value};
 use crate::sampling::BatchModel;
 use crate::t4::ModelInfo;
-use crate::verdict::{Check, Verdict};
+use crate::verdict::{Check, Status, Verdict};
 
 /// The caveat that must accompany λ_max(𝒬_r) (THEORY T5(e)).
 pub const Q_R_CAVEAT: &str = "1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r); it depends on τ";
@@ -59,6 +59,98 @@ pub struct T5Diagnostics {
     pub discarded_mass: Option<f64>,
 }
 
+/// The numbers of T5(i), the matrix-free sufficient condition (any scale; H_i ⪰ 0, so about the
+/// Gauss–Newton model with a residual).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SufficientEvidence {
+    /// a = λ_max(H): its upper side is used (deterministic on the Gram path; with a confidence
+    /// 1 − δ from THEORY §3 item 8 at scale).
+    pub sharpness: Value,
+    /// L = max_i λ_max(H_i) = max_i λ_max(J_iJ_iᵀ): its upper side is used.
+    pub per_sample_max: Value,
+}
+
+/// η_suff(B) = 2/[(1−p)·a + p·L] (THEORY T5(i)): mean-square stable for every η ≤ η_suff, so
+/// η*(B) ≥ η_suff(B). With [`Value`]s, evaluate it on the *upper* sides of a and L
+/// ([`Value::only_upper`]) to get a rigorous lower bound of η*(B).
+///
+/// ```
+/// use flatcert_bounds::t5::eta_suff;
+/// // THEORY T5(i) example: λ_max(G) = 5.8704, L = 51.310, p = 240/(16·255).
+/// let p = 240.0 / (16.0 * 255.0);
+/// assert!((eta_suff(p, 5.8704, 51.310) - 0.2341).abs() < 1e-4);
+/// ```
+pub fn eta_suff<N: Scalar>(p: N, sharpness: N, per_sample_max: N) -> N {
+    // 1 − p ≥ 0 clamped: p carries a rounding tol, and a signed factor would need both sides of
+    // the bounds it multiplies (only their upper sides are known here).
+    let q = Scalar::max(N::constant(1.0) - p, N::constant(0.0));
+    N::constant(2.0) / (q * sharpness + p * per_sample_max)
+}
+
+/// η·[(1−p)·upper(a) + p·upper(L)] ≤ 2, T5(i)'s sufficient test, as a [`Check`]: certified ⇒
+/// mean-square stable. Only its certified status means anything: a failed sufficient test proves
+/// nothing, so callers never use it to refute.
+pub fn sufficient_check(eta: Value, p: Value, ev: &SufficientEvidence) -> Check {
+    let a = ev.sharpness.clamp_nonneg().only_upper();
+    let l = ev.per_sample_max.clamp_nonneg().only_upper();
+    let q = (Value::constant(1.0) - p).clamp_nonneg();
+    let lhs = eta * (q * a + p * l);
+    Check::le(
+        "stability",
+        "η·[(1−p)·λ_max(H) + p·max_i λ_max(H_i)] ≤ 2 (T5(i), sufficient: certified ⇒ mean-square \
+         stable)",
+        lhs,
+        Value::constant(2.0),
+    )
+}
+
+/// Whether a bracket [a_lower, a_upper] of a = λ_max(H) already decides every verdict it can at
+/// (η, p, L = `l_upper`): T5(i) certified (η[(1−p)·a_upper + p·L] ≤ 2, which implies T4's
+/// η·a ≤ 2 since L ≥ a), T4 refuted (η·a_lower > 2, which refutes T5 too), or T4 certified while
+/// T5(i) can no longer certify. The stopping rule of the randomized bound of THEORY §3 item 8
+/// (more products cannot change a decided verdict); the verdicts themselves come from [`check`]
+/// and [`crate::t4::check`] on the final numbers. Plain floats: a stopping rule, not a verdict.
+pub fn sharpness_decides(eta: f64, p: f64, l_upper: f64, a_lower: f64, a_upper: f64) -> bool {
+    let need = |a: f64| eta * ((1.0 - p) * a + p * l_upper);
+    let t5_certified = need(a_upper) <= 2.0;
+    let t4_refuted = eta * a_lower > 2.0;
+    let t4_certified = eta * a_upper <= 2.0;
+    let t5_hopeless = need(a_lower) > 2.0;
+    t5_certified || t4_refuted || (t4_certified && t5_hopeless)
+}
+
+/// The rigorous lower bound of λ_max(𝒟̃) that THEORY T5(g)'s necessary tests give from
+/// matrix-free numbers (kind lower; 0 when nothing is known):
+/// - Σ = vvᵀ at the top eigenvector of H: η*_2 ≤ η_GD* = 2/a, so λ_max(𝒟̃) ≥ lower(a)/2;
+/// - Σ = I on range H: λ_max(𝒟̃) ≥ [(1−p)·lower(a)² + p·lower((1/n)Σ‖H_i‖_F²)]/(2·upper(tr H))
+///   (‖H‖_F ≥ λ_max(H)).
+pub fn necessary_lower(
+    p: Value,
+    sharpness: Option<Value>,
+    mean_hi_fro2: Option<Value>,
+    trace_h: Option<Value>,
+) -> Value {
+    let lower_of = |v: Option<Value>| {
+        v.filter(|v| v.has_lower() && v.lower().is_finite())
+            .map(|v| v.only_lower().clamp_nonneg())
+    };
+    let a = lower_of(sharpness);
+    let mut best = Value::lower_bound(0.0, 0.0);
+    if let Some(a) = a {
+        best = Scalar::max(best, a / Value::constant(2.0));
+    }
+    let tr = trace_h.filter(|t| t.has_upper() && t.upper() > 0.0 && t.upper().is_finite());
+    if let (Some(a), Some(fro), Some(tr)) = (a, lower_of(mean_hi_fro2), tr) {
+        let one = Value::constant(1.0);
+        let num = (one - p).clamp_nonneg() * a * a + p * fro;
+        let sigma_i = num / (Value::constant(2.0) * tr.only_upper());
+        if sigma_i.has_lower() {
+            best = Scalar::max(best, sigma_i.only_lower());
+        }
+    }
+    best
+}
+
 /// T5 input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct T5Input {
@@ -69,7 +161,13 @@ pub struct T5Input {
     /// Number of outputs C.
     pub outputs: usize,
     /// λ_max(𝒟̃) with every allowance included (T5f truncation, rounding): ideally an interval.
+    /// Where the exact route of (f) was not run, a trivial `lower` 0: [`check`] adds the lower
+    /// bounds of T5(g) itself ([`necessary_lower`]).
     pub lambda_max_d: Value,
+    /// T5(i)'s evidence, when known: decides first (THEORY T5, "the tool decides stability by the
+    /// matrix-free sufficient condition (i) first").
+    #[serde(default)]
+    pub sufficient: Option<SufficientEvidence>,
     /// Diagnostics.
     #[serde(default)]
     pub diagnostics: T5Diagnostics,
@@ -117,6 +215,7 @@ pub fn nonuniformity_bound<N: Scalar>(eta: N, p: N) -> N {
 ///     batch: BatchModel::new(3, 1, Sampling::WithoutReplacement).unwrap(),
 ///     outputs: 1,
 ///     lambda_max_d: Value::interval(2.3077922965, 4.5257492320),
+///     sufficient: None,
 ///     diagnostics: Default::default(),
 ///     model: Default::default(),
 /// };
@@ -129,31 +228,87 @@ pub fn check(input: &T5Input) -> Result<Verdict> {
     input.lambda_max_d.validate_nonneg("λ_max(𝒟̃)")?;
     let eta = Value::constant(eta_f);
     let p = input.batch.p_value();
-    let d = input.lambda_max_d.clamp_nonneg();
+    let dg = &input.diagnostics;
+    // (f) bracket ∩ the necessary lower bounds of (g).
+    let g = necessary_lower(p, dg.sharpness, dg.mean_hi_fro2, dg.trace_h);
+    let d = if g.lower() > 0.0 {
+        input.lambda_max_d.clamp_nonneg().intersect(g)
+    } else {
+        input.lambda_max_d.clamp_nonneg()
+    };
+    let g_decides_lower = g.lower() > 0.0 && g.lower() >= input.lambda_max_d.lower();
     let mut v = Verdict::new(
         "T5",
         "Second moment: critical learning rate and certificate",
     );
-    v.hyp(Check::le(
+    let route = Check::le(
         "stability",
-        "η·λ_max(𝒟̃) ≤ 1 (mean-square stable; violated ⇒ certified unstable) (T5f)",
+        "η·λ_max(𝒟̃) ≤ 1 (mean-square stable; violated ⇒ certified unstable) (T5f, g)",
         eta * d,
         Value::constant(1.0),
-    ));
-    let es = eta_star(d);
+    );
+    let sufficient = match &input.sufficient {
+        Some(ev) => {
+            ev.sharpness.validate_nonneg("λ_max(H)")?;
+            ev.per_sample_max.validate_nonneg("max_i λ_max(H_i)")?;
+            Some((sufficient_check(eta, p, ev), *ev))
+        }
+        None => None,
+    };
+    // η*(B): the (f)/(g) bracket, its lower side raised by η_suff of (i).
+    let mut es = eta_star(d);
+    let decided_by_i = match &sufficient {
+        Some((c, _)) if c.status == Status::Certified && route.status != Status::Violated => {
+            v.hyp(c.clone());
+            v.diag(Check {
+                name: "eta_star_route".into(),
+                statement: format!("{} — not needed: (i) decided", route.statement),
+                ..route.clone()
+            });
+            true
+        }
+        Some((c, _)) => {
+            v.hyp(route.clone());
+            v.diag(Check {
+                name: "sufficient_condition".into(),
+                statement: format!(
+                    "{} — sufficient only: its failure proves nothing",
+                    c.statement
+                ),
+                ..c.clone()
+            });
+            false
+        }
+        None => {
+            v.hyp(route.clone());
+            false
+        }
+    };
+    if let Some((_, ev)) = &sufficient {
+        let a = ev.sharpness.clamp_nonneg().only_upper();
+        let l = ev.per_sample_max.clamp_nonneg().only_upper();
+        let suff = eta_suff(p, a, l);
+        v.conclude(
+            "eta_suff",
+            "η_suff(B) = 2/[(1−p)·upper(λ_max(H)) + p·upper(max_i λ_max(H_i))] ≤ η*(B) (T5(i))",
+            suff,
+        );
+        es = es.intersect(suff.only_lower());
+    }
     v.conclusions.push(
         crate::verdict::Conclusion::new(
             "eta_star",
-            "η*(B) = 1/λ_max(𝒟̃), bracket [1/upper, 1/lower] (+∞ when r = 0)",
+            "η*(B): bracket [max(1/upper(λ_max(𝒟̃)), η_suff), 1/lower(λ_max(𝒟̃))] (T5f, g, i; +∞ \
+             when r = 0)",
             es,
         )
         .with_vacuous(false),
     );
-    let rm = relative_margin(eta, d);
+    let rm = es / eta - Value::constant(1.0);
     v.conclusions.push(
         crate::verdict::Conclusion::new(
             "relative_margin",
-            "η*/η − 1; its lower side 1/(η·upper) − 1 is the certified margin",
+            "η*/η − 1; its lower side is the certified margin",
             rm,
         )
         .with_vacuous(false),
@@ -164,11 +319,27 @@ pub fn check(input: &T5Input) -> Result<Verdict> {
     if d.value == 0.0 && d.upper() == 0.0 {
         v.note("r = 0 (G = 0): η* = +∞, stable for every η.");
     }
+    if g_decides_lower {
+        v.note(format!(
+            "λ_max(𝒟̃) ≥ {:.6} from the T5(g) tests (Σ = vvᵀ: λ_max(H)/2; Σ = I on range H: \
+             [(1−p)λ_max(H)² + p(1/n)Σ‖H_i‖_F²]/(2 tr H)), with the lower bounds of λ_max(H) and \
+             (1/n)Σ‖H_i‖_F² and the upper bound of tr H: η*(B) ≤ {:.6}.",
+            g.lower(),
+            1.0 / g.lower()
+        ));
+    }
     diagnostics(&mut v, input, eta, p)?;
     input.model.report(&mut v)?;
-    v.note(
-        "Stability is decided by the η* route (T5f, h); λ_max(𝒬_r) and Wu–Ma–E are diagnostics.",
-    );
+    v.note(if decided_by_i {
+        "Stability is decided by the matrix-free sufficient condition T5(i) (H_i ⪰ 0 ⇒ \
+         (1/n)ΣH_i² ⪯ L·H); the η* route (f) was not needed."
+    } else if input.lambda_max_d.has_upper() {
+        "Stability is decided by the η* route (T5f, h); T5(i) and the (g) tests bound η* from \
+         each side; λ_max(𝒬_r) and Wu–Ma–E are diagnostics."
+    } else {
+        "Without the exact bracket of (f), stability is certified only by T5(i) and refuted only \
+         by the necessary tests of (g) (THEORY T5, failure mode (iv))."
+    });
     v.note(
         "Model (S): a fresh i.i.d. uniform batch at every step. Per-epoch reshuffling is not \
          covered by the theory.",
@@ -316,6 +487,7 @@ mod tests {
             batch: BatchModel::new(3, b, s).unwrap(),
             outputs: 1,
             lambda_max_d: d,
+            sufficient: None,
             diagnostics: T5Diagnostics::default(),
             model: ModelInfo::default(),
         }
@@ -346,6 +518,90 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(v.status(), Status::Inconclusive);
+    }
+
+    /// THEORY T5(i) example: λ_max(G) = 5.8704, L = 51.310, n = 256, B = 16 ⇒ η_suff = 0.2341.
+    fn at_scale(eta: f64, a: Value) -> Verdict {
+        let mut i = input(
+            1,
+            Sampling::WithoutReplacement,
+            eta,
+            Value::lower_bound(0.0, 0.0),
+        );
+        i.batch = BatchModel::new(256, 16, Sampling::WithoutReplacement).unwrap();
+        i.sufficient = Some(SufficientEvidence {
+            sharpness: a,
+            per_sample_max: Value::exact(51.310, 0.0),
+        });
+        i.diagnostics.sharpness = Some(a);
+        check(&i).unwrap()
+    }
+
+    #[test]
+    fn sufficient_condition_decides_at_scale() {
+        let a = Value::interval(5.8704, 5.8704).with_delta(1e-9, Some(7));
+        let v = at_scale(0.2, a);
+        assert_eq!(v.status(), Status::Certified);
+        let c = v.check("stability").unwrap();
+        assert!(c.statement.contains("T5(i)"));
+        // The verdict rests on a randomized upper bound: it carries δ, never plain "certified".
+        assert_eq!(c.confidence.map(|c| c.delta), Some(1e-9));
+        assert_eq!(v.confidence().map(|c| c.delta), Some(1e-9));
+        assert!(
+            c.status_label()
+                .starts_with("certified (confidence 1 − 1e-9")
+        );
+        let es = v.conclusion("eta_suff").unwrap().value;
+        // 2/(0.94118·5.8704 + 0.058824·51.310) = 0.234101 (THEORY T5(i)).
+        assert!((es.lower() - 0.234101).abs() < 1e-6, "{es:?}");
+        // η* ≥ η_suff, and ≤ 2/λ_max(H) = 0.340692 from the (g) test Σ = vvᵀ.
+        let bracket = v.conclusion("eta_star").unwrap().value;
+        assert!((bracket.lower() - es.lower()).abs() < 1e-12);
+        assert!((bracket.upper() - 2.0 / 5.8704).abs() < 1e-9);
+        // Between η_suff and 2/a nothing is decided: (i) is only sufficient.
+        assert_eq!(at_scale(0.3, a).status(), Status::Inconclusive);
+        let d = at_scale(0.3, a);
+        assert_eq!(
+            d.diagnostics
+                .iter()
+                .find(|c| c.name == "sufficient_condition")
+                .map(|c| c.status),
+            Some(Status::Inconclusive) // upper sides only: a failed (i) is never "violated"
+        );
+        // Beyond 2/lower(a), (g) refutes: η·λ_max(H) > 2 ⇒ η·λ_max(𝒟̃) > 1.
+        assert_eq!(at_scale(0.35, a).status(), Status::Violated);
+    }
+
+    /// p carries a rounding tol, so 1 − p can have a negative lower side (p = 1 at B = 1, n = 3):
+    /// the sufficient test and the Σ = I bound must still be rigorous (a regression: both became
+    /// estimates through the signed product).
+    #[test]
+    fn p_near_one_keeps_the_rigorous_sides() {
+        let p = BatchModel::new(3, 1, Sampling::WithoutReplacement)
+            .unwrap()
+            .p_value();
+        let ev = SufficientEvidence {
+            sharpness: Value::upper_bound(4.64, 0.0),
+            per_sample_max: Value::exact(10.0, 1e-15),
+        };
+        let c = sufficient_check(Value::exact(0.1, 0.0), p, &ev);
+        assert_eq!(c.status, Status::Certified, "{c:?}");
+        let g = necessary_lower(
+            p,
+            Some(Value::lower_bound(4.63, 0.0)),
+            Some(Value::exact(44.0, 1e-13)),
+            Some(Value::exact(6.0, 1e-14)),
+        );
+        let s = eta_suff(p, ev.sharpness, ev.per_sample_max.only_upper());
+        assert!(s.has_lower() && (s.lower() - 0.2).abs() < 1e-14, "{s:?}");
+        // Σ = I: 44/12 = 3.667 > λ_max/2 = 2.315.
+        assert!(g.lower() > 3.66 && g.lower() < 44.0 / 12.0, "{g:?}");
+    }
+
+    #[test]
+    fn eta_suff_is_exact_at_full_batch() {
+        // p = 0 (B = n): η_suff = 2/a = η_GD* (THEORY T5(i)).
+        assert_eq!(eta_suff(0.0, 4.0, 100.0), 0.5);
     }
 
     #[test]

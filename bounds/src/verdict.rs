@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kind::Value;
+use crate::kind::{Confidence, Value};
 use crate::serde_ext::ext_f64_opt;
 
 /// Outcome of one check (THEORY §3 "Verdicts").
@@ -36,6 +36,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// Lower-case name, as serialized: `"certified"`, `"violated"`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Certified => "certified",
+            Status::Violated => "violated",
+            Status::Inconclusive => "inconclusive",
+            Status::Estimated => "estimated",
+            Status::Assumed => "assumed",
+        }
+    }
+
     /// Severity used to aggregate hypotheses: violated > inconclusive > estimated > certified >
     /// assumed.
     fn severity(self) -> u8 {
@@ -93,6 +104,11 @@ pub struct Check {
     /// For assumed statements: the size of the neglected error, when known.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "ext_f64_opt")]
     pub size: Option<f64>,
+    /// Set when the decided status (certified or violated) rests on a side that holds only with
+    /// probability 1 − δ over a random start (THEORY §3 item 8): "certified (confidence 1 − δ)",
+    /// never plain "certified". Serialized as `"confidence": 1 − δ` and `"delta": δ`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// Status, margin and relative margin of a comparison.
@@ -131,7 +147,36 @@ fn evaluate(rel: Relation, a: &Value, b: &Value) -> (Status, Option<f64>, Option
     (status, finite_or_none(m), relative(m, b_hi))
 }
 
+/// The confidence of a decided comparison: the union bound of its two sides' failure
+/// probabilities (THEORY §3 item 8); `None` for undecided statuses and deterministic sides.
+fn decided_confidence(rel: Relation, status: Status, a: &Value, b: &Value) -> Option<Confidence> {
+    // The sides each decision reads (see `evaluate`): only their confidences matter.
+    let (lo, hi) = (Value::lower_confidence, Value::upper_confidence);
+    type SideConfidence = fn(&Value) -> Option<Confidence>;
+    let (fa, fb): (SideConfidence, SideConfidence) = match (rel, status) {
+        (Relation::Le | Relation::Lt, Status::Certified) => (hi, lo),
+        (Relation::LeBound, Status::Certified) => (hi, hi),
+        (Relation::BoundLe, Status::Certified) => (lo, lo),
+        (_, Status::Violated) => (lo, hi),
+        _ => return None,
+    };
+    Confidence::combine(fa(a), fb(b)).map(|c| Confidence {
+        sides: crate::kind::Sides::Both,
+        ..c
+    })
+}
+
 impl Check {
+    /// The status in words, with its confidence when it has one: `"certified"`,
+    /// `"certified (confidence 1 − 1e-9)"`.
+    pub fn status_label(&self) -> String {
+        let s = self.status.name();
+        match self.confidence {
+            Some(c) => format!("{s} ({})", c.label()),
+            None => s.to_string(),
+        }
+    }
+
     fn compare(
         rel: Relation,
         name: impl Into<String>,
@@ -140,6 +185,7 @@ impl Check {
         rhs: Value,
     ) -> Check {
         let (status, margin, relative_margin) = evaluate(rel, &lhs, &rhs);
+        let confidence = decided_confidence(rel, status, &lhs, &rhs);
         Check {
             name: name.into(),
             statement: statement.into(),
@@ -150,6 +196,7 @@ impl Check {
             margin,
             relative_margin,
             size: None,
+            confidence,
         }
     }
 
@@ -233,6 +280,7 @@ impl Check {
             margin: None,
             relative_margin: None,
             size,
+            confidence: None,
         }
     }
 
@@ -250,6 +298,15 @@ impl Check {
         match (self.relation, &self.lhs, &self.rhs) {
             (Some(rel), Some(a), Some(b)) => evaluate(rel, a, b).0,
             _ => self.status,
+        }
+    }
+
+    /// Recompute the confidence from `relation`, `lhs` and `rhs` (THEORY §3 item 8; what
+    /// `flatcert verify` does); assumed and given checks return their stored confidence.
+    pub fn recompute_confidence(&self) -> Option<Confidence> {
+        match (self.relation, &self.lhs, &self.rhs) {
+            (Some(rel), Some(a), Some(b)) => decided_confidence(rel, evaluate(rel, a, b).0, a, b),
+            _ => self.confidence,
         }
     }
 
@@ -319,6 +376,17 @@ impl Verdict {
             conclusions: Vec::new(),
             notes: Vec::new(),
         }
+    }
+
+    /// The confidence of the verdict's status when it rests on bounds that hold only with a
+    /// stated probability (THEORY §3 item 8): the union bound over the hypotheses whose status
+    /// equals the verdict's. `None` when the verdict is deterministic.
+    pub fn confidence(&self) -> Option<Confidence> {
+        let status = self.status();
+        self.hypotheses
+            .iter()
+            .filter(|c| c.status == status)
+            .fold(None, |acc, c| Confidence::combine(acc, c.confidence))
     }
 
     /// True when every checked (non-assumed) hypothesis is certified.

@@ -86,6 +86,7 @@ fn t5_input(b: usize, s: Sampling, eta: f64, d: Value) -> T5Input {
         batch: model(b, s),
         outputs: 1,
         lambda_max_d: d,
+        sufficient: None,
         diagnostics: T5Diagnostics::default(),
         model: Default::default(),
     }

@@ -14,7 +14,7 @@ use flatcert_bounds::t6::{DirectionalResult, directional_test};
 use flatcert_bounds::{BatchModel, Sampling};
 
 use super::plan::Plan;
-use super::theorems::Robust;
+use super::theorems::{Robust, to_value};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
@@ -23,7 +23,8 @@ use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram, gram_me
 use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
 use crate::measure::kmoment::{directional_values, per_sample_top};
 use crate::measure::lanczos::{
-    LanczosOptions, Target, gauss_newton_lambda_max, hessian_extreme, hessian_trace,
+    LanczosOptions, Target, UpperBoundOptions, gauss_newton_lambda_max_randomized, hessian_extreme,
+    hessian_trace,
 };
 use crate::measure::lipschitz::{BallNorm, output_enclosure};
 use crate::measure::per_sample::{PerSampleOptions, PerSampleStats, per_sample_stats};
@@ -158,7 +159,7 @@ pub fn collect(
             memory_limit_bytes: plan.memory_limit_bytes,
         };
         let spec = gauss_newton_gram(mlp, data, &gopts)?;
-        gram_quantities(&mut q, &spec, eta, plan, batch)?;
+        gram_quantities(&mut q, &mut notes, &spec, eta, plan, batch)?;
         for &k in &plan.ks {
             let d = directional_tests(&spec, eta, batch, k)?;
             if let Some((i, worst)) = d
@@ -187,20 +188,51 @@ pub fn collect(
         }
         CurvaturePath::Gram
     } else {
-        let lopts = LanczosOptions {
+        let uopts = UpperBoundOptions {
+            delta: plan.delta,
+            max_products: plan.max_products,
             seed: plan.seed,
-            ..LanczosOptions::default()
+            ..UpperBoundOptions::default()
         };
-        let est = gauss_newton_lambda_max(&op, &lopts)?;
-        est.insert_into(&mut q, "gauss_newton_lambda_max", "lower");
+        let p = batch.p();
+        let l_upper = q
+            .get("per_sample_lambda_max")
+            .map_or(f64::INFINITY, |l| to_value(l).upper());
+        let spec = gauss_newton_lambda_max_randomized(&op, &uopts, |lo, up| {
+            flatcert_bounds::t5::sharpness_decides(eta, p, l_upper, lo, up)
+        })?;
+        spec.insert_into(&mut q);
+        q.insert(
+            "gauss_newton_lanczos_products".into(),
+            Quantity::exact(spec.spectral.lanczos.products as f64, 0.0).with_note(format!(
+                "operator products of the randomized λ_max(G) bound (budget --max-products {}, \
+                 seed {}, δ = {:e})",
+                plan.max_products, plan.seed, plan.delta
+            )),
+        );
+        let b = &spec.bound;
+        if !spec.decided {
+            notes.push(format!(
+                "λ_max(G) at scale: {} operator products (budget {}) left the bracket [{:.6e}, \
+                 {:.6e}] (upper side with confidence 1 − {:e}); it did not decide every verdict \
+                 at η — the gap is still open: raise --max-products, or lower --delta",
+                spec.spectral.lanczos.products,
+                plan.max_products,
+                spec.spectral.bound.value,
+                b.upper,
+                plan.delta
+            ));
+        }
         let reason = format!(
-            "needs the exact Gram path (nC = {nc} > --gram-limit {}); the operator path gives only \
-             a Lanczos lower bound of λ_max(G)",
+            "the exact route (f) needs the Gram path (nC = {nc} > --gram-limit {})",
             plan.gram_limit
         );
         notes.push(format!(
-            "Operator path: T5 is not computed ({reason}); the T6 per-sample bound is still exact \
-             from the λ_i; the T6(d) directional test is not computed."
+            "Operator path: λ_max(G) has a rigorous Lanczos lower bound and an upper bound with \
+             confidence 1 − {:e} (THEORY §3 item 8, {} products, seed {}); T4 and T5 are decided \
+             by T5(i) and the (g) tests ({reason}); the T6 per-sample bound is still exact from \
+             the λ_i; the T6(d) directional test is not computed.",
+            plan.delta, spec.spectral.lanczos.products, plan.seed
         ));
         CurvaturePath::Operator(reason)
     };
@@ -388,6 +420,7 @@ fn smooth_hessian(q: &mut QuantityMap, op: &CurvatureOperator<'_>, seed: u64) ->
         max_iter: 100,
         seed,
         rounding_depth: 0,
+        ..LanczosOptions::default()
     };
     let est = hessian_extreme(op, Target::Smallest, &lopts)?;
     est.insert_into(q, "hessian_lambda_min", "upper");
@@ -399,6 +432,7 @@ fn smooth_hessian(q: &mut QuantityMap, op: &CurvatureOperator<'_>, seed: u64) ->
 /// λ_max(𝒟̃) bracket at B, η* and the margin) and the T5 diagnostics.
 fn gram_quantities(
     q: &mut QuantityMap,
+    notes: &mut Vec<String>,
     spec: &GramSpectrum,
     eta: f64,
     plan: &Plan,
@@ -411,6 +445,28 @@ fn gram_quantities(
         "gauss_newton_tau".into(),
         Quantity::exact(spec.tau, 0.0).with_method("rank threshold τ relative to λ_max(K)"),
     );
+    // THEORY T5: decide by the matrix-free sufficient condition (i) first; run the exact route
+    // (f) only where (i) is inconclusive.
+    if let (Some(a), Some(l)) = (
+        q.get("gauss_newton_lambda_max"),
+        q.get("per_sample_lambda_max"),
+    ) {
+        let ev = flatcert_bounds::t5::SufficientEvidence {
+            sharpness: to_value(a),
+            per_sample_max: to_value(l),
+        };
+        let eta_v = flatcert_bounds::Value::exact(eta, 0.0);
+        let c = flatcert_bounds::t5::sufficient_check(eta_v, batch.p_value(), &ev);
+        if c.status == flatcert_bounds::Status::Certified {
+            notes.push(format!(
+                "T5 is certified by the matrix-free sufficient condition T5(i) (η·[(1−p)λ_max(G) + \
+                 p·max_i λ_i] = {:.6} ≤ 2), so the exact η* route (f) was not run; `flatcert \
+                 stability` computes the exact η*(B) bracket.",
+                c.lhs.map_or(f64::NAN, |v| v.upper())
+            ));
+            return Ok(());
+        }
+    }
     let s = plan.sampling;
     let bopts = BracketOptions {
         max_steps: plan.t5_steps,

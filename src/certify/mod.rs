@@ -21,6 +21,7 @@ pub mod collect;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;
+pub mod scale;
 pub mod summary;
 pub mod theorems;
 pub mod verify;

@@ -144,6 +144,10 @@ pub struct Plan {
     /// Cap on the number r of eigenpairs of K kept for T5 (the rest enter the proven T5(f)
     /// truncation allowance).
     pub t5_rank: usize,
+    /// Failure probability δ of the randomized λ_max(G) upper bound at scale (THEORY §3 item 8).
+    pub delta: f64,
+    /// Cap on the operator products of that bound.
+    pub max_products: usize,
     /// Where the inputs came from (recorded in the certificate; needed by `verify`).
     pub provenance: Option<Provenance>,
     /// Notes to carry into the certificate (e.g. where η and B were read from).
@@ -189,6 +193,8 @@ impl Plan {
             radius_steps: 8,
             t5_steps: DEFAULT_T5_STEPS,
             t5_rank: DEFAULT_T5_RANK,
+            delta: crate::measure::lanczos::DEFAULT_DELTA,
+            max_products: crate::measure::lanczos::DEFAULT_MAX_PRODUCTS,
             provenance: None,
             notes: Vec::new(),
         }
@@ -281,6 +287,12 @@ impl Plan {
         if self.t5_rank == 0 {
             return Err(Error::invalid_argument("--t5-rank", "must be at least 1"));
         }
+        crate::measure::lanczos::UpperBoundOptions {
+            delta: self.delta,
+            max_products: self.max_products,
+            ..Default::default()
+        }
+        .validate()?;
         if self.radius_steps > 200 {
             return Err(Error::invalid_argument(
                 "--radius-steps",
@@ -359,8 +371,22 @@ pub struct Hyper {
     pub t5_steps: usize,
     /// Cap on the rank kept for T5.
     pub t5_rank: usize,
+    /// Failure probability δ of the randomized λ_max(G) bound (operator path).
+    #[serde(default = "default_delta")]
+    pub delta: f64,
+    /// Operator-product budget of that bound.
+    #[serde(default = "default_max_products")]
+    pub max_products: usize,
     /// flatcert version that issued the certificate.
     pub flatcert_version: String,
+}
+
+fn default_delta() -> f64 {
+    crate::measure::lanczos::DEFAULT_DELTA
+}
+
+fn default_max_products() -> usize {
+    crate::measure::lanczos::DEFAULT_MAX_PRODUCTS
 }
 
 /// The sampling model sentence of the certificate and the report.
@@ -404,6 +430,8 @@ impl Hyper {
             radius_steps: plan.radius_steps,
             t5_steps: plan.t5_steps,
             t5_rank: plan.t5_rank,
+            delta: plan.delta,
+            max_products: plan.max_products,
             flatcert_version: env!("CARGO_PKG_VERSION").into(),
         })
     }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use flatcert_bounds::{Check, Status};
+use flatcert_bounds::{Check, Confidence, Status};
 
 use super::certificate::{VerdictEntry, Verdicts};
 
@@ -51,6 +51,10 @@ pub struct TheoremStatus {
     /// `certified`, `violated`, `inconclusive`, `estimated`, `assumed` (the worst hypothesis,
     /// bounds crate rule) or `not_computed`.
     pub status: String,
+    /// Set when the status rests on a bound that holds with probability 1 − δ over a random
+    /// start (THEORY §3 item 8): `"confidence": 1 − δ`, `"delta": δ`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// The certificate's summary.
@@ -78,16 +82,25 @@ pub struct Summary {
     pub gauss_newton: Option<String>,
     /// Always: the sampling model the stability theorems assume.
     pub sampling_caveat: String,
+    /// Set when a certified hypothesis rests on a bound that holds only with probability
+    /// 1 − δ over a seeded random start (THEORY §3 item 8): the whole certificate then holds with
+    /// confidence 1 − Σδ (union bound), `"confidence"` and `"delta"`; absent: deterministic.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
-/// Lower-case status name.
+/// Lower-case status name (the bounds crate's [`Status::name`]).
 pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Certified => "certified",
-        Status::Violated => "violated",
-        Status::Inconclusive => "inconclusive",
-        Status::Estimated => "estimated",
-        Status::Assumed => "assumed",
+    s.name()
+}
+
+/// A status in words with its confidence, when it has one: `"certified (confidence 1 − 1e-9)"`.
+/// Every renderer uses it, so that a verdict certified with confidence never reads as plain
+/// "certified" (THEORY §3 item 8).
+pub fn status_label(status: &str, confidence: Option<Confidence>) -> String {
+    match confidence {
+        Some(c) => format!("{status} ({})", c.label()),
+        None => status.to_string(),
     }
 }
 
@@ -109,6 +122,7 @@ pub fn summarize(
         not_computed: Vec::new(),
         gauss_newton,
         sampling_caveat,
+        confidence: None,
     };
     for (id, entry) in verdicts.iter() {
         match entry {
@@ -120,12 +134,14 @@ pub fn summarize(
                 s.theorems.push(TheoremStatus {
                     theorem: id.to_string(),
                     status: "not_computed".into(),
+                    confidence: None,
                 });
             }
             VerdictEntry::Computed(v) => {
                 s.theorems.push(TheoremStatus {
                     theorem: id.to_string(),
                     status: status_name(v.status()).into(),
+                    confidence: v.confidence(),
                 });
                 for c in &v.hypotheses {
                     let r = HypothesisRef::of(id, c);
@@ -134,7 +150,9 @@ pub fn summarize(
                         Status::Inconclusive => s.inconclusive.push(r),
                         Status::Estimated => s.estimated.push(r),
                         Status::Assumed => s.assumed.push(r),
-                        Status::Certified => {}
+                        Status::Certified => {
+                            s.confidence = Confidence::combine(s.confidence, c.confidence);
+                        }
                     }
                 }
                 for c in &v.diagnostics {
@@ -146,6 +164,9 @@ pub fn summarize(
         }
     }
     let open = !(s.violated.is_empty() && s.inconclusive.is_empty() && s.estimated.is_empty());
+    if open {
+        s.confidence = None;
+    }
     s.status = if open { "not_certified" } else { "certified" }.into();
     s.exit_code = i32::from(open);
     s

@@ -107,11 +107,15 @@ fn missing<T>(what: impl Into<String>) -> R<T> {
 
 /// A [`Quantity`] as a bounds-crate [`Value`] of the same kind.
 pub fn to_value(q: &Quantity) -> Value {
-    match q.kind {
+    let v = match q.kind {
         Kind::Exact => Value::exact(q.value, q.tol),
         Kind::Upper => Value::upper_bound(q.value, q.tol),
         Kind::Lower => Value::lower_bound(q.value, q.tol),
         Kind::Estimate => Value::estimate(q.value, q.tol),
+    };
+    Value {
+        confidence: q.confidence,
+        ..v
     }
 }
 
@@ -140,6 +144,24 @@ impl Q<'_> {
         match q.kind {
             Kind::Upper | Kind::Exact => Ok(to_value(q).only_upper()),
             _ => missing(format!("{name} is not an upper bound (kind {:?})", q.kind)),
+        }
+    }
+    /// λ_max(G) with every rigorous side known: the upper side from the Gram path's
+    /// `gauss_newton_lambda_max` (deterministic) or, at scale, `gauss_newton_lambda_max_upper`
+    /// (with its confidence, THEORY §3 item 8); the lower side from `…_lower`.
+    fn sharpness(&self) -> Option<Value> {
+        let up = ["gauss_newton_lambda_max", "gauss_newton_lambda_max_upper"]
+            .iter()
+            .find_map(|n| self.0.get(*n).filter(|q| q.kind == Kind::Upper))
+            .map(to_value);
+        let lo = self
+            .0
+            .get("gauss_newton_lambda_max_lower")
+            .filter(|q| q.kind == Kind::Lower)
+            .map(to_value);
+        match (lo, up) {
+            (Some(l), Some(u)) => Some(u.intersect(l)),
+            (x, None) | (None, x) => x,
         }
     }
     /// A bracket from an upper-kind quantity and a lower-kind quantity (either may be absent).
@@ -202,6 +224,21 @@ pub fn evaluate(
     put("T9", robust.clone().and_then(|r| build_t9(ctx, r)))?;
     put("T10", robust.and_then(|r| build_t10(ctx, r)))?;
     Ok(out)
+}
+
+/// T4 and T5 alone from a quantity map (`None` where not computable): what `flatcert stability`
+/// evaluates per batch size at scale, with the same rules as [`evaluate`].
+pub fn stability_verdicts(
+    ctx: &Context,
+    quantities: &QuantityMap,
+) -> std::result::Result<(Option<Verdict>, Option<Verdict>), BoundsError> {
+    let q = Q(quantities);
+    let keep = |r: R<Verdict>| match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Fail::Missing(_)) => Ok(None),
+        Err(Fail::Bounds(e)) => Err(e),
+    };
+    Ok((keep(build_t4(ctx, &q))?, keep(build_t5(ctx, &q))?))
 }
 
 fn robust_or_reason<'a>(ctx: &Context, extras: Option<&Extras<'a>>) -> R<&'a Robust> {
@@ -393,8 +430,7 @@ fn residual_info(q: &Q<'_>) -> (t4::ModelInfo, Option<Check>) {
 /// path has only the lower side), plus the residual numbers and, for smooth σ with a residual,
 /// the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`).
 fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    let Some(lambda_max) = q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower")
-    else {
+    let Some(lambda_max) = q.sharpness() else {
         return missing(
             "missing gauss_newton_lambda_max / gauss_newton_lambda_max_lower (λ_max(G) needs the \
              Gram or the operator path; run flatcert certify)",
@@ -425,20 +461,119 @@ fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
     if let Some(a) = assumed {
         v.hypotheses.insert(0, a);
     }
-    if lambda_max.kind == flatcert_bounds::Kind::Lower {
+    if !lambda_max.has_upper() {
         v.notes.push(
             "Operator path: only a Lanczos lower bound of λ_max(G) is known, so T4 can be refuted \
              but not certified."
+                .into(),
+        );
+    } else if let Some(c) = lambda_max.confidence {
+        v.notes.push(format!(
+            "λ_max(G)'s upper side is the randomized Lanczos bound of THEORY §3 item 8: it fails \
+             only with probability δ = {:e} over the seeded Gaussian start, so a certified GD \
+             condition is certified with {}.",
+            c.delta,
+            c.label()
+        ));
+    }
+    Ok(v)
+}
+
+/// T5 (THEORY T5, decision order of rev. 2): the matrix-free sufficient condition (i) from the
+/// upper sides of λ_max(G) (`gauss_newton_lambda_max`, or at scale `gauss_newton_lambda_max_upper`
+/// with its confidence) and of `per_sample_lambda_max`; the certified bracket of λ_max(𝒟̃) of the
+/// exact route (f) at the batch model it was computed for (`mean_square_dtilde_lambda_max` upper,
+/// `…_lower` lower, `mean_square_batch`, `mean_square_with_replacement`) when present; the
+/// necessary tests of (g) (refutation) and the Wu–Ma–E diagnostics. Without (i), (f) and a (g)
+/// refutation, T5 is not computed (`reason`).
+fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let sharpness = q.sharpness();
+    let sufficient = match (sharpness, q.opt("per_sample_lambda_max")) {
+        (Some(a), Some(l)) if a.has_upper() && l.has_upper() => Some(t5::SufficientEvidence {
+            sharpness: a,
+            per_sample_max: l,
+        }),
+        _ => None,
+    };
+    let (bracket, reason) = exact_route_bracket(ctx, q);
+    let same_run_diag = |name: &str| ctx.same_run.then(|| q.opt(name)).flatten();
+    let diag = t5::T5Diagnostics {
+        lambda_max_q_r: same_run_diag("mean_square_rho").filter(|_| bracket.is_some()),
+        lambda_min_kr: q.num("mean_square_lambda_min_kept").map(|x| x.max(0.0)),
+        wme_range: same_run_diag("wme_lambda_max").filter(|_| bracket.is_some()),
+        sharpness,
+        trace_h: q.opt("gauss_newton_trace"),
+        mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
+        mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
+        nonuniformity: q.opt("nonuniformity"),
+        tau: q.num("mean_square_tau").filter(|_| bracket.is_some()),
+        rank: q
+            .num("mean_square_rank")
+            .filter(|_| bracket.is_some())
+            .map(|r| r as usize),
+        discarded_mass: q
+            .num("mean_square_discarded_mass")
+            .filter(|_| bracket.is_some())
+            .map(|x| x.max(0.0)),
+    };
+    let (model, assumed) = residual_info(q);
+    let input = t5::T5Input {
+        eta: ctx.eta,
+        batch: ctx.batch,
+        outputs: ctx.outputs,
+        lambda_max_d: bracket.unwrap_or(Value::lower_bound(0.0, 0.0)),
+        sufficient,
+        diagnostics: diag,
+        model,
+    };
+    let mut v = t5::check(&input)?;
+    let decided = v.status() == Status::Certified || v.status() == Status::Violated;
+    if bracket.is_none() && sufficient.is_none() && !decided {
+        // Neither route can decide: report why, with what (g) gave.
+        let es = v.conclusion("eta_star").map(|c| c.value);
+        return missing(match es.filter(|e| e.has_upper()) {
+            Some(e) => format!(
+                "{}; the T5(g) necessary tests give only η*(B) ≤ {:.6}, which cannot certify \
+                 stability",
+                reason.unwrap_or_default(),
+                e.upper()
+            ),
+            None => reason.unwrap_or_default(),
+        });
+    }
+    if let Some(a) = assumed {
+        v.hypotheses.insert(0, a);
+    }
+    if let Some(r) = reason.as_ref().filter(|_| bracket.is_none()) {
+        v.notes.push(format!(
+            "The exact route (f) was not used: {r}. T5 rests on the sufficient condition (i) and \
+             the necessary tests (g)."
+        ));
+    }
+    if bracket.is_some()
+        && let (Some(r), Some(full)) = (q.num("mean_square_rank"), q.num("gauss_newton_rank"))
+        && r < full
+    {
+        v.notes.push(format!(
+            "The λ_max(𝒟̃) bracket was computed on the top {r} of the {full} eigenpairs of K; the \
+             proven truncation allowance (1−p)λ_d + 4pω of T5(f) (with the rounding-of-K allowance: \
+             {:.4e}) is included in its upper side (--t5-rank raises r).",
+            q.0.get("mean_square_dtilde_lambda_max").map_or(0.0, |x| x.tol)
+        ));
+    }
+    if !ctx.same_run && bracket.is_some() {
+        v.notes.push(
+            "Bound calculator: the η-dependent diagnostics λ_max(𝒬_r) and Wu–Ma–E are not \
+             recomputed at this η."
                 .into(),
         );
     }
     Ok(v)
 }
 
-/// T5 from the certified bracket of λ_max(𝒟̃) at the batch model it was computed for
-/// (`mean_square_dtilde_lambda_max` upper, `…_lower` lower, `mean_square_batch`,
-/// `mean_square_with_replacement`), with the T5(g) and Wu–Ma–E diagnostics.
-fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+/// The certified λ_max(𝒟̃) bracket of T5(f) when the quantities hold one for this batch model,
+/// else `None` with the reason it is not used.
+fn exact_route_bracket(ctx: &Context, q: &Q<'_>) -> (Option<Value>, Option<String>) {
     let bracket = q.bracket(
         "mean_square_dtilde_lambda_max",
         "mean_square_dtilde_lambda_max_lower",
@@ -447,11 +582,11 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
         (None, Some(d)) => d,
         (reason, _) => {
             let reason = reason.clone().unwrap_or_else(|| {
-                "missing mean_square_dtilde_lambda_max (the certified bracket of λ_max(𝒟̃) needs \
-                 the exact Gram path; run flatcert certify)"
+                "no mean_square_dtilde_lambda_max (the certified bracket of λ_max(𝒟̃) needs the \
+                 exact Gram path, and certify runs it only where T5(i) is inconclusive)"
                     .into()
             });
-            return trace_test_refutation(ctx, q, reason);
+            return (None, Some(reason));
         }
     };
     let b = q.num("mean_square_batch");
@@ -474,123 +609,9 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
                 "without replacement"
             }
         );
-        return trace_test_refutation(ctx, q, reason);
+        return (None, Some(reason));
     }
-    let (model, assumed) = residual_info(q);
-    let diag = t5::T5Diagnostics {
-        lambda_max_q_r: ctx.same_run.then(|| q.opt("mean_square_rho")).flatten(),
-        lambda_min_kr: q.num("mean_square_lambda_min_kept").map(|x| x.max(0.0)),
-        wme_range: ctx.same_run.then(|| q.opt("wme_lambda_max")).flatten(),
-        sharpness: q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower"),
-        trace_h: q.opt("gauss_newton_trace"),
-        mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
-        mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
-        nonuniformity: q.opt("nonuniformity"),
-        tau: q.num("mean_square_tau"),
-        rank: q.num("mean_square_rank").map(|r| r as usize),
-        discarded_mass: q.num("mean_square_discarded_mass").map(|x| x.max(0.0)),
-    };
-    let input = t5::T5Input {
-        eta: ctx.eta,
-        batch: ctx.batch,
-        outputs: ctx.outputs,
-        lambda_max_d: d,
-        diagnostics: diag,
-        model,
-    };
-    let mut v = t5::check(&input)?;
-    if let Some(a) = assumed {
-        v.hypotheses.insert(0, a);
-    }
-    if let (Some(r), Some(full)) = (q.num("mean_square_rank"), q.num("gauss_newton_rank"))
-        && r < full
-    {
-        v.notes.push(format!(
-            "The λ_max(𝒟̃) bracket was computed on the top {r} of the {full} eigenpairs of K; the \
-             proven truncation allowance (1−p)λ_d + 4pω of T5(f) (with the rounding-of-K allowance: \
-             {:.4e}) is included in its upper side (--t5-rank raises r).",
-            q.0.get("mean_square_dtilde_lambda_max").map_or(0.0, |x| x.tol)
-        ));
-    }
-    if !ctx.same_run {
-        v.notes.push(
-            "Bound calculator: the η-dependent diagnostics λ_max(𝒬_r) and Wu–Ma–E are not \
-             recomputed at this η."
-                .into(),
-        );
-    }
-    Ok(v)
-}
-
-/// Without the λ_max(𝒟̃) bracket (the operator path), T5 can still be **refuted** by THEORY
-/// T5(g)'s test Σ = I on range G: λ_max(𝒟̃) ≥ ⟨I, 𝒟I⟩/⟨I, 𝒞I⟩ =
-/// [(1−p)‖H‖_F² + p(1/n)Σ‖H_i‖_F²]/(2 tr H) ≥ L := [(1−p)·lower(λ_max(G))² +
-/// p·lower((1/n)Σ‖H_i‖_F²)]/(2·upper(tr G)) (‖H‖_F ≥ λ_max; G replaces H as everywhere in T5).
-/// When η·L > 1, T5 is computed with λ_max(𝒟̃) ≥ L (kind lower): certified unstable. Otherwise it
-/// stays not computed (a lower bound cannot certify stability) and `reason` gets the number.
-fn trace_test_refutation(ctx: &Context, q: &Q<'_>, reason: String) -> R<Verdict> {
-    let lower = |name: &str| {
-        q.0.get(name)
-            .filter(|x| matches!(x.kind, Kind::Exact | Kind::Lower) && x.value.is_finite())
-            .map(|x| to_value(x).lower().max(0.0))
-    };
-    let upper = |name: &str| {
-        q.0.get(name)
-            .filter(|x| matches!(x.kind, Kind::Exact | Kind::Upper) && x.value.is_finite())
-            .map(|x| to_value(x).upper())
-    };
-    let lam = lower("gauss_newton_lambda_max_lower").or_else(|| {
-        q.0.get("gauss_newton_lambda_max")
-            .filter(|x| x.kind == Kind::Exact)
-            .map(|x| to_value(x).lower().max(0.0))
-    });
-    let (Some(lam), Some(fro), Some(tr)) = (
-        lam,
-        lower("per_sample_fro_sq_mean"),
-        upper("gauss_newton_trace"),
-    ) else {
-        return missing(reason);
-    };
-    let p = ctx.batch.p_value().value;
-    if tr.is_nan() || tr <= 0.0 {
-        return missing(reason);
-    }
-    // A handful of roundings (≤ 10u relative, p included) against a 1e-14 margin.
-    let bound = ((1.0 - p) * lam * lam + p * fro) / (2.0 * tr) * (1.0 - 1e-14);
-    if bound.is_nan() || ctx.eta * bound <= 1.0 {
-        return missing(format!(
-            "{reason}; the T5(g) test Σ = I gives only η·λ_max(𝒟̃) ≥ {:.4} ≤ 1, which cannot \
-             certify stability",
-            ctx.eta * bound
-        ));
-    }
-    let (model, assumed) = residual_info(q);
-    let input = t5::T5Input {
-        eta: ctx.eta,
-        batch: ctx.batch,
-        outputs: ctx.outputs,
-        lambda_max_d: Value::lower_bound(bound, 0.0),
-        diagnostics: t5::T5Diagnostics {
-            sharpness: q.bracket("gauss_newton_lambda_max", "gauss_newton_lambda_max_lower"),
-            trace_h: q.opt("gauss_newton_trace"),
-            mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
-            mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
-            ..t5::T5Diagnostics::default()
-        },
-        model,
-    };
-    let mut v = t5::check(&input)?;
-    if let Some(a) = assumed {
-        v.hypotheses.insert(0, a);
-    }
-    v.notes.push(format!(
-        "Operator path ({reason}): λ_max(𝒟̃) ≥ [(1−p)λ_max(G)² + p(1/n)Σ‖H_i‖_F²]/(2 tr G) = \
-         {bound:.6} from the T5(g) test Σ = I on range G, with the lower bounds of λ_max(G) and \
-         (1/n)Σ‖H_i‖_F² and the upper bound of tr G. A lower bound can only refute: η* ≤ 1/{bound:.6} \
-         = {:.6}.",
-        1.0 / bound
-    ));
-    Ok(v)
+    (Some(d), None)
 }
 
 /// The mean-square stability hypothesis that T3, T6, T7 and T8 borrow: T5's stability check when

@@ -66,6 +66,14 @@ pub fn recheck_arithmetic(cert: &Certificate) -> Option<String> {
                         status_name(again)
                     ));
                 }
+                if c.recompute_confidence() != c.confidence {
+                    return Some(format!(
+                        "verdicts.{id}.{list}.{}.confidence: stored {:?}, but its lhs/rhs give {:?}",
+                        c.name,
+                        c.confidence.map(|c| c.delta),
+                        c.recompute_confidence().map(|c| c.delta)
+                    ));
+                }
             }
         }
     }
@@ -101,6 +109,8 @@ pub fn plan_of(cert: &Certificate) -> Result<Plan> {
     p.radius_steps = h.radius_steps;
     p.t5_steps = h.t5_steps;
     p.t5_rank = h.t5_rank;
+    p.delta = h.delta;
+    p.max_products = h.max_products;
     p.provenance = cert.inputs.files.clone();
     Ok(p)
 }

@@ -15,6 +15,7 @@ use flatcert::certify::plan::{
     DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
 };
 use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
+use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
 use flatcert::report::{Style, bundle, render, render_markdown};
 
 use super::inputs::InputArgs;
@@ -55,9 +56,18 @@ pub struct CertifyArgs {
     /// Held-out targets.
     #[arg(long = "test-y")]
     pub test_y: Option<PathBuf>,
-    /// Largest nC for the exact Gram path (beyond it: the operator path, T5 not computed).
+    /// Largest nC for the exact Gram path (beyond it: the operator path, where T4 and T5 are
+    /// decided by the randomized λ_max(G) bound, T5(i) and the T5(g) tests).
     #[arg(long = "gram-limit", default_value_t = DEFAULT_GRAM_LIMIT)]
     pub gram_limit: usize,
+    /// Failure probability δ of the randomized upper bound of λ_max(G) on the operator path
+    /// (THEORY §3 item 8): verdicts that use it are certified with confidence 1 − δ.
+    #[arg(long, default_value_t = DEFAULT_DELTA)]
+    pub delta: f64,
+    /// Cap on the operator products of that bound; the run stops earlier once the verdicts at η
+    /// are decided.
+    #[arg(long = "max-products", default_value_t = DEFAULT_MAX_PRODUCTS)]
+    pub max_products: usize,
     /// Cap on the cone steps of the T5 bracket of λ_max(𝒟̃).
     #[arg(long = "t5-steps", default_value_t = DEFAULT_T5_STEPS)]
     pub t5_steps: usize,
@@ -231,6 +241,8 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.gram_limit = args.gram_limit;
     plan.t5_steps = args.t5_steps;
     plan.t5_rank = args.t5_rank;
+    plan.delta = args.delta;
+    plan.max_products = args.max_products;
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
     plan.memory_limit_bytes = args.inputs.memory_limit()?;

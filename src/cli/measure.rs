@@ -18,15 +18,15 @@ use flatcert::measure::first_order::{first_layer_norms, first_order_quantities};
 use flatcert::measure::gram::{GramOptions, gauss_newton_gram};
 use flatcert::measure::hvp::{CurvatureOperator, OperatorOptions};
 use flatcert::measure::lanczos::{
-    LanczosOptions, Target, gauss_newton_lambda_max, hessian_extreme, hessian_gn_difference_norm,
-    hessian_trace,
+    DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS, LanczosOptions, Target, UpperBoundOptions,
+    gauss_newton_lambda_max_randomized, hessian_extreme, hessian_gn_difference_norm, hessian_trace,
 };
 use flatcert::measure::per_sample::{PerSampleOptions, per_sample_stats};
 use flatcert::measure::stability::{ReducedModel, gd_critical_lr};
 use flatcert::measurements::{
     MEASUREMENTS_SCHEMA, MeasurementInputs, MeasurementsDoc, quantity_table,
 };
-use flatcert::quantity::{Quantity, round_up};
+use flatcert::quantity::{Quantity, round_down, round_up};
 use flatcert::{Dataset, Mlp};
 
 use super::inputs::InputArgs;
@@ -53,6 +53,17 @@ pub struct MeasureArgs {
     /// Skip the curvature quantities (Gram/operator path and Hessian).
     #[arg(long = "no-curvature")]
     pub no_curvature: bool,
+    /// Failure probability δ of `gauss_newton_lambda_max_upper` on the operator path (THEORY §3
+    /// item 8): the upper bound holds with probability ≥ 1 − δ over the seeded Gaussian start.
+    #[arg(long, default_value_t = DEFAULT_DELTA)]
+    pub delta: f64,
+    /// Cap on the operator products of that bound (it stops earlier once within 1e-3 of the top
+    /// Ritz value).
+    #[arg(long = "max-products", default_value_t = DEFAULT_MAX_PRODUCTS)]
+    pub max_products: usize,
+    /// Seed of the Gaussian Lanczos start (reported with the bound).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Cap on the Hessian-vector products of each Hessian diagnostic (λ_max(H), λ_min(H),
     /// ‖H − G‖₂; only with targets and a nonzero residual); 0 skips them. Default: 40, fewer
     /// for big problems so that the three together cost about as much as 100 products at
@@ -126,6 +137,7 @@ pub fn curvature_quantities(
     residual_nonzero: bool,
     hessian_products: usize,
     max_memory: usize,
+    upper: &UpperBoundOptions,
     quiet: bool,
     notes: &mut Vec<String>,
 ) -> Result<QuantityMap> {
@@ -153,8 +165,11 @@ pub fn curvature_quantities(
         map.extend(gd_critical_lr(&ReducedModel::from_spectrum(&spec), None));
     } else {
         let o = CurvatureOperator::new(mlp, data, OperatorOptions::within_memory(max_memory))?;
-        let est = gauss_newton_lambda_max(&o, &lanczos_opts)?;
-        est.insert_into(&mut map, "gauss_newton_lambda_max", "lower");
+        // No η here: the run ends when the bound is within `rel_gap` of the top Ritz value or at
+        // the budget (THEORY §3 item 8).
+        let spec = gauss_newton_lambda_max_randomized(&o, upper, |_, _| false)?;
+        spec.insert_into(&mut map);
+        let est = &spec.spectral;
         let (rho, lower) = (est.lanczos.rayleigh, est.bound.value);
         if rho > 0.0 {
             map.insert(
@@ -172,9 +187,30 @@ pub fn curvature_quantities(
                     .with_note("2/lower(λ_max(G)): rigorous upper bound of η_GD*"),
             );
         }
+        if spec.upper.value > 0.0 {
+            let mut q = Quantity::lower(round_down(2.0 / spec.upper.value), 0.0)
+                .with_method("lanczos-randomized-T4")
+                .with_note(
+                    "2/upper(λ_max(G)) with the randomized upper bound: a lower bound of η_GD* \
+                     with the same confidence (THEORY §3 item 8)",
+                );
+            q.confidence = spec.upper.confidence;
+            map.insert("gd_critical_lr_lower".into(), q);
+        }
+        map.insert(
+            "gauss_newton_lanczos_products".into(),
+            Quantity::exact(est.lanczos.products as f64, 0.0).with_note(format!(
+                "operator products of the randomized λ_max(G) bound (budget --max-products {}, \
+                 seed {}, δ = {:e})",
+                upper.max_products, upper.seed, upper.delta
+            )),
+        );
         notes.push(format!(
             "nC = {big_n} > --gram-limit {gram_limit}: curvature from the operator path \
-             (Lanczos); gauss_newton_lambda_max is an estimate (tol = its error estimate)"
+             (Lanczos from a Gaussian start, seed {}); gauss_newton_lambda_max is an estimate \
+             (tol = its error estimate), _lower a rigorous lower bound and _upper an upper bound \
+             with confidence 1 − {:e} (THEORY §3 item 8; {} products)",
+            upper.seed, upper.delta, est.lanczos.products
         ));
         op = Some(o);
     }
@@ -244,6 +280,14 @@ pub fn curvature_quantities(
 /// Run the measurement and build the document.
 pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
     validate_ks(&args.k)?;
+    // Bad --delta / --max-products are usage errors (exit 2) before any work.
+    UpperBoundOptions {
+        delta: args.delta,
+        max_products: args.max_products,
+        seed: args.seed,
+        rel_gap: 1e-3,
+    }
+    .validate()?;
     if args.block == 0 {
         return Err(flatcert::Error::invalid_argument("--block", "must be ≥ 1").into());
     }
@@ -283,6 +327,12 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
             residual_nonzero,
             hessian_product_cap(args.hessian_products, data.len(), mlp.num_params()),
             max_memory,
+            &UpperBoundOptions {
+                delta: args.delta,
+                max_products: args.max_products,
+                seed: args.seed,
+                rel_gap: 1e-3,
+            },
             args.quiet,
             &mut notes,
         )?;

@@ -11,6 +11,7 @@ pub mod memory;
 pub mod progress;
 pub mod simulate;
 pub mod stability;
+mod stability_scale;
 pub mod train;
 pub mod verify;
 

@@ -27,6 +27,7 @@ use nalgebra::DMatrix;
 use serde::Serialize;
 use serde_json::Value;
 
+use flatcert::certify::summary::status_label;
 use flatcert::measure::gram::{GramOptions, gauss_newton_gram, gram_memory_bytes};
 use flatcert::measure::hvp::{CurvatureOperator, OperatorOptions};
 use flatcert::measure::kmoment::k_moment_critical_lr;
@@ -38,6 +39,7 @@ use flatcert::measurements::MeasurementInputs;
 use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
 use flatcert::quantity::{round_down, round_up};
 use flatcert::{Error, Mlp};
+use flatcert_bounds::Confidence;
 
 use super::inputs::{InputArgs, Loaded};
 use super::progress;
@@ -132,7 +134,8 @@ pub struct StabilityArgs {
     /// Batch sampling scheme. Default: the checkpoint's (metadata), else without-replacement.
     #[arg(long, value_enum)]
     pub sampling: Option<SamplingArg>,
-    /// Largest nC for the exact Gram path (the η* route needs it); refuse above.
+    /// Largest nC for the exact Gram path (the exact η* route of THEORY T5(f)); above it the
+    /// brackets come from the matrix-free T5(i) and T5(g).
     #[arg(long = "gram-limit", default_value_t = 4096)]
     pub gram_limit: usize,
     /// Relative rank threshold τ of K (eigenvalues above τ·λ_max are kept; THEORY T5e).
@@ -156,6 +159,16 @@ pub struct StabilityArgs {
     /// note, when estimated to take more than 5 minutes.
     #[arg(long = "refine-rank", default_value_t = DEFAULT_REFINE_RANK)]
     pub refine_rank: usize,
+    /// Failure probability δ of the randomized λ_max(G) bound used beyond --gram-limit
+    /// (THEORY §3 item 8): verdicts and η*(B) lower ends that use it hold with confidence 1 − δ.
+    #[arg(long, default_value_t = flatcert::measure::lanczos::DEFAULT_DELTA)]
+    pub delta: f64,
+    /// Cap on the operator products of that bound.
+    #[arg(long = "max-products", default_value_t = flatcert::measure::lanczos::DEFAULT_MAX_PRODUCTS)]
+    pub max_products: usize,
+    /// Seed of the Gaussian Lanczos start of that bound (reported).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Write the stability document (JSON) here, atomically.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -174,6 +187,9 @@ pub struct Bracket {
     pub lower: Option<f64>,
     /// Upper end.
     pub upper: Option<f64>,
+    /// Set when a side rests on the randomized λ_max(G) bound (THEORY §3 item 8).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// `mean_square_critical_lr` of one row (THEORY.md T5f/h).
@@ -199,6 +215,10 @@ pub struct MeanSquareBracket {
     pub truncation_allowance: f64,
     /// Assumed rounding-of-K allowance `(1−p)φ + 4pnφ` (an a-priori estimate).
     pub rounding_allowance_assumed: f64,
+    /// At scale: the confidence of the lower end η_suff (THEORY §3 item 8); absent on the
+    /// Gram path (deterministic).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// The verdict at the user's η for one batch size.
@@ -212,6 +232,9 @@ pub struct RowVerdict {
     pub certified_relative_margin: Option<f64>,
     /// T4 verdict (GD condition, necessary): stable / unstable / inconclusive.
     pub gd: &'static str,
+    /// At scale: the confidence of a certified verdict (THEORY §3 item 8).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 /// One batch size.
@@ -293,15 +316,18 @@ pub struct StabilityDoc {
     /// Number of parameters P.
     #[serde(rename = "P")]
     pub p: usize,
-    /// Rank r of G kept (eigenvalues of K above τ·λ_max).
-    pub r: usize,
-    /// τ.
-    pub tau: f64,
-    /// Σ of the discarded |eigenvalues| of K.
-    pub discarded_mass: f64,
+    /// Rank r of G kept (eigenvalues of K above τ·λ_max); absent at scale (no Gram path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r: Option<usize>,
+    /// τ (Gram path only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
+    /// Σ of the discarded |eigenvalues| of K (Gram path only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discarded_mass: Option<f64>,
     /// Sampling scheme of every row.
     pub sampling: &'static str,
-    /// Certified bracket of λ_max(G).
+    /// Certified bracket of λ_max(G) (at scale: its upper end with a confidence).
     pub gauss_newton_lambda_max: Bracket,
     /// Residual diagnostics (with targets only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -362,6 +388,13 @@ fn validate_args(args: &StabilityArgs) -> Result<()> {
     if args.max_steps == 0 {
         return Err(invalid("--max-steps", "must be ≥ 1"));
     }
+    flatcert::measure::lanczos::UpperBoundOptions {
+        delta: args.delta,
+        max_products: args.max_products,
+        seed: args.seed,
+        rel_gap: 1e-4,
+    }
+    .validate()?;
     if args.gram_limit == 0 {
         return Err(invalid("--gram-limit", "must be ≥ 1"));
     }
@@ -657,12 +690,14 @@ fn ms_bracket(crit: &CriticalLr, rank: usize) -> MeanSquareBracket {
             lambda_max_dtilde: Bracket {
                 lower: Some(0.0),
                 upper: Some(0.0),
+                confidence: None,
             },
             method: "theory-T5f",
             rank: 0,
             cone_steps: 0,
             truncation_allowance: 0.0,
             rounding_allowance_assumed: 0.0,
+            confidence: None,
         },
         Some(b) => MeanSquareBracket {
             lower: crit.eta_lower(),
@@ -671,6 +706,7 @@ fn ms_bracket(crit: &CriticalLr, rank: usize) -> MeanSquareBracket {
             lambda_max_dtilde: Bracket {
                 lower: Some(b.lower),
                 upper: Some(b.upper),
+                confidence: None,
             },
             method: if b.dense.is_some() {
                 "dtilde-cone+dense"
@@ -681,12 +717,13 @@ fn ms_bracket(crit: &CriticalLr, rank: usize) -> MeanSquareBracket {
             cone_steps: b.steps,
             truncation_allowance: b.truncation_allowance,
             rounding_allowance_assumed: b.phi_allowance,
+            confidence: None,
         },
     }
 }
 
 /// Residual diagnostics and ‖∇ℒ‖ (with targets).
-fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
+pub(super) fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
     let (mlp, data) = (&loaded.mlp, &loaded.data);
     if !data.has_targets() {
         return Ok(None);
@@ -881,17 +918,16 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     let per_batch_seconds = cost.step_seconds * typical_steps;
     let total_seconds = cost.gram_seconds + per_batch_seconds * sweep_batches.len() as f64;
     if big_n > args.gram_limit {
-        return Err(invalid(
-            "--gram-limit",
-            format!(
-                "nC = {n}·{c} = {big_n} exceeds the Gram limit {}: the certified η*(B) needs the \
-                 exact Gram path (≈ {} of memory, ≈ {}); raise --gram-limit if that fits, or use \
-                 `flatcert measure` for the operator-path sharpness",
-                args.gram_limit,
-                fmt_bytes(cost.bytes),
-                fmt_seconds(total_seconds)
-            ),
-        ));
+        return super::stability_scale::document(super::stability_scale::ScaleInputs {
+            args,
+            loaded: &loaded,
+            sampling,
+            batches,
+            eta,
+            marker_batch,
+            notes,
+            t0,
+        });
     }
     let safe = args.inputs.memory_limit()?;
     if cost.bytes > safe {
@@ -1018,6 +1054,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
                 mean_square: v.name(),
                 certified_relative_margin: margin,
                 gd: gd_verdict(lambda, e),
+                confidence: None,
             }
         });
         rows.push(Row {
@@ -1047,6 +1084,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
                 mean_square_critical_lr: Bracket {
                     lower: crit.eta_lower(),
                     upper: crit.eta_upper(),
+                    confidence: None,
                 },
             }
         }),
@@ -1164,6 +1202,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
             Bracket {
                 lower: Some(a),
                 upper: Some(b),
+                ..
             } => Some((a, b)),
             _ => None,
         },
@@ -1204,13 +1243,14 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
         n,
         c,
         p: mlp.num_params(),
-        r,
-        tau: spec.tau,
-        discarded_mass: spec.discarded_mass,
+        r: Some(r),
+        tau: Some(spec.tau),
+        discarded_mass: Some(spec.discarded_mass),
         sampling: sampling_name,
         gauss_newton_lambda_max: Bracket {
             lower: Some(lambda.0),
             upper: Some(lambda.1),
+            confidence: None,
         },
         residual,
         marker,
@@ -1241,6 +1281,7 @@ fn gd_bracket(lambda: (f64, f64)) -> Bracket {
     Bracket {
         lower: (hi > 0.0).then(|| round_down(2.0 / hi)),
         upper: (lo > 0.0).then(|| round_up(2.0 / lo)),
+        confidence: None,
     }
 }
 
@@ -1277,16 +1318,26 @@ pub fn render_table(doc: &StabilityDoc) -> String {
         "flatcert stability — model {} ({} {:?}, P = {}), data {} (n = {}, C = {})\n",
         i.model.path, i.activation, i.widths, i.parameters, i.x.path, doc.n, doc.c
     ));
-    out.push_str(&format!(
-        "Gram path: r = {} (τ = {:e}), λ_max(G) ∈ {}; sampling {}\n",
-        doc.r,
-        doc.tau,
-        fmt_bracket(
-            doc.gauss_newton_lambda_max.lower,
-            doc.gauss_newton_lambda_max.upper
-        ),
-        doc.sampling
-    ));
+    let lambda = fmt_bracket(
+        doc.gauss_newton_lambda_max.lower,
+        doc.gauss_newton_lambda_max.upper,
+    );
+    match (doc.r, doc.tau) {
+        (Some(r), Some(tau)) => out.push_str(&format!(
+            "Gram path: r = {r} (τ = {tau:e}), λ_max(G) ∈ {lambda}; sampling {}\n",
+            doc.sampling
+        )),
+        _ => out.push_str(&format!(
+            "matrix-free (T5(i), T5(g)): λ_max(G) ∈ {lambda}{}; sampling {}\n",
+            doc.gauss_newton_lambda_max
+                .confidence
+                .map_or(String::new(), |c| format!(
+                    " (upper end with {})",
+                    c.label()
+                )),
+            doc.sampling
+        )),
+    }
     match &doc.eta {
         Some(e) => out.push_str(&format!(
             "η = {} (theory convention; PyTorch MSELoss η_torch = {}) from {}\n",
@@ -1335,7 +1386,7 @@ pub fn render_table(doc: &StabilityDoc) -> String {
         if let Some(v) = &row.verdict {
             line.push_str(&format!(
                 "  {}{}",
-                v.mean_square,
+                status_label(v.mean_square, v.confidence),
                 v.certified_relative_margin
                     .map(|m| format!(" ({})", fmt_percent(m)))
                     .unwrap_or_else(|| " (η* = +∞)".into())
@@ -1380,8 +1431,8 @@ pub fn render_table(doc: &StabilityDoc) -> String {
 pub fn to_json(doc: &StabilityDoc) -> Result<String> {
     let opt = |v: &Option<f64>| v.is_none_or(f64::is_finite);
     let bracket = |b: &Bracket| opt(&b.lower) && opt(&b.upper);
-    let mut ok = doc.tau.is_finite()
-        && doc.discarded_mass.is_finite()
+    let mut ok = opt(&doc.tau)
+        && opt(&doc.discarded_mass)
         && bracket(&doc.gauss_newton_lambda_max)
         && doc
             .eta

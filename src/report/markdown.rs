@@ -17,7 +17,7 @@ use crate::certify::Certificate;
 use crate::certify::bound::BoundReport;
 use crate::certify::certificate::{THEOREMS, VerdictEntry, Verdicts};
 use crate::certify::plan::Hyper;
-use crate::certify::summary::{HypothesisRef, Summary, status_name};
+use crate::certify::summary::{HypothesisRef, Summary, status_label, status_name};
 
 /// A figure the Markdown links to (relative path inside the report directory).
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +87,11 @@ fn relation(r: Option<Relation>) -> &'static str {
     }
 }
 
-fn status_cell(s: Status) -> String {
-    match s {
-        Status::Violated => "**VIOLATED**".into(),
+fn status_cell(c: &Check) -> String {
+    match c.status {
+        Status::Violated => status_label("**VIOLATED**", c.confidence),
         Status::Inconclusive => "**inconclusive**".into(),
-        other => status_name(other).into(),
+        other => status_label(status_name(other), c.confidence),
     }
 }
 
@@ -116,7 +116,7 @@ fn checks_table(out: &mut String, checks: &[Check]) {
             side(&c.lhs),
             relation(c.relation),
             side(&c.rhs),
-            status_cell(c.status),
+            status_cell(c),
             escape(&margin),
             c.relative_margin.map_or("—".into(), num)
         );
@@ -309,9 +309,15 @@ fn summary(out: &mut String, s: &Summary, verdicts: &Verdicts) {
     if s.certified() {
         let _ = writeln!(
             out,
-            "**CERTIFIED** — exit code {}: every checked hypothesis of every computed theorem is \
-             certified. Assumed hypotheses are listed below; they are not checked and never fail.\n",
-            s.exit_code
+            "**{}** — exit code {}: every checked hypothesis of every computed theorem is \
+             certified{}. Assumed hypotheses are listed below; they are not checked and never fail.\n",
+            status_label("CERTIFIED", s.confidence),
+            s.exit_code,
+            s.confidence.map_or(String::new(), |c| format!(
+                ", some only with probability ≥ 1 − {:e} over the seeded random start of the \
+                 λ_max(G) bound (THEORY §3 item 8)",
+                c.delta
+            ))
         );
     } else {
         let _ = writeln!(
@@ -331,7 +337,7 @@ fn summary(out: &mut String, s: &Summary, verdicts: &Verdicts) {
             "violated" => "**VIOLATED**".to_string(),
             "inconclusive" => "**inconclusive**".to_string(),
             "not_computed" => "not computed".to_string(),
-            other => other.to_string(),
+            other => status_label(other, t.confidence),
         };
         let _ = writeln!(
             out,
@@ -390,7 +396,7 @@ fn computed_section(out: &mut String, id: &str, v: &Verdict, figures: &[FigureLi
         out,
         "## {id} — {} — {}\n",
         escape(&v.title),
-        status_name(st).to_uppercase()
+        status_label(&status_name(st).to_uppercase(), v.confidence())
     );
     if !v.hypotheses.is_empty() {
         out.push_str("**Hypotheses** (they decide the verdict)\n\n");

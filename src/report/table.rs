@@ -9,7 +9,7 @@ use flatcert_bounds::{Check, Status};
 
 use super::{meaning, num, value};
 use crate::certify::certificate::{VerdictEntry, Verdicts};
-use crate::certify::summary::{HypothesisRef, Summary, status_name};
+use crate::certify::summary::{HypothesisRef, Summary, status_label, status_name};
 
 /// How to render.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,7 +52,7 @@ fn status_word(s: Status) -> String {
 }
 
 fn check_line(out: &mut String, c: &Check, style: &Style) {
-    let word = format!("{:<12}", status_word(c.status));
+    let word = format!("{:<12}", status_label(&status_word(c.status), c.confidence));
     let _ = write!(
         out,
         "    {} {}: {}",
@@ -102,7 +102,10 @@ pub fn render(header: &[String], verdicts: &Verdicts, summary: &Summary, style: 
                     out,
                     "{id:<4}{}  —  {}",
                     v.title,
-                    style.paint(&status_word(st).to_uppercase(), Some(st))
+                    style.paint(
+                        &status_label(&status_word(st).to_uppercase(), v.confidence()),
+                        Some(st)
+                    )
                 );
                 if style.brief {
                     continue;
@@ -162,7 +165,10 @@ fn refs(out: &mut String, label: &str, list: &[HypothesisRef], style: &Style, st
 
 fn render_summary(out: &mut String, s: &Summary, style: &Style) {
     let head = if s.certified() {
-        style.paint("CERTIFIED", Some(Status::Certified))
+        style.paint(
+            &status_label("CERTIFIED", s.confidence),
+            Some(Status::Certified),
+        )
     } else {
         style.paint("NOT CERTIFIED", Some(Status::Violated))
     };
@@ -170,7 +176,7 @@ fn render_summary(out: &mut String, s: &Summary, style: &Style) {
     let line: Vec<String> = s
         .theorems
         .iter()
-        .map(|t| format!("{} {}", t.theorem, t.status))
+        .map(|t| format!("{} {}", t.theorem, status_label(&t.status, t.confidence)))
         .collect();
     let _ = writeln!(out, "  {}", line.join(" | "));
     refs(out, "violated:", &s.violated, style, Status::Violated);

@@ -1,0 +1,288 @@
+//! `flatcert stability` beyond the Gram limit (issue 11 item 4): η*(B) brackets for every B from
+//! THEORY T5(i) (lower end, with the confidence of the randomized λ_max(G) bound of §3 item 8)
+//! and T5(g) (upper end), and the T4/T5 verdicts at η, computed by the library
+//! ([`flatcert::certify::scale`]) with the rules of the bounds crate. This file only maps them
+//! onto the stability document.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use flatcert::certify::scale::{scale_evidence, scale_row};
+use flatcert::certify::summary::status_label;
+use flatcert::measure::lanczos::UpperBoundOptions;
+use flatcert::measure::stability::{Sampling, Verdict};
+use flatcert::measurements::MeasurementInputs;
+use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot};
+use flatcert_bounds::{Status, Value};
+
+use super::inputs::Loaded;
+use super::progress;
+use super::stability::{
+    Bracket, EtaInfo, Marker, MeanSquareBracket, Row, RowVerdict, STABILITY_SCHEMA, StabilityArgs,
+    StabilityDoc, residual_info,
+};
+
+/// What [`document`] needs from the shared part of `stability_document`.
+pub(super) struct ScaleInputs<'a> {
+    pub args: &'a StabilityArgs,
+    pub loaded: &'a Loaded,
+    pub sampling: Sampling,
+    pub batches: Vec<usize>,
+    pub eta: Option<EtaInfo>,
+    pub marker_batch: Option<usize>,
+    pub notes: Vec<String>,
+    pub t0: Instant,
+}
+
+fn side(v: &Value, lower: bool) -> Option<f64> {
+    let x = if lower { v.lower() } else { v.upper() };
+    let has = if lower { v.has_lower() } else { v.has_upper() };
+    (has && x.is_finite()).then_some(x)
+}
+
+fn bracket(v: &Value) -> Bracket {
+    Bracket {
+        lower: side(v, true).filter(|x| *x > 0.0),
+        upper: side(v, false),
+        confidence: v.confidence,
+    }
+}
+
+/// The mean-square verdict word of a T5 status (the words of the Gram path).
+fn t5_word(status: Status) -> &'static str {
+    match status {
+        Status::Certified => Verdict::CertifiedStable.name(),
+        Status::Violated => Verdict::CertifiedUnstable.name(),
+        _ => Verdict::Inconclusive.name(),
+    }
+}
+
+fn t4_word(status: Status) -> &'static str {
+    match status {
+        Status::Certified => "stable",
+        Status::Violated => "unstable",
+        _ => "inconclusive",
+    }
+}
+
+/// The stability document at scale.
+pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityPlot)> {
+    let ScaleInputs {
+        args,
+        loaded,
+        sampling,
+        batches,
+        eta,
+        marker_batch,
+        mut notes,
+        t0,
+    } = inp;
+    let (mlp, data) = (&loaded.mlp, &loaded.data);
+    let (n, c) = (data.len(), mlp.output_dim());
+    let opts = UpperBoundOptions {
+        delta: args.delta,
+        max_products: args.max_products,
+        seed: args.seed,
+        rel_gap: 1e-4,
+    };
+    if !args.quiet {
+        eprintln!(
+            "nC = {} > --gram-limit {}: η*(B) from the matrix-free T5(i) and T5(g) (one \
+             per-sample pass and at most {} operator products)",
+            n * c,
+            args.gram_limit,
+            args.max_products
+        );
+    }
+    let residual = residual_info(loaded)?;
+    let ev = scale_evidence(mlp, data, &opts, args.inputs.memory_limit()?)?;
+    let eta_theory = eta.as_ref().map(|e| e.theory);
+    let mut sweep = batches.clone();
+    if let Some(b) = marker_batch
+        && !sweep.contains(&b)
+    {
+        sweep.push(b);
+    }
+    let pb = progress::bar(sweep.len() as u64, "η*(B)", args.quiet);
+    let mut scale_rows = Vec::with_capacity(sweep.len());
+    for &b in &sweep {
+        let t = Instant::now();
+        scale_rows.push((
+            scale_row(&ev, mlp, n, b, sampling, eta_theory)?,
+            t.elapsed(),
+        ));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let sharp = ev
+        .quantities
+        .get("gauss_newton_lambda_max_lower")
+        .map(|q| q.value);
+    let sharp_up = ev.quantities.get("gauss_newton_lambda_max_upper");
+    let lambda = Bracket {
+        lower: sharp,
+        upper: sharp_up.map(|q| q.value),
+        confidence: sharp_up.and_then(|q| q.confidence),
+    };
+    let verdict_of_row = |r: &flatcert::certify::scale::ScaleRow| {
+        let (t5, t4) = (r.t5.as_ref()?, r.t4.as_ref());
+        let st = t5.status();
+        let margin = t5
+            .conclusion("relative_margin")
+            .map(|c| c.value)
+            .filter(Value::has_lower)
+            .map(|v| v.lower());
+        Some(RowVerdict {
+            eta: eta_theory?,
+            mean_square: t5_word(st),
+            certified_relative_margin: margin.filter(|m| m.is_finite()),
+            gd: t4.map_or("inconclusive", |v| t4_word(v.status())),
+            confidence: t5.confidence(),
+        })
+    };
+    let mut rows = Vec::new();
+    let mut marker = None;
+    for (r, secs) in &scale_rows {
+        let es = bracket(&r.eta_star);
+        let d_lo = es.upper.map(|u| 1.0 / u);
+        let ms = MeanSquareBracket {
+            lower: es.lower,
+            upper: es.upper,
+            kind: "matrix-free bracket",
+            lambda_max_dtilde: Bracket {
+                lower: d_lo,
+                upper: es.lower.map(|l| 1.0 / l),
+                confidence: es.confidence,
+            },
+            method: "T5(i) sufficient (lower end) + T5(g) necessary tests (upper end)",
+            rank: 0,
+            cone_steps: 0,
+            truncation_allowance: 0.0,
+            rounding_allowance_assumed: 0.0,
+            confidence: r.eta_star.lower_confidence(),
+        };
+        let verdict = verdict_of_row(r);
+        if Some(r.batch) == marker_batch
+            && let (Some(e), Some(v)) = (&eta, &verdict)
+        {
+            marker = Some(Marker {
+                batch: r.batch,
+                eta: e.theory,
+                source: "checkpoint metadata (training B and η)".into(),
+                verdict: v.mean_square,
+                certified_relative_margin: v.certified_relative_margin,
+                mean_square_critical_lr: es.clone(),
+            });
+        }
+        if batches.contains(&r.batch) {
+            rows.push(Row {
+                batch: r.batch,
+                p: r.p,
+                gd_critical_lr: r.eta_gd.as_ref().map_or(
+                    Bracket {
+                        lower: None,
+                        upper: None,
+                        confidence: None,
+                    },
+                    bracket,
+                ),
+                mean_square_critical_lr: ms,
+                k_moments: serde_json::Map::new(),
+                verdict,
+                seconds: secs.as_secs_f64(),
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.batch);
+    notes.push(format!(
+        "at scale (nC = {} > --gram-limit {}): η*(B) ∈ [η_suff(B), min(2/lower(λ_max(G)), the Σ = I \
+         bound)] (THEORY T5(i), T5(g)); the lower ends and every certified verdict rest on the \
+         randomized upper bound of λ_max(G) and hold with {} (THEORY §3 item 8; seed {}, {} \
+         products); k-th moment rates (k ≥ 4) need the Gram path",
+        n * c,
+        args.gram_limit,
+        status_label("", sharp_up.and_then(|q| q.confidence)).trim(),
+        opts.seed,
+        ev.products
+    ));
+    if residual.as_ref().is_none_or(|r| r.max_abs_residual > 0.0) {
+        notes.push(
+            "Gauss–Newton model: G replaced the Hessian H in every verdict (exact only at an \
+             interpolating minimum; THEORY T5 failure mode (i))"
+                .into(),
+        );
+    }
+    notes.push(
+        "the theory assumes batches independent across steps (model S/S′); per-epoch \
+         reshuffling is not covered"
+            .into(),
+    );
+    let plot = StabilityPlot {
+        title: "Where SGD can stay: mean-square stable region in the (B, η) plane".into(),
+        subtitle: format!(
+            "{} — n = {n}, C = {c}, matrix-free (T5(i), T5(g)), sampling {}",
+            loaded.model_file.path,
+            sampling.name()
+        ),
+        rows: rows
+            .iter()
+            .map(|row| PlotRow {
+                batch: row.batch,
+                eta_lower: row.mean_square_critical_lr.lower,
+                eta_upper: row.mean_square_critical_lr.upper,
+                eta_k: None,
+                verdict: row.verdict.as_ref().map(|v| match v.mean_square {
+                    s if s == Verdict::CertifiedStable.name() => Verdict::CertifiedStable,
+                    s if s == Verdict::CertifiedUnstable.name() => Verdict::CertifiedUnstable,
+                    _ => Verdict::Inconclusive,
+                }),
+            })
+            .collect(),
+        gd: rows
+            .first()
+            .and_then(|r| r.gd_critical_lr.lower.zip(r.gd_critical_lr.upper)),
+        k: 4,
+        eta: eta_theory,
+        marker: marker.as_ref().map(|m| PlotMarker {
+            batch: m.batch,
+            eta: m.eta,
+            verdict: match m.verdict {
+                s if s == Verdict::CertifiedStable.name() => Verdict::CertifiedStable,
+                s if s == Verdict::CertifiedUnstable.name() => Verdict::CertifiedUnstable,
+                _ => Verdict::Inconclusive,
+            },
+            label: format!("trained (B = {}, η = {}): {}", m.batch, m.eta, m.verdict),
+        }),
+        outputs: c,
+    };
+    let doc = StabilityDoc {
+        schema: STABILITY_SCHEMA,
+        inputs: MeasurementInputs {
+            model: loaded.model_file.clone(),
+            x: loaded.x_file.clone(),
+            y: loaded.y_file.clone(),
+            activation: mlp.activation().name(),
+            widths: mlp.widths(),
+            n,
+            parameters: mlp.num_params(),
+            x_scale: loaded.x_scale,
+            k: args.k.clone(),
+            flatcert_version: env!("CARGO_PKG_VERSION").into(),
+        },
+        eta,
+        n,
+        c,
+        p: mlp.num_params(),
+        r: None,
+        tau: None,
+        discarded_mass: None,
+        sampling: sampling.name(),
+        gauss_newton_lambda_max: lambda,
+        residual,
+        marker,
+        rows,
+        notes,
+        runtime_seconds: t0.elapsed().as_secs_f64(),
+    };
+    Ok((doc, plot))
+}
