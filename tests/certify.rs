@@ -108,18 +108,20 @@ fn assert_schema(cert: &Value) {
         "sampling",
         "sampling_model",
         "seed",
+        "curvature",
         "flatcert_version",
     ] {
         assert!(cert["hyper"].get(key).is_some(), "hyper.{key} missing");
     }
     let verdicts = cert["verdicts"].as_object().expect("verdicts object");
     let keys: Vec<&String> = verdicts.keys().collect();
-    assert_eq!(keys.len(), 10, "{keys:?}");
-    for t in 1..=10 {
-        let v = &cert["verdicts"][format!("T{t}")];
+    assert_eq!(keys.len(), 11, "{keys:?}");
+    let ids = (1..=10).map(|t| format!("T{t}")).chain(["Min".to_string()]);
+    for t in ids {
+        let v = &cert["verdicts"][&t];
         assert!(
             v.get("hypotheses").is_some() || v.get("not_computed").is_some(),
-            "T{t}: {v}"
+            "{t}: {v}"
         );
     }
     let s = &cert["summary"];

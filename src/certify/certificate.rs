@@ -20,7 +20,11 @@ use crate::measure::QuantityMap;
 pub const CERTIFICATE_SCHEMA: &str = "flatcert.certificate/v1";
 
 /// The theorem ids in report order.
-pub const THEOREMS: [&str; 10] = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10"];
+/// `"Min"` (θ* is a minimum: λ_min(H) ≥ 0, `flatcert_bounds::minimum`) sits next to T4, whose
+/// failure mode it is.
+pub const THEOREMS: [&str; 11] = [
+    "T1", "T2", "T3", "T4", "Min", "T5", "T6", "T7", "T8", "T9", "T10",
+];
 
 /// What was certified: the network, the data and where they came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +155,7 @@ impl<'de> Deserialize<'de> for Verdicts {
         for (k, v) in raw {
             if theorem_rank(&k) == THEOREMS.len() {
                 return Err(D::Error::custom(format!(
-                    "unknown theorem id '{k}' (expected T1 … T10)"
+                    "unknown theorem id '{k}' (expected T1 … T10 or Min)"
                 )));
             }
             let entry = match v {

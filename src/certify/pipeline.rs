@@ -116,6 +116,7 @@ pub fn run_detailed(
             CurvaturePath::Operator(r) => Some(r.clone()),
         },
         robust_reason: col.robust_reason.clone(),
+        curvature: plan.curvature,
     };
     let extras = Extras {
         stats: &col.stats,

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use flatcert_bounds::minimum::Curvature;
 use flatcert_bounds::{BatchModel, LrConvention, Sampling};
 
 use crate::error::{Error, Result};
@@ -64,6 +65,20 @@ pub fn parse_sampling(s: &str) -> Result<Sampling> {
         other => Err(Error::invalid_argument(
             "--sampling",
             format!("'{other}' is not one of without-replacement, with-replacement"),
+        )),
+    }
+}
+
+/// Parse `--curvature`: `exact` (the default: a certified negative eigenvalue of H fails the
+/// certificate) or `gauss-newton` (also `gn`: the Gauss–Newton substitution is an assumed
+/// hypothesis, listed with its size; `flatcert_bounds::minimum`).
+pub fn parse_curvature(s: &str) -> Result<Curvature> {
+    match s.replace('_', "-").to_ascii_lowercase().as_str() {
+        "exact" | "hessian" => Ok(Curvature::Exact),
+        "gauss-newton" | "gn" => Ok(Curvature::GaussNewton),
+        other => Err(Error::invalid_argument(
+            "--curvature",
+            format!("'{other}' is not one of exact, gauss-newton"),
         )),
     }
 }
@@ -144,6 +159,9 @@ pub struct Plan {
     /// Cap on the number r of eigenpairs of K kept for T5 (the rest enter the proven T5(f)
     /// truncation allowance).
     pub t5_rank: usize,
+    /// `--curvature` (default exact): whether a certified negative eigenvalue of H fails the
+    /// certificate, or the Gauss–Newton substitution is an assumed hypothesis (verdict `Min`).
+    pub curvature: Curvature,
     /// Where the inputs came from (recorded in the certificate; needed by `verify`).
     pub provenance: Option<Provenance>,
     /// Notes to carry into the certificate (e.g. where η and B were read from).
@@ -189,6 +207,7 @@ impl Plan {
             radius_steps: 8,
             t5_steps: DEFAULT_T5_STEPS,
             t5_rank: DEFAULT_T5_RANK,
+            curvature: Curvature::Exact,
             provenance: None,
             notes: Vec::new(),
         }
@@ -359,6 +378,9 @@ pub struct Hyper {
     pub t5_steps: usize,
     /// Cap on the rank kept for T5.
     pub t5_rank: usize,
+    /// `exact` or `gauss-newton` (`--curvature`; absent in older certificates: exact).
+    #[serde(default)]
+    pub curvature: Curvature,
     /// flatcert version that issued the certificate.
     pub flatcert_version: String,
 }
@@ -404,6 +426,7 @@ impl Hyper {
             radius_steps: plan.radius_steps,
             t5_steps: plan.t5_steps,
             t5_rank: plan.t5_rank,
+            curvature: plan.curvature,
             flatcert_version: env!("CARGO_PKG_VERSION").into(),
         })
     }
@@ -456,6 +479,16 @@ mod tests {
         let mut p = Plan::new(0.1, 11);
         p.sampling = Sampling::WithReplacement;
         assert!(p.validate(10, 1).is_ok());
+    }
+
+    #[test]
+    fn curvature_names_round_trip() {
+        for c in [Curvature::Exact, Curvature::GaussNewton] {
+            assert_eq!(parse_curvature(c.name()).unwrap(), c);
+        }
+        assert_eq!(parse_curvature("GN").unwrap(), Curvature::GaussNewton);
+        let e = parse_curvature("newton").unwrap_err();
+        assert!(e.to_string().contains("--curvature"), "{e}");
     }
 
     #[test]

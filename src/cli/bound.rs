@@ -8,10 +8,11 @@ use anyhow::Result;
 use clap::Args;
 
 use flatcert::certify::bound::{compute, read_source};
-use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_sampling};
+use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_curvature, parse_sampling};
 use flatcert::certify::{LrConventionName, Plan};
 use flatcert::report::markdown::render_bound_markdown;
 use flatcert::report::{Style, render};
+use flatcert_bounds::minimum::Curvature;
 
 use super::certify::{Format, parse_format};
 
@@ -36,6 +37,10 @@ pub struct BoundArgs {
     /// Even moment orders k (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
     pub k: Vec<u32>,
+    /// exact or gauss-newton (see `certify --curvature`). Default for a certificate: its own;
+    /// else exact.
+    #[arg(long)]
+    pub curvature: Option<String>,
     /// Radius ε for T8–T10 (they need the network: reported as not computed).
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
@@ -87,6 +92,11 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     plan.lr_convention = conv;
     plan.sampling = sampling;
     plan.ks = args.k.clone();
+    plan.curvature = match (&args.curvature, h) {
+        (Some(c), _) => parse_curvature(c)?,
+        (None, Some(h)) => h.curvature,
+        (None, None) => Curvature::Exact,
+    };
     plan.epsilon = args.epsilon;
     plan.tau = args.tau;
     plan.gram_limit = DEFAULT_GRAM_LIMIT;

@@ -12,7 +12,7 @@ use clap::Args;
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
 use flatcert::certify::pipeline::{Details, run_detailed};
 use flatcert::certify::plan::{
-    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
+    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_curvature, parse_sampling,
 };
 use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
 use flatcert::report::{Style, bundle, render, render_markdown};
@@ -40,6 +40,11 @@ pub struct CertifyArgs {
     /// Even moment orders k for T6/T7 (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
     pub k: Vec<u32>,
+    /// exact (default): a certified negative eigenvalue of the Hessian H (θ* not a minimum)
+    /// fails the certificate (verdict Min). gauss-newton: accept the Gauss–Newton model (H
+    /// replaced by G), listed as an assumed hypothesis with its size.
+    #[arg(long, default_value = "exact")]
+    pub curvature: String,
     /// Radius ε (ℓ2) for T8–T10; without it they are not computed.
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
@@ -225,6 +230,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.lr_convention = conv;
     plan.sampling = sampling;
     plan.ks = args.k.clone();
+    plan.curvature = parse_curvature(&args.curvature)?;
     plan.epsilon = args.epsilon;
     plan.epsilon_y = args.epsilon_y.unwrap_or(0.0);
     plan.tau = args.tau;

@@ -39,6 +39,7 @@ fn theorem_title(id: &str) -> &'static str {
         "T2" => "Per-sample input-gradient inequality",
         "T3" => "Flatness bounds input smoothness on the data",
         "T4" => "First moment (the GD condition)",
+        "Min" => flatcert_bounds::minimum::TITLE,
         "T5" => "Second moment: critical learning rate and certificate",
         "T6" => "k-th moments: per-sample bound and directional test",
         "T7" => "Sobolev regularization of SGD",
