@@ -679,6 +679,65 @@ fn verify_accepts_untouched_and_rejects_edits_and_changed_inputs() {
     expect_bad_input(flatcert().arg("verify").arg(&junk), &["schema"]);
 }
 
+/// Issue 12 item 5: recorded relative paths are resolved against the certificate's directory,
+/// not the current one, and verify says which file it read. Run from a directory holding a
+/// different `model.safetensors`, the certificate still verifies.
+#[test]
+fn verify_reads_recorded_paths_relative_to_the_certificate() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let dir = fx.path("");
+    std::fs::rename(&m, fx.path("model.safetensors")).unwrap();
+    let (code, so, se) = run_cmd(
+        flatcert()
+            .current_dir(&dir)
+            .args([
+                "certify",
+                "--model",
+                "model.safetensors",
+                "--x",
+                "x.npy",
+                "--y",
+                "y.npy",
+            ])
+            .args(["--lr", "0.22", "--batch", "1", "--json", "c.json"]),
+    );
+    assert_eq!(code, 0, "{so}{se}");
+    assert!(x.exists() && y.exists());
+    // Another directory with a different network under the same name.
+    let other = tempfile::tempdir().unwrap();
+    let mlp = flatcert::testutil::random_mlp(&[1, 2, 1], flatcert::Activation::Relu, 7);
+    std::fs::copy(
+        fx.model("other.safetensors", &mlp),
+        other.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let (code, so, se) = run_cmd(
+        flatcert()
+            .current_dir(other.path())
+            .arg("verify")
+            .arg(dir.join("c.json")),
+    );
+    assert_eq!(code, 0, "{so}{se}");
+    let want = format!(
+        "read model from {}",
+        dir.join("model.safetensors").display()
+    );
+    assert!(so.contains(&want), "{so}");
+    // Without the certified file next to the certificate, the same-named file of the current
+    // directory is read (and named), and its changed hash is reported.
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let (code, so, _) = run_cmd(
+        flatcert()
+            .current_dir(other.path())
+            .arg("verify")
+            .arg(dir.join("c.json")),
+    );
+    assert_eq!(code, 1, "{so}");
+    assert!(so.contains("read model from model.safetensors"), "{so}");
+    assert!(so.contains("inputs.files.model.sha256"), "{so}");
+}
+
 // ------------------------------------------------------------------------------------------
 // Bad flags: exit 2 with a one-line message naming the flag; nothing written.
 // ------------------------------------------------------------------------------------------
