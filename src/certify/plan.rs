@@ -115,6 +115,10 @@ pub struct Provenance {
     /// `--activation` as given (None: the checkpoint's metadata, else relu).
     #[serde(default)]
     pub activation_flag: Option<String>,
+    /// Where the activation came from: `flag` (`--activation`), `metadata` (the checkpoint's
+    /// `activation` key) or `default` (neither: relu assumed, and the notes say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_source: Option<String>,
     /// `--layers` as given.
     #[serde(default)]
     pub layers: Option<Vec<String>>,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use flatcert::quantity::shortest;
 
 use flatcert::certify::bound::{compute, read_source};
 use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_curvature, parse_sampling};
@@ -114,10 +115,10 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
                 format!("flatcert bound — numbers from {file} ({})", src.schema),
                 format!(
                     "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), B = {}, n = {}, p = {:.6}, π = {:.6}, k = {:?}",
-                    h.eta,
-                    h.lr_given,
+                    shortest(h.eta),
+                    shortest(h.lr_given),
                     h.lr_convention.name(),
-                    h.eta_torch_mse,
+                    shortest(h.eta_torch_mse),
                     h.batch,
                     h.n,
                     h.p,

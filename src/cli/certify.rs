@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use flatcert::quantity::shortest;
 
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
 use flatcert::certify::pipeline::{Details, run_detailed};
@@ -140,10 +141,10 @@ pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
     lines.push(format!(
         "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), \
          B = {}, p = {:.6}, π = {:.6}, k = {:?}",
-        h.eta,
-        h.lr_given,
+        shortest(h.eta),
+        shortest(h.lr_given),
         h.lr_convention.name(),
-        h.eta_torch_mse,
+        shortest(h.eta_torch_mse),
         h.batch,
         h.p,
         h.pi,
@@ -240,6 +241,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
     plan.memory_limit_bytes = args.inputs.memory_limit()?;
+    notes.extend(loaded.default_activation_notes());
     plan.notes = notes;
     // Validate the plan before the (possibly long) held-out loading and measurement.
     plan.validate(loaded.data.len(), loaded.mlp.output_dim())?;
@@ -281,6 +283,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
             args.inputs.one_hot
         },
         activation_flag: args.inputs.activation.clone(),
+        activation_source: Some(loaded.activation_source.as_str().into()),
         layers: args.inputs.layers.clone(),
         embedded: loaded.embedded,
     });

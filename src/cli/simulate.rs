@@ -258,6 +258,8 @@ struct InputsDoc {
     x: InputFile,
     y: Option<InputFile>,
     activation: String,
+    /// `flag`, `metadata` or `default` (relu assumed).
+    activation_source: &'static str,
     widths: Vec<usize>,
     n: usize,
     outputs: usize,
@@ -680,7 +682,8 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             expectation_source: source,
         });
     }
-    let mut notes = pred.notes.clone();
+    let mut notes = loaded.default_activation_notes();
+    notes.extend(pred.notes.iter().cloned());
     let exact = match &pred.model {
         Some(model) if model.rank() > 0 => {
             let r = model.rank() as f64;
@@ -892,6 +895,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: loaded.activation_source.as_str(),
             widths: mlp.widths(),
             n,
             outputs: mlp.output_dim(),

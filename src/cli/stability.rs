@@ -832,7 +832,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     let loaded = args.inputs.load(false)?;
     let (mlp, data) = (&loaded.mlp, &loaded.data);
     let (n, c) = (data.len(), mlp.output_dim());
-    let mut notes = Vec::new();
+    let mut notes = loaded.default_activation_notes();
 
     let md_sampling = loaded
         .metadata
@@ -1193,6 +1193,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: Some(loaded.activation_source.as_str().into()),
             widths: mlp.widths(),
             n,
             parameters: mlp.num_params(),
@@ -1290,7 +1291,9 @@ pub fn render_table(doc: &StabilityDoc) -> String {
     match &doc.eta {
         Some(e) => out.push_str(&format!(
             "η = {} (theory convention; PyTorch MSELoss η_torch = {}) from {}\n",
-            e.theory, e.torch_mse, e.source
+            flatcert::quantity::shortest(e.theory),
+            flatcert::quantity::shortest(e.torch_mse),
+            e.source
         )),
         None => out.push_str("no η (give --lr): brackets only, no verdicts\n"),
     }

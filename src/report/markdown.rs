@@ -8,6 +8,7 @@
 //! Deterministic: the text depends only on the certificate and the list of figures (no clock, no
 //! paths other than those recorded in the certificate).
 
+use crate::quantity::shortest;
 use std::fmt::Write as _;
 
 use flatcert_bounds::{Check, Conclusion, Kind, Relation, Status, Value, Verdict};
@@ -245,11 +246,11 @@ fn hyper_rows(out: &mut String, h: &Hyper) {
         format!(
             "η = {} in the theory convention (ℓ_i = ½‖f(x_i) − y_i‖² summed over the C = {} \
              outputs); given {} as `{}`; PyTorch `MSELoss()` equivalent η_torch = {}",
-            h.eta,
+            shortest(h.eta),
             h.outputs,
-            h.lr_given,
+            shortest(h.lr_given),
             h.lr_convention.name(),
-            h.eta_torch_mse
+            shortest(h.eta_torch_mse)
         ),
     );
     row(
