@@ -24,12 +24,15 @@ pub enum LrConventionName {
 }
 
 impl LrConventionName {
-    /// Parse `theory`, `torch-mse` or `torch-sum` (underscores accepted).
+    /// Parse `theory`, `torch-mse` or `torch-sum`, the one set of names and aliases of every
+    /// command's `--lr-convention` and of the checkpoint's `lr_convention` metadata (case and
+    /// `_`/`-` ignored): `torch-mse` also as `torch-mean`, `torch`, `mse`, `pytorch-mse`;
+    /// `torch-sum` also as `pytorch-sum`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s.replace('_', "-").to_ascii_lowercase().as_str() {
+        match s.trim().replace('_', "-").to_ascii_lowercase().as_str() {
             "theory" => Ok(Self::Theory),
-            "torch-mse" | "torch-mean" => Ok(Self::TorchMse),
-            "torch-sum" => Ok(Self::TorchSum),
+            "torch-mse" | "torch-mean" | "torch" | "mse" | "pytorch-mse" => Ok(Self::TorchMse),
+            "torch-sum" | "pytorch-sum" => Ok(Self::TorchSum),
             other => Err(Error::invalid_argument(
                 "--lr-convention",
                 format!("'{other}' is not one of theory, torch-mse, torch-sum"),
@@ -459,6 +462,14 @@ mod tests {
             LrConventionName::TorchMse
         );
         assert!(LrConventionName::parse("adam").is_err());
+        for (alias, want) in [
+            ("pytorch_mse", LrConventionName::TorchMse),
+            ("Torch", LrConventionName::TorchMse),
+            ("pytorch-sum", LrConventionName::TorchSum),
+            (" theory ", LrConventionName::Theory),
+        ] {
+            assert_eq!(LrConventionName::parse(alias).unwrap(), want, "{alias}");
+        }
     }
 
     #[test]
