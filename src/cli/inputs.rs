@@ -79,7 +79,7 @@ impl Loaded {
             "activation {name} assumed by default: no --activation and no 'activation' metadata in \
              {}; if the network was trained with another, pass --activation \
              tanh|sigmoid|softplus|leaky_relu[:alpha]|identity (or write the 'activation' metadata \
-             key: README, 'Use it on your model')",
+             key, docs/checkpoints.md)",
             self.model_file.path
         )];
         if let Some((loss, baseline)) = fit_against_constant(&self.mlp, &self.data)
