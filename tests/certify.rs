@@ -679,6 +679,58 @@ fn verify_accepts_untouched_and_rejects_edits_and_changed_inputs() {
     expect_bad_input(flatcert().arg("verify").arg(&junk), &["schema"]);
 }
 
+/// Issue 12 item 4: `--per-point` adds every training point's T9/T10 numbers, with kinds, to the
+/// certificate and the worst of them to the Markdown report; without it the section is absent.
+#[test]
+fn per_point_section_and_worst_points_table() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let base = [
+        "--lr",
+        "0.22",
+        "--batch",
+        "1",
+        "--epsilon",
+        "0.1",
+        "--tau",
+        "0.5",
+    ];
+    let json = fx.out("c.json");
+    let (code, so, se) = run_cmd(
+        certify_cmd(&m, &x, &y, &base)
+            .args(["--per-point", "--json"])
+            .arg(&json),
+    );
+    assert!(code == 0 || code == 1, "{so}{se}");
+    let cert = read_json(&json);
+    let pts = cert["per_point"]["points"].as_array().expect("per_point");
+    assert_eq!(pts.len(), 3);
+    assert_eq!(cert["per_point"]["epsilon"].as_f64(), Some(0.1));
+    for (i, p) in pts.iter().enumerate() {
+        assert_eq!(p["index"].as_u64(), Some(i as u64));
+        assert_eq!(p["lipschitz"]["kind"], "upper", "{p}");
+        assert!(p["certified_at_eps"].is_boolean());
+        assert_eq!(p["certified_radius"]["kind"], "lower", "{p}");
+        assert_eq!(p["residual_norm"]["kind"], "upper", "{p}");
+    }
+    // The certificate still verifies (the section is derived, not re-checked field by field).
+    let (code, so, _) = run_cmd(flatcert().arg("verify").arg(&json));
+    assert_eq!(code, 0, "{so}");
+    let (_, md, _) =
+        run_cmd(certify_cmd(&m, &x, &y, &base).args(["--per-point", "--format", "markdown"]));
+    assert!(
+        md.contains("## Per-point results: the 3 worst of 3 training points"),
+        "{md}"
+    );
+    assert!(md.contains("| L_i(ε) (T10, upper) |"), "{md}");
+    let (_, so, _) = run_cmd(certify_cmd(&m, &x, &y, &base).args(["--json"]).arg(&json));
+    assert!(read_json(&json).get("per_point").is_none(), "{so}");
+    expect_bad_input(
+        &mut certify_cmd(&m, &x, &y, &["--lr", "0.22", "--batch", "1", "--per-point"]),
+        &["--per-point"],
+    );
+}
+
 /// Issue 12 item 5: recorded relative paths are resolved against the certificate's directory,
 /// not the current one, and verify says which file it read. Run from a directory holding a
 /// different `model.safetensors`, the certificate still verifies.

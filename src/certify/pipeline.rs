@@ -164,6 +164,11 @@ pub fn run_detailed(
         },
         verdicts,
         summary,
+        per_point: col
+            .robust
+            .as_ref()
+            .filter(|_| plan.per_point)
+            .map(|r| super::certificate::PerPoint::of(&r.certs)),
     };
     Ok((cert, details))
 }

@@ -169,6 +169,9 @@ pub struct Plan {
     /// `--curvature` (default exact): whether a certified negative eigenvalue of H fails the
     /// certificate, or the Gauss–Newton substitution is an assumed hypothesis (verdict `Min`).
     pub curvature: Curvature,
+    /// Add the per-point section (T9 radii, T10 bounds per training point) to the certificate
+    /// (`--per-point`; needs ε). Not recorded: it changes the document's size, never a number.
+    pub per_point: bool,
     /// Where the inputs came from (recorded in the certificate; needed by `verify`).
     pub provenance: Option<Provenance>,
     /// Notes to carry into the certificate (e.g. where η and B were read from).
@@ -215,6 +218,7 @@ impl Plan {
             t5_steps: DEFAULT_T5_STEPS,
             t5_rank: DEFAULT_T5_RANK,
             curvature: Curvature::Exact,
+            per_point: false,
             provenance: None,
             notes: Vec::new(),
         }

@@ -46,6 +46,11 @@ pub struct CertifyArgs {
     /// replaced by G), listed as an assumed hypothesis with its size.
     #[arg(long, default_value = "exact")]
     pub curvature: String,
+    /// With --epsilon: add the per-point section to the certificate (T9 certified radius and
+    /// T10 Lipschitz bound of every training point, with kinds) and a table of the worst points
+    /// to the Markdown report.
+    #[arg(long = "per-point")]
+    pub per_point: bool,
     /// Radius ε (ℓ2) for T8–T10; without it they are not computed.
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
@@ -232,6 +237,14 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.sampling = sampling;
     plan.ks = args.k.clone();
     plan.curvature = parse_curvature(&args.curvature)?;
+    if args.per_point && args.epsilon.is_none() {
+        return Err(flatcert::Error::invalid_argument(
+            "--per-point",
+            "needs --epsilon (the per-point results are T9/T10 at a radius ε)",
+        )
+        .into());
+    }
+    plan.per_point = args.per_point;
     plan.epsilon = args.epsilon;
     plan.epsilon_y = args.epsilon_y.unwrap_or(0.0);
     plan.tau = args.tau;
