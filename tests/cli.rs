@@ -1346,6 +1346,14 @@ fn a_defaulted_activation_is_said_and_a_bad_fit_blames_it() {
         notes.contains("activation relu assumed by default"),
         "{notes}"
     );
+    // `bound` on that document repeats it.
+    let out = flatcert()
+        .args(["bound", "--lr", "0.1", "--batch", "2", "--measurements"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("assumed by default"), "{se}");
     // Given explicitly: no note, and the source says so.
     let out = flatcert()
         .arg("measure")

@@ -66,6 +66,15 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     let file = args.measurements.display().to_string();
     let text = flatcert::io::read_text_file(&args.measurements)?;
     let src = read_source(&text, &file)?;
+    // Issue 12 item 2: a document measured with the default activation says so again here.
+    if src.activation_source.as_deref() == Some("default") {
+        eprintln!(
+            "note: {file} was measured with activation {} assumed by default (no --activation, no \
+             'activation' metadata); if the network uses another, measure it again with \
+             --activation",
+            src.activation
+        );
+    }
     // Defaults from a certificate's own hyper-parameters; a measurements document needs both.
     let h = src.hyper.as_ref();
     let what = "is required for a measurements document (a certificate supplies its own)";
