@@ -35,6 +35,10 @@ pub struct MeasurementInputs {
     pub y: Option<InputFile>,
     /// Activation name.
     pub activation: String,
+    /// Where the activation came from: `flag` (`--activation`), `metadata` (the checkpoint's
+    /// `activation` key) or `default` (neither: relu assumed, and the notes say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_source: Option<String>,
     /// Layer widths `[d, m_1, …, C]`.
     pub widths: Vec<usize>,
     /// Number of samples n.

@@ -117,6 +117,38 @@ pub fn round_down(x: f64) -> f64 {
     -round_up(-x)
 }
 
+/// The shortest decimal form of `x` for echoing a number that came from user input (η, η_torch,
+/// ε, …; issue 12 item 7): the fewest significant digits (1 … 17) whose value is within 4 ulp of
+/// `x`, printed in plain notation for 10⁻⁵ ≤ |x| < 10¹⁶, else in scientific notation. A number
+/// the user typed with ≤ 15 digits reads back as typed even after the few correctly rounded
+/// conversions applied to it (η = 2η_torch/C, η_torch = ηC/2: each adds ≤ ½ ulp, so 4 ulp covers
+/// a round trip with margin), and a number that needs 17 digits keeps them. Display only: JSON
+/// documents keep every bit.
+///
+/// ```
+/// use flatcert::quantity::shortest;
+/// assert_eq!(shortest(0.15000000000000002), "0.15");
+/// assert_eq!(shortest(0.2), "0.2");
+/// assert_eq!(shortest(1.0 / 3.0), "0.3333333333333333");
+/// assert_eq!(shortest(16.0), "16");
+/// assert_eq!(shortest(2.5e-7), "2.5e-7");
+/// ```
+pub fn shortest(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let tol = 4.0 * f64::EPSILON * x.abs();
+    let y = (1..=17)
+        .filter_map(|p| format!("{:.*e}", p - 1, x).parse::<f64>().ok())
+        .find(|y| (y - x).abs() <= tol)
+        .unwrap_or(x);
+    if (1e-5..1e16).contains(&y.abs()) {
+        format!("{y}")
+    } else {
+        format!("{y:e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

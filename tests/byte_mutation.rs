@@ -769,6 +769,7 @@ fn certificates() -> Vec<Certificate> {
         x_scale: 1.0,
         one_hot: None,
         activation_flag: None,
+        activation_source: None,
         layers: None,
         embedded: false,
     });
@@ -790,6 +791,7 @@ fn measurements_of(c: &Certificate) -> MeasurementsDoc {
             x: file("x.npy"),
             y: Some(file("y.npy")),
             activation: c.inputs.activation.clone(),
+            activation_source: None,
             widths: c.inputs.widths.clone(),
             n: c.inputs.n,
             parameters: c.inputs.parameters,

@@ -108,18 +108,20 @@ fn assert_schema(cert: &Value) {
         "sampling",
         "sampling_model",
         "seed",
+        "curvature",
         "flatcert_version",
     ] {
         assert!(cert["hyper"].get(key).is_some(), "hyper.{key} missing");
     }
     let verdicts = cert["verdicts"].as_object().expect("verdicts object");
     let keys: Vec<&String> = verdicts.keys().collect();
-    assert_eq!(keys.len(), 10, "{keys:?}");
-    for t in 1..=10 {
-        let v = &cert["verdicts"][format!("T{t}")];
+    assert_eq!(keys.len(), 11, "{keys:?}");
+    let ids = (1..=10).map(|t| format!("T{t}")).chain(["Min".to_string()]);
+    for t in ids {
+        let v = &cert["verdicts"][&t];
         assert!(
             v.get("hypotheses").is_some() || v.get("not_computed").is_some(),
-            "T{t}: {v}"
+            "{t}: {v}"
         );
     }
     let s = &cert["summary"];
@@ -719,6 +721,117 @@ fn verify_accepts_untouched_and_rejects_edits_and_changed_inputs() {
     // Not a certificate.
     let junk = fx.bytes("junk.json", b"{\"schema\": \"flatcert.measurements/v1\"}");
     expect_bad_input(flatcert().arg("verify").arg(&junk), &["schema"]);
+}
+
+/// Issue 12 item 4: `--per-point` adds every training point's T9/T10 numbers, with kinds, to the
+/// certificate and the worst of them to the Markdown report; without it the section is absent.
+#[test]
+fn per_point_section_and_worst_points_table() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let base = [
+        "--lr",
+        "0.22",
+        "--batch",
+        "1",
+        "--epsilon",
+        "0.1",
+        "--tau",
+        "0.5",
+    ];
+    let json = fx.out("c.json");
+    let (code, so, se) = run_cmd(
+        certify_cmd(&m, &x, &y, &base)
+            .args(["--per-point", "--json"])
+            .arg(&json),
+    );
+    assert!(code == 0 || code == 1, "{so}{se}");
+    let cert = read_json(&json);
+    let pts = cert["per_point"]["points"].as_array().expect("per_point");
+    assert_eq!(pts.len(), 3);
+    assert_eq!(cert["per_point"]["epsilon"].as_f64(), Some(0.1));
+    for (i, p) in pts.iter().enumerate() {
+        assert_eq!(p["index"].as_u64(), Some(i as u64));
+        assert_eq!(p["lipschitz"]["kind"], "upper", "{p}");
+        assert!(p["certified_at_eps"].is_boolean());
+        assert_eq!(p["certified_radius"]["kind"], "lower", "{p}");
+        assert_eq!(p["residual_norm"]["kind"], "upper", "{p}");
+    }
+    // The certificate still verifies (the section is derived, not re-checked field by field).
+    let (code, so, _) = run_cmd(flatcert().arg("verify").arg(&json));
+    assert_eq!(code, 0, "{so}");
+    let (_, md, _) =
+        run_cmd(certify_cmd(&m, &x, &y, &base).args(["--per-point", "--format", "markdown"]));
+    assert!(
+        md.contains("## Per-point results: the 3 worst of 3 training points"),
+        "{md}"
+    );
+    assert!(md.contains("| L_i(ε) (T10, upper) |"), "{md}");
+    let (_, so, _) = run_cmd(certify_cmd(&m, &x, &y, &base).args(["--json"]).arg(&json));
+    assert!(read_json(&json).get("per_point").is_none(), "{so}");
+    expect_bad_input(
+        &mut certify_cmd(&m, &x, &y, &["--lr", "0.22", "--batch", "1", "--per-point"]),
+        &["--per-point"],
+    );
+}
+
+/// Issue 12 item 5: recorded relative paths are resolved against the certificate's directory,
+/// not the current one, and verify says which file it read. Run from a directory holding a
+/// different `model.safetensors`, the certificate still verifies.
+#[test]
+fn verify_reads_recorded_paths_relative_to_the_certificate() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let dir = fx.path("");
+    std::fs::rename(&m, fx.path("model.safetensors")).unwrap();
+    let (code, so, se) = run_cmd(
+        flatcert()
+            .current_dir(&dir)
+            .args([
+                "certify",
+                "--model",
+                "model.safetensors",
+                "--x",
+                "x.npy",
+                "--y",
+                "y.npy",
+            ])
+            .args(["--lr", "0.22", "--batch", "1", "--json", "c.json"]),
+    );
+    assert_eq!(code, 0, "{so}{se}");
+    assert!(x.exists() && y.exists());
+    // Another directory with a different network under the same name.
+    let other = tempfile::tempdir().unwrap();
+    let mlp = flatcert::testutil::random_mlp(&[1, 2, 1], flatcert::Activation::Relu, 7);
+    std::fs::copy(
+        fx.model("other.safetensors", &mlp),
+        other.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let (code, so, se) = run_cmd(
+        flatcert()
+            .current_dir(other.path())
+            .arg("verify")
+            .arg(dir.join("c.json")),
+    );
+    assert_eq!(code, 0, "{so}{se}");
+    let want = format!(
+        "read model from {}",
+        dir.join("model.safetensors").display()
+    );
+    assert!(so.contains(&want), "{so}");
+    // Without the certified file next to the certificate, the same-named file of the current
+    // directory is read (and named), and its changed hash is reported.
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    let (code, so, _) = run_cmd(
+        flatcert()
+            .current_dir(other.path())
+            .arg("verify")
+            .arg(dir.join("c.json")),
+    );
+    assert_eq!(code, 1, "{so}");
+    assert!(so.contains("read model from model.safetensors"), "{so}");
+    assert!(so.contains("inputs.files.model.sha256"), "{so}");
 }
 
 // ------------------------------------------------------------------------------------------

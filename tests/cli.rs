@@ -11,6 +11,7 @@ use assert_cmd::Command;
 use common::*;
 use flatcert::Activation;
 use flatcert::testutil::{random_data, random_mlp};
+use nalgebra::DMatrix;
 use serde_json::Value;
 
 /// `flatcert measure --model M --x X [--y Y] --json out/m.json`.
@@ -1292,4 +1293,89 @@ fn certify_bad_format_or_report_dir_exits_2_and_writes_nothing() {
         &["--report", "not a directory"],
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+/// Issue 12 item 2: with no --activation and no `activation` metadata, relu is assumed *and said*
+/// (stderr, JSON `inputs.activation_source`, notes); when the network then fits its targets worse
+/// than a constant, the note names the assumed activation and the flag to set it. An explicit
+/// --activation says nothing of the kind.
+#[test]
+fn a_defaulted_activation_is_said_and_a_bad_fit_blames_it() {
+    let fx = Fx::new();
+    let relu = random_mlp(&[1, 4, 1], Activation::Relu, 3);
+    let xs = ramp(12);
+    let x = DMatrix::from_row_slice(1, xs.len(), &xs);
+    // y = −f_relu(x): the relu loss ½·mean(2f)² exceeds the constant predictor's ½·var(f).
+    let y: Vec<f64> = relu.forward(x.as_view()).iter().map(|v| -v).collect();
+    // The same checkpoint without its `__metadata__` (flatcert's writer always records the
+    // activation; a PyTorch export does not).
+    let (mut header, data) = safetensors_parts(&fx.model("with_meta.safetensors", &relu));
+    header.as_object_mut().unwrap().remove("__metadata__");
+    let m = fx.bytes(
+        "m.safetensors",
+        &raw_safetensors(&header.to_string(), &data),
+    );
+    let xp = fx.npy("x.npy", &xs, xs.len(), 1);
+    let yp = fx.npy("y.npy", &y, y.len(), 1);
+    let json = fx.out("m.json");
+    let out = flatcert()
+        .arg("measure")
+        .arg("--model")
+        .arg(&m)
+        .arg("--x")
+        .arg(&xp)
+        .arg("--y")
+        .arg(&yp)
+        .args(["--no-curvature", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{se}");
+    assert!(se.contains("activation relu assumed by default"), "{se}");
+    assert!(
+        se.contains("is larger than the loss of the best constant"),
+        "{se}"
+    );
+    assert!(se.contains("--activation"), "{se}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["inputs"]["activation_source"], "default");
+    let notes = doc["notes"].to_string();
+    assert!(
+        notes.contains("activation relu assumed by default"),
+        "{notes}"
+    );
+    // `bound` on that document repeats it.
+    let out = flatcert()
+        .args(["bound", "--lr", "0.1", "--batch", "2", "--measurements"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(se.contains("assumed by default"), "{se}");
+    // Given explicitly: no note, and the source says so.
+    let out = flatcert()
+        .arg("measure")
+        .arg("--model")
+        .arg(&m)
+        .arg("--x")
+        .arg(&xp)
+        .arg("--y")
+        .arg(&yp)
+        .args([
+            "--activation",
+            "relu",
+            "--no-curvature",
+            "--quiet",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(!se.contains("assumed by default"), "{se}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["inputs"]["activation_source"], "flag");
 }

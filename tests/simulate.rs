@@ -223,3 +223,47 @@ fn bad_flags_exit_2_with_one_line_and_no_output() {
         fx.assert_no_output();
     }
 }
+
+/// Issue 12 item 7: `simulate` takes the same `--lr-convention` names as certify and stability;
+/// PyTorch's reduction='sum' step η_torch is η = 2B·η_torch in the theory convention.
+#[test]
+fn lr_convention_converts_to_the_theory_step() {
+    let fx = Fx::new();
+    let (m, x, y) = interpolating(&fx);
+    let run = |conv: &str| {
+        flatcert()
+            .arg("simulate")
+            .arg("--model")
+            .arg(&m)
+            .arg("--x")
+            .arg(&x)
+            .arg("--y")
+            .arg(&y)
+            .args(["--lr", "0.125", "--lr-convention", conv, "--batch", "2"])
+            .args([
+                "--steps",
+                "10",
+                "--trials",
+                "2",
+                "--predict",
+                "none",
+                "--quiet",
+            ])
+            .arg("--json")
+            .arg(fx.out("s.json"))
+            .output()
+            .expect("run")
+    };
+    let out = run("torch-sum");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = read_json(&fx.out("s.json"));
+    assert_eq!(doc["config"]["lr"].as_f64(), Some(0.5));
+    let out = run("adam");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lr-convention"));
+}

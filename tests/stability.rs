@@ -336,6 +336,33 @@ fn golden_verdicts_at_the_edge_of_b1() {
     let doc = read_json(&json);
     assert_eq!(f(&doc["eta"]["theory"]), 0.25);
     assert_eq!(row(&doc, 1)["verdict"]["mean_square"], "certified unstable");
+    // And in PyTorch's reduction='sum' convention (issue 12 item 7): η = 2B·η_torch = 0.25 at
+    // B = 1, with the same names as certify; it needs exactly one batch size.
+    let json = fx.out("torch_sum.json");
+    let sum_args = ["--lr", "0.125", "--lr-convention", "torch-sum", "--json"];
+    exits(
+        stability(&m, &x, &y, &[&["--batch", "1"][..], &sum_args[..]].concat()).arg(&json),
+        1,
+    );
+    let doc = read_json(&json);
+    assert_eq!(f(&doc["eta"]["theory"]), 0.25);
+    assert!(
+        doc["eta"]["source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("torch-sum")
+    );
+    let out = stability(
+        &m,
+        &x,
+        &y,
+        &[&["--batch", "1,2"][..], &sum_args[..]].concat(),
+    )
+    .arg(&json)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lr-convention"));
 }
 
 #[test]

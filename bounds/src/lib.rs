@@ -54,6 +54,7 @@
 
 pub mod error;
 pub mod kind;
+pub mod minimum;
 pub mod randomized;
 pub mod round;
 pub mod sampling;

@@ -38,8 +38,13 @@ pub struct T8Point {
 pub struct Coverage {
     /// Number of held-out points.
     pub test_points: usize,
-    /// Fraction of them with a training point within ε that meets the label condition.
+    /// Fraction of them with a training point within ε that meets the label condition: a count
+    /// over the held-out points, kind exact.
     pub fraction_within: f64,
+    /// Its tol: the division's rounding plus the share of points whose computed distance is
+    /// within rounding of ε (they may be on either side).
+    #[serde(default)]
+    pub fraction_tol: f64,
     /// Median nearest-training-point distance.
     #[serde(default)]
     pub median_distance: Option<f64>,
@@ -390,7 +395,7 @@ fn coverage(v: &mut Verdict, input: &T8Input) -> Result<()> {
                 "held-out fraction within ε of a training point ({} test points)",
                 c.test_points
             ),
-            Value::estimate(f, 0.0),
+            Value::exact(f, nonneg("coverage tol", c.fraction_tol)?),
         );
         if let Some(d) = c.median_distance {
             v.conclude(
@@ -457,6 +462,21 @@ mod tests {
             0.0
         );
         assert_eq!(v.check("d_eps").unwrap().status, Status::Assumed);
+        // Held-out coverage is a count: exact with its tol, as in the measurements (issue 12
+        // item 7: it was "estimate ± 0" here and exact there).
+        let input = T8Input {
+            coverage: Some(Coverage {
+                test_points: 4,
+                fraction_within: 0.75,
+                fraction_tol: 0.25,
+                median_distance: None,
+                max_distance: None,
+            }),
+            ..input
+        };
+        let c = check(&input).unwrap().conclusion("coverage").unwrap().value;
+        assert_eq!(c.kind, crate::kind::Kind::Exact);
+        assert_eq!((c.lower(), c.upper()), (0.5, 1.0));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Source {
     pub parameters: usize,
     /// Activation name.
     pub activation: String,
+    /// Where the measuring command took the activation from (`flag`, `metadata`, `default`), when
+    /// the document records it.
+    pub activation_source: Option<String>,
     /// Schema of the document read (measurements or certificate).
     pub schema: String,
     /// For a certificate: its hyper-parameters (η-dependent diagnostics are reused at the same η).
@@ -90,6 +93,7 @@ fn read_source_unescaped(text: &str, file: &str) -> Result<Source> {
                 widths: i.widths,
                 parameters: i.parameters,
                 activation: i.activation,
+                activation_source: i.activation_source,
                 schema,
                 hyper: None,
             })
@@ -104,6 +108,11 @@ fn read_source_unescaped(text: &str, file: &str) -> Result<Source> {
                 n: c.inputs.n,
                 widths: c.inputs.widths,
                 parameters: c.inputs.parameters,
+                activation_source: c
+                    .inputs
+                    .files
+                    .as_ref()
+                    .and_then(|f| f.activation_source.clone()),
                 activation: c.inputs.activation,
                 schema,
                 hyper: Some(c.hyper),
@@ -188,6 +197,7 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
         same_run,
         t5_reason: None,
         robust_reason: None,
+        curvature: plan.curvature,
     };
     let verdicts = evaluate(&ctx, &src.quantities, None).map_err(|(id, e)| {
         Error::bad_input(

@@ -15,12 +15,17 @@ use super::plan::{Hyper, Provenance, parse_sampling};
 use super::summary::Summary;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
+use crate::quantity::Quantity;
 
 /// Schema identifier of the certificate.
 pub const CERTIFICATE_SCHEMA: &str = "flatcert.certificate/v1";
 
 /// The theorem ids in report order.
-pub const THEOREMS: [&str; 10] = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10"];
+/// `"Min"` (θ* is a minimum: λ_min(H) ≥ 0, `flatcert_bounds::minimum`) sits next to T4, whose
+/// failure mode it is.
+pub const THEOREMS: [&str; 11] = [
+    "T1", "T2", "T3", "T4", "Min", "T5", "T6", "T7", "T8", "T9", "T10",
+];
 
 /// What was certified: the network, the data and where they came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,7 +156,7 @@ impl<'de> Deserialize<'de> for Verdicts {
         for (k, v) in raw {
             if theorem_rank(&k) == THEOREMS.len() {
                 return Err(D::Error::custom(format!(
-                    "unknown theorem id '{k}' (expected T1 … T10)"
+                    "unknown theorem id '{k}' (expected T1 … T10 or Min)"
                 )));
             }
             let entry = match v {
@@ -173,6 +178,74 @@ impl<'de> Deserialize<'de> for Verdicts {
     }
 }
 
+/// One training point of the optional per-point section (`--per-point`, issue 12 item 4): its
+/// T10 Lipschitz bound and T9 results at ε, each number with its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointEntry {
+    /// Sample index i (0-based, order of the training data).
+    pub index: usize,
+    /// T10: L_i(ε), an upper bound of the Lipschitz constant of f on the ε-ball around x_i
+    /// (kind upper).
+    pub lipschitz: Quantity,
+    /// T9(b)/(c): whether the point's prediction is certified on the whole ε-ball.
+    pub certified_at_eps: bool,
+    /// T9: the certified radius, a rigorous lower bound of the largest certified radius (kind
+    /// lower; a value equal to the search cap 4ε means "at least this"), if searched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_radius: Option<Quantity>,
+    /// Classification: a lower bound of the margin f_y − max_{c≠y} f_c at x_i (kind lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<Quantity>,
+    /// With targets: an upper bound of ‖f(x_i) − y_i‖ (kind upper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residual_norm: Option<Quantity>,
+}
+
+/// The optional per-point section of a certificate (`--per-point`; T9, T10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerPoint {
+    /// The radius ε (ℓ2, units of the inputs after `--x-scale`).
+    pub epsilon: f64,
+    /// One entry per training point, in sample order.
+    pub points: Vec<PointEntry>,
+}
+
+impl PerPoint {
+    /// The section from T8–T10's per-point certificates.
+    pub fn of(certs: &crate::measure::robustness::PointCertificates) -> Self {
+        Self {
+            epsilon: certs.eps,
+            points: certs
+                .points
+                .iter()
+                .map(|p| PointEntry {
+                    index: p.index,
+                    lipschitz: p.lipschitz.lip.clone(),
+                    certified_at_eps: p.certified_at_eps,
+                    certified_radius: p.certified_radius.clone(),
+                    margin: p.margin.clone(),
+                    residual_norm: p.residual_norm.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The `k` worst points: smallest certified radius first (uncertified before certified when
+    /// no radius was searched), ties by the largest Lipschitz bound.
+    pub fn worst(&self, k: usize) -> Vec<&PointEntry> {
+        let mut v: Vec<&PointEntry> = self.points.iter().collect();
+        let radius = |p: &PointEntry| p.certified_radius.as_ref().map_or(0.0, |q| q.value);
+        v.sort_by(|a, b| {
+            (a.certified_at_eps, radius(a))
+                .partial_cmp(&(b.certified_at_eps, radius(b)))
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(b.lipschitz.value.total_cmp(&a.lipschitz.value))
+        });
+        v.truncate(k);
+        v
+    }
+}
+
 /// A certificate (schema [`CERTIFICATE_SCHEMA`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Certificate {
@@ -188,6 +261,9 @@ pub struct Certificate {
     pub verdicts: Verdicts,
     /// Overall status and the lists of open and assumed hypotheses.
     pub summary: Summary,
+    /// Per training point T9/T10 results (`--per-point`, with `--epsilon`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_point: Option<PerPoint>,
 }
 
 impl Certificate {

@@ -729,11 +729,11 @@ fn robustness(
             let frac = cv
                 .fraction_within_eps_same_label
                 .as_ref()
-                .unwrap_or(&cv.fraction_within_eps)
-                .value;
+                .unwrap_or(&cv.fraction_within_eps);
             Some(flatcert_bounds::t8::Coverage {
                 test_points: t.len(),
-                fraction_within: frac,
+                fraction_within: frac.value,
+                fraction_tol: frac.tol,
                 median_distance: d.get(d.len() / 2).copied().filter(|v| v.is_finite()),
                 max_distance: d.last().copied().filter(|v| v.is_finite()),
             })
@@ -769,7 +769,7 @@ fn robustness_quantities(q: &mut QuantityMap, r: &Robust, eps: f64) {
     if let Some(c) = &r.coverage {
         q.insert(
             "coverage_fraction".into(),
-            Quantity::exact(c.fraction_within, 0.0).with_note(format!(
+            Quantity::exact(c.fraction_within, c.fraction_tol).with_note(format!(
                 "fraction of the {} held-out points within ε = {eps} of a training point (same \
                  class when labelled) (T8 D_ε)",
                 c.test_points

@@ -51,34 +51,39 @@ pub fn file_record(path: &Path) -> Result<InputFile> {
     })
 }
 
-/// The bytes of a recorded input: embedded, or the path as recorded (relative to the current
-/// directory), or else relative to `base` (the certificate's directory).
-pub fn read_recorded(f: &InputFile, base: Option<&Path>) -> Result<Vec<u8>> {
+/// The bytes of a recorded input and where they were read: embedded (`<embedded:…>`), or a path.
+/// A relative recorded path is resolved **relative to `base`** (the certificate's directory)
+/// first, and only if no such file exists there relative to the current directory, so that a
+/// same-named file in the current directory never shadows the certified one (issue 12 item 5).
+pub fn read_recorded(f: &InputFile, base: Option<&Path>) -> Result<(Vec<u8>, String)> {
     if let Some(name) = embedded_name(&f.path) {
-        return embedded_bytes(name).map(<[u8]>::to_vec).ok_or_else(|| {
-            Error::bad_input(
-                &f.path,
-                "path",
-                "not an embedded file of this flatcert version",
-            )
-        });
+        return embedded_bytes(name)
+            .map(|b| (b.to_vec(), f.path.clone()))
+            .ok_or_else(|| {
+                Error::bad_input(
+                    &f.path,
+                    "path",
+                    "not an embedded file of this flatcert version",
+                )
+            });
     }
     let direct = PathBuf::from(&f.path);
     let candidates: Vec<PathBuf> = match base {
-        Some(b) if direct.is_relative() => vec![direct.clone(), b.join(&direct)],
+        Some(b) if direct.is_relative() => vec![b.join(&direct), direct.clone()],
         _ => vec![direct.clone()],
     };
-    for c in &candidates {
-        if let Ok(bytes) = crate::io::read_file(c) {
-            return Ok(bytes);
-        }
+    // The first candidate that exists is the file: an unreadable one is an error, not a reason
+    // to fall back to a different file of the same name.
+    if let Some(c) = candidates.iter().find(|c| c.exists()) {
+        let bytes = crate::io::read_file(c)?;
+        return Ok((bytes, c.display().to_string()));
     }
     Err(Error::Io {
         path: direct,
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            "the certified input file cannot be read (looked relative to the current directory \
-             and to the certificate)",
+            "the certified input file cannot be read (looked relative to the certificate's \
+             directory, then to the current directory)",
         ),
     })
 }
@@ -95,6 +100,8 @@ pub struct LoadedInputs {
     /// The SHA-256 of every recorded file as read now, by its role (`model`, `x`, `y`, `test_x`,
     /// `test_y`).
     pub hashes: Vec<(String, String, String)>,
+    /// Per role, the file actually read (a path as resolved, or `<embedded:…>`).
+    pub read_from: Vec<(String, String)>,
 }
 
 /// The recorded files in a fixed order: (role, record).
@@ -116,9 +123,11 @@ pub fn recorded_files(p: &Provenance) -> Vec<(&'static str, &InputFile)> {
 /// role, (role, recorded sha256, sha256 now) so that the caller can name a changed file.
 pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
     let mut hashes = Vec::new();
+    let mut read_from = Vec::new();
     let mut read = |role: &str, f: &InputFile| -> Result<Vec<u8>> {
-        let b = read_recorded(f, base)?;
+        let (b, from) = read_recorded(f, base)?;
         hashes.push((role.to_string(), f.sha256.clone(), sha256_hex(&b)));
+        read_from.push((role.to_string(), from));
         Ok(b)
     };
     let model = read("model", &p.model)?;
@@ -168,6 +177,7 @@ pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
         data,
         test,
         hashes,
+        read_from,
     })
 }
 

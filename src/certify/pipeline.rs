@@ -116,6 +116,7 @@ pub fn run_detailed(
             CurvaturePath::Operator(r) => Some(r.clone()),
         },
         robust_reason: col.robust_reason.clone(),
+        curvature: plan.curvature,
     };
     let extras = Extras {
         stats: &col.stats,
@@ -163,6 +164,11 @@ pub fn run_detailed(
         },
         verdicts,
         summary,
+        per_point: col
+            .robust
+            .as_ref()
+            .filter(|_| plan.per_point)
+            .map(|r| super::certificate::PerPoint::of(&r.certs)),
     };
     Ok((cert, details))
 }

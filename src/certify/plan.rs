@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use flatcert_bounds::minimum::Curvature;
 use flatcert_bounds::{BatchModel, LrConvention, Sampling};
 
 use crate::error::{Error, Result};
@@ -23,12 +24,15 @@ pub enum LrConventionName {
 }
 
 impl LrConventionName {
-    /// Parse `theory`, `torch-mse` or `torch-sum` (underscores accepted).
+    /// Parse `theory`, `torch-mse` or `torch-sum`, the one set of names and aliases of every
+    /// command's `--lr-convention` and of the checkpoint's `lr_convention` metadata (case and
+    /// `_`/`-` ignored): `torch-mse` also as `torch-mean`, `torch`, `mse`, `pytorch-mse`;
+    /// `torch-sum` also as `pytorch-sum`.
     pub fn parse(s: &str) -> Result<Self> {
-        match s.replace('_', "-").to_ascii_lowercase().as_str() {
+        match s.trim().replace('_', "-").to_ascii_lowercase().as_str() {
             "theory" => Ok(Self::Theory),
-            "torch-mse" | "torch-mean" => Ok(Self::TorchMse),
-            "torch-sum" => Ok(Self::TorchSum),
+            "torch-mse" | "torch-mean" | "torch" | "mse" | "pytorch-mse" => Ok(Self::TorchMse),
+            "torch-sum" | "pytorch-sum" => Ok(Self::TorchSum),
             other => Err(Error::invalid_argument(
                 "--lr-convention",
                 format!("'{other}' is not one of theory, torch-mse, torch-sum"),
@@ -68,6 +72,20 @@ pub fn parse_sampling(s: &str) -> Result<Sampling> {
     }
 }
 
+/// Parse `--curvature`: `exact` (the default: a certified negative eigenvalue of H fails the
+/// certificate) or `gauss-newton` (also `gn`: the Gauss–Newton substitution is an assumed
+/// hypothesis, listed with its size; `flatcert_bounds::minimum`).
+pub fn parse_curvature(s: &str) -> Result<Curvature> {
+    match s.replace('_', "-").to_ascii_lowercase().as_str() {
+        "exact" | "hessian" => Ok(Curvature::Exact),
+        "gauss-newton" | "gn" => Ok(Curvature::GaussNewton),
+        other => Err(Error::invalid_argument(
+            "--curvature",
+            format!("'{other}' is not one of exact, gauss-newton"),
+        )),
+    }
+}
+
 /// `without_replacement` or `with_replacement`.
 pub fn sampling_name(s: Sampling) -> &'static str {
     match s {
@@ -100,6 +118,10 @@ pub struct Provenance {
     /// `--activation` as given (None: the checkpoint's metadata, else relu).
     #[serde(default)]
     pub activation_flag: Option<String>,
+    /// Where the activation came from: `flag` (`--activation`), `metadata` (the checkpoint's
+    /// `activation` key) or `default` (neither: relu assumed, and the notes say so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_source: Option<String>,
     /// `--layers` as given.
     #[serde(default)]
     pub layers: Option<Vec<String>>,
@@ -148,6 +170,12 @@ pub struct Plan {
     pub delta: f64,
     /// Cap on the operator products of that bound.
     pub max_products: usize,
+    /// `--curvature` (default exact): whether a certified negative eigenvalue of H fails the
+    /// certificate, or the Gauss–Newton substitution is an assumed hypothesis (verdict `Min`).
+    pub curvature: Curvature,
+    /// Add the per-point section (T9 radii, T10 bounds per training point) to the certificate
+    /// (`--per-point`; needs ε). Not recorded: it changes the document's size, never a number.
+    pub per_point: bool,
     /// Where the inputs came from (recorded in the certificate; needed by `verify`).
     pub provenance: Option<Provenance>,
     /// Notes to carry into the certificate (e.g. where η and B were read from).
@@ -195,6 +223,8 @@ impl Plan {
             t5_rank: DEFAULT_T5_RANK,
             delta: crate::measure::lanczos::DEFAULT_DELTA,
             max_products: crate::measure::lanczos::DEFAULT_MAX_PRODUCTS,
+            curvature: Curvature::Exact,
+            per_point: false,
             provenance: None,
             notes: Vec::new(),
         }
@@ -377,6 +407,9 @@ pub struct Hyper {
     /// Operator-product budget of that bound.
     #[serde(default = "default_max_products")]
     pub max_products: usize,
+    /// `exact` or `gauss-newton` (`--curvature`; absent in older certificates: exact).
+    #[serde(default)]
+    pub curvature: Curvature,
     /// flatcert version that issued the certificate.
     pub flatcert_version: String,
 }
@@ -432,6 +465,7 @@ impl Hyper {
             t5_rank: plan.t5_rank,
             delta: plan.delta,
             max_products: plan.max_products,
+            curvature: plan.curvature,
             flatcert_version: env!("CARGO_PKG_VERSION").into(),
         })
     }
@@ -460,6 +494,14 @@ mod tests {
             LrConventionName::TorchMse
         );
         assert!(LrConventionName::parse("adam").is_err());
+        for (alias, want) in [
+            ("pytorch_mse", LrConventionName::TorchMse),
+            ("Torch", LrConventionName::TorchMse),
+            ("pytorch-sum", LrConventionName::TorchSum),
+            (" theory ", LrConventionName::Theory),
+        ] {
+            assert_eq!(LrConventionName::parse(alias).unwrap(), want, "{alias}");
+        }
     }
 
     #[test]
@@ -484,6 +526,16 @@ mod tests {
         let mut p = Plan::new(0.1, 11);
         p.sampling = Sampling::WithReplacement;
         assert!(p.validate(10, 1).is_ok());
+    }
+
+    #[test]
+    fn curvature_names_round_trip() {
+        for c in [Curvature::Exact, Curvature::GaussNewton] {
+            assert_eq!(parse_curvature(c.name()).unwrap(), c);
+        }
+        assert_eq!(parse_curvature("GN").unwrap(), Curvature::GaussNewton);
+        let e = parse_curvature("newton").unwrap_err();
+        assert!(e.to_string().contains("--curvature"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub fn scale_row(
         same_run: true,
         t5_reason: Some("at scale, flatcert stability uses T5(i) and T5(g)".into()),
         robust_reason: Some("not needed".into()),
+        // T4/T5 do not read it (it decides only the `Min` verdict, not computed here).
+        curvature: flatcert_bounds::minimum::Curvature::Exact,
     };
     let (t4, t5) = stability_verdicts(&ctx, &ev.quantities)
         .map_err(|e| Error::Internal(format!("T4/T5 at scale: {e}")))?;

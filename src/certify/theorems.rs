@@ -10,6 +10,7 @@
 //! `estimate`); two-sided brackets (λ_max(G), λ_max(𝒟̃)) become `interval`s from their upper and
 //! lower quantities; ‖W‖₂ enters only through its rigorous upper bound.
 
+use flatcert_bounds::minimum::{self, Curvature, MinimumInput};
 use flatcert_bounds::t6::DirectionalResult;
 use flatcert_bounds::t8::{Coverage, T8Input, T8Point, T8Theory};
 use flatcert_bounds::t9::{MarkovInput, PairGap, T9Input, T9Point};
@@ -51,6 +52,9 @@ pub struct Context {
     pub t5_reason: Option<String>,
     /// Why T8–T10 are not computed (e.g. "needs --epsilon"), if so.
     pub robust_reason: Option<String>,
+    /// `--curvature`: whether a certified negative eigenvalue of H fails the certificate (exact)
+    /// or the Gauss–Newton substitution is assumed (`flatcert_bounds::minimum`).
+    pub curvature: Curvature,
 }
 
 /// T8–T10 evidence computed on the network (certify only).
@@ -211,6 +215,7 @@ pub fn evaluate(
     }
     put("T3", build_t3(ctx, &q, stability.as_ref()))?;
     put("T4", t4)?;
+    put(minimum::ID, build_minimum(ctx, &q))?;
     put("T5", t5)?;
     put("T6", build_t6(ctx, &q, extras, stability.as_ref()))?;
     put("T7", build_t7(ctx, &q, stability.as_ref()))?;
@@ -440,24 +445,11 @@ fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
     let input = t4::T4Input {
         eta: ctx.eta,
         lambda_max,
-        lambda_min: q
-            .0
-            .get("hessian_lambda_min_upper")
-            .filter(|x| x.kind == Kind::Upper)
-            .map(to_value),
+        // λ_min(H) ≥ 0 is its own verdict (`Min`, [`build_minimum`]), not a T4 hypothesis.
+        lambda_min: None,
         model,
     };
     let mut v = t4::check(&input)?;
-    // A Lanczos θ_min is an upper bound of λ_min(H): it can refute "H ⪰ 0" but never certify it,
-    // so unless it refutes, it is a diagnostic of the true H (the verdict is on G).
-    if let Some(pos) = v
-        .hypotheses
-        .iter()
-        .position(|c| c.name == "psd" && c.status != Status::Violated)
-    {
-        let c = v.hypotheses.remove(pos);
-        v.diagnostics.push(c);
-    }
     if let Some(a) = assumed {
         v.hypotheses.insert(0, a);
     }
@@ -569,6 +561,22 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
         );
     }
     Ok(v)
+}
+
+/// `Min` (θ* is a minimum, λ_min(H) ≥ 0) from `max_abs_residual` and, for smooth σ with a
+/// residual, the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`); the rule, and what
+/// `--curvature` changes, is `flatcert_bounds::minimum`.
+fn build_minimum(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let input = MinimumInput {
+        curvature: ctx.curvature,
+        lambda_min: q
+            .0
+            .get("hessian_lambda_min_upper")
+            .filter(|x| x.kind == Kind::Upper)
+            .map(to_value),
+        max_abs_residual: q.num("max_abs_residual"),
+    };
+    Ok(minimum::check(&input)?)
 }
 
 /// The certified λ_max(𝒟̃) bracket of T5(f) when the quantities hold one for this batch model,
@@ -1227,6 +1235,73 @@ mod tests {
         let names: Vec<&str> = m.hypotheses.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["per_sample_k2", "per_sample_k4", "same"]);
         assert_eq!(m.status(), Status::Violated);
+    }
+
+    /// Issue 12 item 3: with a residual and a certified negative eigenvalue of H, the failure is
+    /// named `Min` (θ* is not a minimum), T4's GD condition stays certified, and
+    /// `--curvature gauss-newton` turns the refutation into an assumed hypothesis with its size.
+    #[test]
+    fn a_negative_hessian_eigenvalue_fails_min_not_t4() {
+        use crate::certify::summary::summarize;
+        let mut map = QuantityMap::new();
+        map.insert("gauss_newton_lambda_max".into(), Quantity::upper(1.0, 0.0));
+        map.insert(
+            "gauss_newton_lambda_max_lower".into(),
+            Quantity::lower(0.9, 0.0),
+        );
+        map.insert("max_abs_residual".into(), Quantity::exact(0.1, 0.0));
+        map.insert(
+            "hessian_lambda_min_upper".into(),
+            Quantity::upper(-0.5, 0.0),
+        );
+        let mut ctx = Context {
+            eta: 0.1,
+            batch: BatchModel::new(8, 2, Sampling::WithoutReplacement).unwrap(),
+            outputs: 1,
+            ks: vec![2],
+            activation: Activation::Tanh,
+            epsilon: None,
+            epsilon_y: 0.0,
+            tau: None,
+            same_run: true,
+            t5_reason: None,
+            robust_reason: None,
+            curvature: Curvature::Exact,
+        };
+        let vs = evaluate(&ctx, &map, None).unwrap();
+        let t4 = vs.verdict("T4").unwrap();
+        assert_eq!(t4.status(), Status::Certified, "{t4:?}");
+        assert!(t4.check("psd").is_none());
+        let min = vs.verdict(minimum::ID).unwrap();
+        assert_eq!(min.status(), Status::Violated);
+        let s = summarize(&vs, None, String::new());
+        assert_eq!(s.exit_code, 1);
+        let first = s.first_open().unwrap();
+        assert!(first.starts_with("Min.minimum violated"), "{first}");
+        let table = crate::report::render(&[], &vs, &s, crate::report::Style::default());
+        assert!(
+            table.contains(&format!("{}  —  VIOLATED", minimum::TITLE)),
+            "{table}"
+        );
+        assert!(
+            table.contains("First moment (the GD condition)  —  CERTIFIED"),
+            "{table}"
+        );
+
+        ctx.curvature = Curvature::GaussNewton;
+        let vs = evaluate(&ctx, &map, None).unwrap();
+        let s = summarize(&vs, None, String::new());
+        let min = vs.verdict(minimum::ID).unwrap();
+        assert_eq!(min.status(), Status::Assumed);
+        let a = s
+            .assumed
+            .iter()
+            .find(|h| h.name == "gauss_newton_curvature")
+            .unwrap();
+        assert_eq!(a.size, Some(0.5));
+        assert_eq!(s.diagnostic_violations[0].theorem, minimum::ID);
+        // T5 is missing from this map, so only T4 and Min decide here; nothing is open.
+        assert!(s.violated.is_empty() && s.inconclusive.is_empty(), "{s:?}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!    (THEORY §3 rule) equals the stored status; the summary recomputed from the verdicts equals
 //!    the stored summary;
 //! 3. the SHA-256 of every referenced file (embedded example supported) equals the recorded one;
+//!    a relative recorded path is resolved against the certificate's directory first, then the
+//!    current directory, and the file actually read is reported (`checked`);
 //! 4. the whole pipeline re-run on those files at the recorded hyper-parameters gives the same
 //!    inputs, hyper-parameters, measurements, verdicts and summary: numbers within the stated
 //!    tolerance (the larger `tol` of the two, plus 1e-9 relative), strings equal (free-text
@@ -111,6 +113,7 @@ pub fn plan_of(cert: &Certificate) -> Result<Plan> {
     p.t5_rank = h.t5_rank;
     p.delta = h.delta;
     p.max_products = h.max_products;
+    p.curvature = h.curvature;
     p.provenance = cert.inputs.files.clone();
     Ok(p)
 }
@@ -137,6 +140,9 @@ pub fn verify(text: &str, path: &Path) -> Result<Outcome> {
     };
     let base = path.parent();
     let loaded = load(prov, base)?;
+    for (role, from) in &loaded.read_from {
+        checked.push(format!("read {role} from {from}"));
+    }
     for (role, recorded, now) in &loaded.hashes {
         if recorded != now {
             return Ok(Outcome {

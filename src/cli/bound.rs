@@ -6,12 +6,14 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use flatcert::quantity::shortest;
 
 use flatcert::certify::bound::{compute, read_source};
-use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_sampling};
+use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_curvature, parse_sampling};
 use flatcert::certify::{LrConventionName, Plan};
 use flatcert::report::markdown::render_bound_markdown;
 use flatcert::report::{Style, render};
+use flatcert_bounds::minimum::Curvature;
 
 use super::certify::{Format, parse_format};
 
@@ -36,6 +38,10 @@ pub struct BoundArgs {
     /// Even moment orders k (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
     pub k: Vec<u32>,
+    /// exact or gauss-newton (see `certify --curvature`). Default for a certificate: its own;
+    /// else exact.
+    #[arg(long)]
+    pub curvature: Option<String>,
     /// Radius ε for T8–T10 (they need the network: reported as not computed).
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
@@ -60,6 +66,15 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     let file = args.measurements.display().to_string();
     let text = flatcert::io::read_text_file(&args.measurements)?;
     let src = read_source(&text, &file)?;
+    // Issue 12 item 2: a document measured with the default activation says so again here.
+    if src.activation_source.as_deref() == Some("default") {
+        eprintln!(
+            "note: {file} was measured with activation {} assumed by default (no --activation, no \
+             'activation' metadata); if the network uses another, measure it again with \
+             --activation",
+            src.activation
+        );
+    }
     // Defaults from a certificate's own hyper-parameters; a measurements document needs both.
     let h = src.hyper.as_ref();
     let what = "is required for a measurements document (a certificate supplies its own)";
@@ -87,6 +102,11 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
     plan.lr_convention = conv;
     plan.sampling = sampling;
     plan.ks = args.k.clone();
+    plan.curvature = match (&args.curvature, h) {
+        (Some(c), _) => parse_curvature(c)?,
+        (None, Some(h)) => h.curvature,
+        (None, None) => Curvature::Exact,
+    };
     plan.epsilon = args.epsilon;
     plan.tau = args.tau;
     plan.gram_limit = DEFAULT_GRAM_LIMIT;
@@ -104,10 +124,10 @@ pub fn run_cmd(args: &BoundArgs) -> Result<i32> {
                 format!("flatcert bound — numbers from {file} ({})", src.schema),
                 format!(
                     "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), B = {}, n = {}, p = {:.6}, π = {:.6}, k = {:?}",
-                    h.eta,
-                    h.lr_given,
+                    shortest(h.eta),
+                    shortest(h.lr_given),
                     h.lr_convention.name(),
-                    h.eta_torch_mse,
+                    shortest(h.eta_torch_mse),
                     h.batch,
                     h.n,
                     h.p,

@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
+use flatcert::quantity::shortest;
 
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
 use flatcert::certify::pipeline::{Details, run_detailed};
 use flatcert::certify::plan::{
-    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
+    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_curvature, parse_sampling,
 };
 use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
 use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
@@ -41,6 +42,16 @@ pub struct CertifyArgs {
     /// Even moment orders k for T6/T7 (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
     pub k: Vec<u32>,
+    /// exact (default): a certified negative eigenvalue of the Hessian H (θ* not a minimum)
+    /// fails the certificate (verdict Min). gauss-newton: accept the Gauss–Newton model (H
+    /// replaced by G), listed as an assumed hypothesis with its size.
+    #[arg(long, default_value = "exact")]
+    pub curvature: String,
+    /// With --epsilon: add the per-point section to the certificate (T9 certified radius and
+    /// T10 Lipschitz bound of every training point, with kinds) and a table of the worst points
+    /// to the Markdown report.
+    #[arg(long = "per-point")]
+    pub per_point: bool,
     /// Radius ε (ℓ2) for T8–T10; without it they are not computed.
     #[arg(long, allow_negative_numbers = true)]
     pub epsilon: Option<f64>,
@@ -145,10 +156,10 @@ pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
     lines.push(format!(
         "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), \
          B = {}, p = {:.6}, π = {:.6}, k = {:?}",
-        h.eta,
-        h.lr_given,
+        shortest(h.eta),
+        shortest(h.lr_given),
         h.lr_convention.name(),
-        h.eta_torch_mse,
+        shortest(h.eta_torch_mse),
         h.batch,
         h.p,
         h.pi,
@@ -235,6 +246,15 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.lr_convention = conv;
     plan.sampling = sampling;
     plan.ks = args.k.clone();
+    plan.curvature = parse_curvature(&args.curvature)?;
+    if args.per_point && args.epsilon.is_none() {
+        return Err(flatcert::Error::invalid_argument(
+            "--per-point",
+            "needs --epsilon (the per-point results are T9/T10 at a radius ε)",
+        )
+        .into());
+    }
+    plan.per_point = args.per_point;
     plan.epsilon = args.epsilon;
     plan.epsilon_y = args.epsilon_y.unwrap_or(0.0);
     plan.tau = args.tau;
@@ -246,6 +266,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
     plan.memory_limit_bytes = args.inputs.memory_limit()?;
+    notes.extend(loaded.default_activation_notes());
     plan.notes = notes;
     // Validate the plan before the (possibly long) held-out loading and measurement.
     plan.validate(loaded.data.len(), loaded.mlp.output_dim())?;
@@ -287,6 +308,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
             args.inputs.one_hot
         },
         activation_flag: args.inputs.activation.clone(),
+        activation_source: Some(loaded.activation_source.as_str().into()),
         layers: args.inputs.layers.clone(),
         embedded: loaded.embedded,
     });

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use flatcert::io::{CheckpointOptions, DataOptions, LoadedCheckpoint};
+use flatcert::io::{ActivationSource, CheckpointOptions, DataOptions, LoadedCheckpoint};
 use flatcert::measurements::{InputFile, sha256_hex};
 use flatcert::{Activation, Dataset, Mlp, example};
 
@@ -61,6 +61,74 @@ pub struct Loaded {
     pub metadata: std::collections::BTreeMap<String, String>,
     /// True for the embedded example.
     pub embedded: bool,
+    /// Where the activation came from: `--activation`, the checkpoint's metadata, or the
+    /// default (relu).
+    pub activation_source: ActivationSource,
+}
+
+impl Loaded {
+    /// The notes a user must see when the activation came from the default (issue 12 item 2):
+    /// that relu was assumed and how to set another, and, when the network then fits its targets
+    /// no better than a constant, that the activation is the likely cause. Empty otherwise.
+    pub fn default_activation_notes(&self) -> Vec<String> {
+        if self.activation_source != ActivationSource::Default {
+            return Vec::new();
+        }
+        let name = self.mlp.activation().name();
+        let mut notes = vec![format!(
+            "activation {name} assumed by default: no --activation and no 'activation' metadata in \
+             {}; if the network was trained with another, pass --activation \
+             tanh|sigmoid|softplus|leaky_relu[:alpha]|identity (or write the 'activation' metadata \
+             key, docs/checkpoints.md)",
+            self.model_file.path
+        )];
+        if let Some((loss, baseline)) = fit_against_constant(&self.mlp, &self.data)
+            && loss > baseline
+        {
+            notes.push(format!(
+                "the training loss ℒ = {} with the assumed activation {name} is larger than \
+                 the loss of the best constant prediction (the mean target), {}: the network does \
+                 not fit its data as {name}; set its activation with --activation",
+                fmt_f64(loss),
+                fmt_f64(baseline)
+            ));
+        }
+        notes
+    }
+}
+
+/// A computed loss for a note (5 significant digits: the comparison is by a wide margin or not
+/// at all, so more digits would only be noise to the reader).
+fn fmt_f64(x: f64) -> String {
+    format!("{x:.4e}")
+}
+
+/// (ℒ, ℒ₀): the training loss ℒ = (1/n)Σ½‖f(x_i) − y_i‖² of `mlp` and that of the best constant
+/// predictor ȳ (the mean target), ℒ₀ = (1/n)Σ½‖y_i − ȳ‖². `None` without targets. ℒ > ℒ₀ is the
+/// threshold of "far from 0": it needs no tuning, and a network that does not beat a constant
+/// has learned nothing about its data under this activation.
+fn fit_against_constant(mlp: &Mlp, data: &Dataset) -> Option<(f64, f64)> {
+    let y = data.y()?;
+    let (n, d, c) = (data.len(), data.dim(), data.outputs()?);
+    if n == 0 || c != mlp.output_dim() {
+        return None;
+    }
+    // Row-major n × d is column-major d × n: one column per sample.
+    let x = nalgebra::DMatrix::from_column_slice(d, n, data.x());
+    let f = mlp.forward(x.as_view());
+    let mut mean = vec![0.0; c];
+    for (j, m) in mean.iter_mut().enumerate() {
+        *m = (0..n).map(|i| y[i * c + j]).sum::<f64>() / n as f64;
+    }
+    let (mut loss, mut base) = (0.0, 0.0);
+    for i in 0..n {
+        for j in 0..c {
+            let t = y[i * c + j];
+            loss += 0.5 * (f[(j, i)] - t).powi(2);
+            base += 0.5 * (t - mean[j]).powi(2);
+        }
+    }
+    Some((loss / n as f64, base / n as f64))
 }
 
 /// A file's bytes, read once, and its record (path as given, SHA-256 of those bytes).
@@ -119,7 +187,12 @@ impl InputArgs {
                         "--one-hot, --x-scale and --layers apply to your own --model/--x; the bundled example uses its own (one-hot 10, x-scale 1/16)"
                     );
                 }
-                let LoadedCheckpoint { mlp, metadata, .. } = flatcert::io::load_checkpoint_bytes(
+                let LoadedCheckpoint {
+                    mlp,
+                    metadata,
+                    activation_source,
+                    ..
+                } = flatcert::io::load_checkpoint_bytes(
                     example::MODEL,
                     "<embedded:digits/model.safetensors>",
                     &ckpt_opts,
@@ -148,12 +221,18 @@ impl InputArgs {
                     x_scale: example::X_SCALE,
                     metadata,
                     embedded: true,
+                    activation_source,
                 })
             }
             (Some(model), Some(x)) => {
                 // Each file is read once: parsed and hashed from the same bytes.
                 let (model_bytes, model_file) = read_input(model)?;
-                let LoadedCheckpoint { mlp, metadata, .. } = flatcert::io::load_checkpoint_bytes(
+                let LoadedCheckpoint {
+                    mlp,
+                    metadata,
+                    activation_source,
+                    ..
+                } = flatcert::io::load_checkpoint_bytes(
                     &model_bytes,
                     &model_file.path,
                     &ckpt_opts,
@@ -191,7 +270,7 @@ impl InputArgs {
                     )
                     .into());
                 }
-                Ok(Loaded {
+                let loaded = Loaded {
                     mlp,
                     model_file,
                     x_file,
@@ -200,7 +279,14 @@ impl InputArgs {
                     x_scale: self.x_scale.unwrap_or(1.0),
                     metadata,
                     embedded: false,
-                })
+                    activation_source,
+                };
+                // Said on stderr by every command that loads a network; the JSON documents
+                // record `activation_source` and carry the same notes.
+                for note in loaded.default_activation_notes() {
+                    eprintln!("note: {note}");
+                }
+                Ok(loaded)
             }
             (Some(_), None) => {
                 bail!("--model given without --x: the data the model was trained on is needed")

@@ -361,6 +361,7 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
                 .map_or("not stated", String::as_str)
         ));
     }
+    notes.extend(loaded.default_activation_notes());
     if loaded.embedded {
         notes.push(
             "bundled example: digits (UCI, CC BY 4.0), x scaled by 1/16, labels one-hot".into(),
@@ -373,6 +374,7 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: Some(loaded.activation_source.as_str().into()),
             widths: mlp.widths(),
             n: data.len(),
             parameters: mlp.num_params(),

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use flatcert::Error;
+use flatcert::certify::LrConventionName;
 use flatcert::measure::stability::{BracketOptions, Sampling as TheorySampling};
 use flatcert::measurements::InputFile;
 use flatcert::simulate::exact::{reduced_log_trace_curve, reduced_start_moment};
@@ -55,10 +56,14 @@ const LOSS_FACTOR: f64 = 100.0;
 pub struct SimulateArgs {
     #[command(flatten)]
     pub inputs: InputArgs,
-    /// Learning rate η in the theory convention (THEORY §0). Default: the checkpoint's training
-    /// η from its metadata (the bundled example: 0.2).
+    /// Learning rate (in --lr-convention). Default: the checkpoint's training η from its
+    /// metadata (the bundled example: 0.2), in its `lr_convention`.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// Convention of --lr: theory (default), torch-mse (η = 2η_torch/C) or torch-sum
+    /// (η = 2Bη_torch); the same names as certify and stability.
+    #[arg(long = "lr-convention")]
+    pub lr_convention: Option<String>,
     /// Batch size B. Default: the checkpoint's training B from its metadata (bundled: 16).
     #[arg(long)]
     pub batch: Option<usize>,
@@ -187,45 +192,13 @@ struct Hyper {
     batch_source: &'static str,
 }
 
-/// η and B from the flags or the checkpoint metadata (`lr` in the theory convention, `batch`).
+/// η (converted to the theory convention from `--lr-convention` or the metadata's `lr_convention`)
+/// and B from the flags or the checkpoint metadata (`lr`, `batch`).
 fn resolve_hyper(
     args: &SimulateArgs,
     meta: &std::collections::BTreeMap<String, String>,
+    c: usize,
 ) -> Result<Hyper> {
-    let lr = match args.lr {
-        Some(lr) => (lr, "--lr"),
-        None => {
-            let Some(text) = meta.get("lr") else {
-                return Err(invalid(
-                    "--lr",
-                    "required: the checkpoint's metadata has no training learning rate",
-                ));
-            };
-            if let Some(conv) = meta.get("lr_convention")
-                && conv != "theory"
-            {
-                return Err(invalid(
-                    "--lr",
-                    format!(
-                        "required: the checkpoint's lr is in the '{conv}' convention, not the theory convention (THEORY §0)"
-                    ),
-                ));
-            }
-            let lr: f64 = text.trim().parse().map_err(|_| {
-                invalid(
-                    "--lr",
-                    format!("required: the checkpoint's metadata lr = '{text}' is not a number"),
-                )
-            })?;
-            if !(lr.is_finite() && lr > 0.0) {
-                return Err(invalid(
-                    "--lr",
-                    format!("required: the checkpoint's metadata lr = {lr} is not > 0"),
-                ));
-            }
-            (lr, "checkpoint metadata")
-        }
-    };
     let batch = match args.batch {
         Some(b) => (b, "--batch"),
         None => {
@@ -244,6 +217,42 @@ fn resolve_hyper(
             (b, "checkpoint metadata")
         }
     };
+    let lr = match args.lr {
+        Some(lr) => (lr, "--lr"),
+        None => {
+            let Some(text) = meta.get("lr") else {
+                return Err(invalid(
+                    "--lr",
+                    "required: the checkpoint's metadata has no training learning rate",
+                ));
+            };
+            let lr: f64 = text.trim().parse().map_err(|_| {
+                invalid(
+                    "--lr",
+                    format!("required: the checkpoint's metadata lr = '{text}' is not a number"),
+                )
+            })?;
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(invalid(
+                    "--lr",
+                    format!("required: the checkpoint's metadata lr = {lr} is not > 0"),
+                ));
+            }
+            (lr, "checkpoint metadata")
+        }
+    };
+    // One convention enum and one set of names for every command (THEORY §0): the flag, else
+    // the metadata's `lr_convention` when the lr came from the metadata, else theory.
+    let conv = match (&args.lr_convention, args.lr, meta.get("lr_convention")) {
+        (Some(c), _, _) => LrConventionName::parse(c)?,
+        (None, None, Some(c)) => LrConventionName::parse(c)?,
+        _ => LrConventionName::Theory,
+    };
+    let eta = conv
+        .convention(c, batch.0)
+        .to_theory(lr.0)
+        .map_err(|e| invalid("--lr", e.to_string()))?;
+    let lr = (eta, lr.1);
     Ok(Hyper {
         lr: lr.0,
         lr_source: lr.1,
@@ -258,6 +267,8 @@ struct InputsDoc {
     x: InputFile,
     y: Option<InputFile>,
     activation: String,
+    /// `flag`, `metadata` or `default` (relu assumed).
+    activation_source: &'static str,
     widths: Vec<usize>,
     n: usize,
     outputs: usize,
@@ -574,7 +585,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         lr_source,
         batch,
         batch_source,
-    } = resolve_hyper(args, &loaded.metadata)?;
+    } = resolve_hyper(args, &loaded.metadata, loaded.mlp.output_dim())?;
     let n = data.len();
     if batch > n {
         return Err(invalid(
@@ -680,7 +691,8 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             expectation_source: source,
         });
     }
-    let mut notes = pred.notes.clone();
+    let mut notes = loaded.default_activation_notes();
+    notes.extend(pred.notes.iter().cloned());
     let exact = match &pred.model {
         Some(model) if model.rank() > 0 => {
             let r = model.rank() as f64;
@@ -892,6 +904,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: loaded.activation_source.as_str(),
             widths: mlp.widths(),
             n,
             outputs: mlp.output_dim(),

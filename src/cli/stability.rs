@@ -27,6 +27,7 @@ use nalgebra::DMatrix;
 use serde::Serialize;
 use serde_json::Value;
 
+use flatcert::certify::LrConventionName;
 use flatcert::certify::summary::status_label;
 use flatcert::measure::gram::{GramOptions, gauss_newton_gram, gram_memory_bytes};
 use flatcert::measure::hvp::{CurvatureOperator, OperatorOptions};
@@ -84,15 +85,6 @@ pub use super::memory::SAFE_MEMORY_FRACTION;
 const ANNOUNCE_SECONDS: f64 = 2.0;
 const ANNOUNCE_BYTES: usize = 256 << 20;
 
-/// Learning-rate convention of `--lr` (THEORY.md §0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LrConvention {
-    /// The theory's: loss ½‖f(x) − y‖² summed over the C outputs, averaged over the batch.
-    Theory,
-    /// PyTorch `nn.MSELoss()` (mean over B·C, no ½): η = 2·η_torch/C.
-    TorchMse,
-}
-
 /// Batch sampling scheme (THEORY.md §0, §6 item 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SamplingArg {
@@ -123,10 +115,11 @@ pub struct StabilityArgs {
     /// Default: the checkpoint's training η from its metadata, if any.
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Convention of --lr: theory (½‖f−y‖² summed over outputs) or torch-mse (PyTorch
-    /// MSELoss, η = 2·η_torch/C). Default: theory.
-    #[arg(long = "lr-convention", value_enum, requires = "lr")]
-    pub lr_convention: Option<LrConvention>,
+    /// Convention of --lr: theory (½‖f−y‖² summed over outputs), torch-mse (PyTorch MSELoss,
+    /// η = 2·η_torch/C) or torch-sum (reduction='sum', η = 2B·η_torch: needs exactly one
+    /// --batch). Default: theory.
+    #[arg(long = "lr-convention", requires = "lr")]
+    pub lr_convention: Option<String>,
     /// Even orders k ≥ 2 of the moment critical rates (k = 2 is η*(B) itself; k ≥ 4 only for
     /// tiny problems, r ≤ 12).
     #[arg(long, value_delimiter = ',', default_value = "2,4")]
@@ -351,6 +344,15 @@ fn invalid(name: &str, message: impl Into<String>) -> anyhow::Error {
 /// Validate the arguments that do not need the data: η finite and positive, k even in 2..=16,
 /// τ in [0, 1), a positive Gram limit, writable output directories.
 fn validate_args(args: &StabilityArgs) -> Result<()> {
+    if let Some(c) = &args.lr_convention
+        && LrConventionName::parse(c)? == LrConventionName::TorchSum
+        && args.batch.as_ref().is_none_or(|b| b.len() != 1)
+    {
+        return Err(invalid(
+            "--lr-convention",
+            "torch-sum gives η = 2B·η_torch, which depends on B: give exactly one --batch",
+        ));
+    }
     if let Some(lr) = args.lr
         && !(lr.is_finite() && lr > 0.0)
     {
@@ -441,21 +443,14 @@ fn check_output_dir(flag: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Parse a learning-rate convention as written in checkpoint metadata.
-fn metadata_convention(s: &str) -> Option<LrConvention> {
-    match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-        "theory" => Some(LrConvention::Theory),
-        "torch-mse" | "torch" | "mse" | "pytorch-mse" => Some(LrConvention::TorchMse),
-        _ => None,
-    }
-}
-
-/// η in the theory convention (THEORY.md §0): η = 2·η_torch/C for PyTorch `MSELoss`.
-fn to_theory(lr: f64, conv: LrConvention, c: usize) -> f64 {
-    match conv {
-        LrConvention::Theory => lr,
-        LrConvention::TorchMse => 2.0 * lr / c as f64,
-    }
+/// η in the theory convention (THEORY.md §0) for C outputs and, for torch-sum, batch size B
+/// (`None`: unknown, no η).
+fn to_theory(lr: f64, conv: LrConventionName, c: usize, batch: Option<usize>) -> Option<f64> {
+    let b = match conv {
+        LrConventionName::TorchSum => batch?,
+        _ => batch.unwrap_or(1),
+    };
+    conv.convention(c, b).to_theory(lr).ok()
 }
 
 /// The η of the verdicts and the marker's B: `--lr` (no marker B), else the checkpoint's
@@ -472,15 +467,16 @@ fn resolve_eta(
         source,
     };
     if let Some(lr) = args.lr {
-        let conv = args.lr_convention.unwrap_or(LrConvention::Theory);
-        let name = match conv {
-            LrConvention::Theory => "theory",
-            LrConvention::TorchMse => "torch-mse",
-        };
-        return (
-            Some(info(to_theory(lr, conv, c), format!("--lr {lr} ({name})"))),
-            None,
-        );
+        // Parsed (and torch-sum's single --batch checked) by validate_args.
+        let conv = args
+            .lr_convention
+            .as_deref()
+            .and_then(|s| LrConventionName::parse(s).ok())
+            .unwrap_or_default();
+        let batch = args.batch.as_ref().and_then(|b| b.first().copied());
+        let eta = to_theory(lr, conv, c, batch)
+            .map(|eta| info(eta, format!("--lr {lr} ({})", conv.name())));
+        return (eta, None);
     }
     let md = &loaded.metadata;
     let Some(lr_text) = md.get("lr") else {
@@ -498,7 +494,7 @@ fn resolve_eta(
         return (None, None);
     };
     let conv_text = md.get("lr_convention").map_or("", String::as_str);
-    let Some(conv) = metadata_convention(conv_text) else {
+    let Some(conv) = LrConventionName::parse(conv_text).ok() else {
         notes.push(format!(
             "checkpoint metadata lr = {lr} has an unknown convention '{conv_text}': no verdicts \
              (give --lr and --lr-convention)"
@@ -506,7 +502,13 @@ fn resolve_eta(
         return (None, None);
     };
     let batch = md.get("batch").and_then(|b| b.trim().parse::<usize>().ok());
-    let eta = to_theory(lr, conv, c);
+    let Some(eta) = to_theory(lr, conv, c, batch) else {
+        notes.push(format!(
+            "checkpoint metadata lr = {lr} ({conv_text}) needs the training batch size, which \
+             the metadata does not give: no verdicts (give --lr, --lr-convention and --batch)"
+        ));
+        return (None, None);
+    };
     let source = format!("checkpoint metadata (lr = {lr}, {conv_text} convention)");
     (Some(info(eta, source)), batch)
 }
@@ -869,7 +871,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
     let loaded = args.inputs.load(false)?;
     let (mlp, data) = (&loaded.mlp, &loaded.data);
     let (n, c) = (data.len(), mlp.output_dim());
-    let mut notes = Vec::new();
+    let mut notes = loaded.default_activation_notes();
 
     let md_sampling = loaded
         .metadata
@@ -1232,6 +1234,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: Some(loaded.activation_source.as_str().into()),
             widths: mlp.widths(),
             n,
             parameters: mlp.num_params(),
@@ -1341,7 +1344,9 @@ pub fn render_table(doc: &StabilityDoc) -> String {
     match &doc.eta {
         Some(e) => out.push_str(&format!(
             "η = {} (theory convention; PyTorch MSELoss η_torch = {}) from {}\n",
-            e.theory, e.torch_mse, e.source
+            flatcert::quantity::shortest(e.theory),
+            flatcert::quantity::shortest(e.torch_mse),
+            e.source
         )),
         None => out.push_str("no η (give --lr): brackets only, no verdicts\n"),
     }

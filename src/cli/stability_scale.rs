@@ -262,6 +262,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
             x: loaded.x_file.clone(),
             y: loaded.y_file.clone(),
             activation: mlp.activation().name(),
+            activation_source: Some(loaded.activation_source.as_str().into()),
             widths: mlp.widths(),
             n,
             parameters: mlp.num_params(),

@@ -321,7 +321,15 @@ pub fn gram_spectrum(gram: GramMatrix, tau: f64) -> Result<GramSpectrum> {
     } else {
         0
     };
-    let discarded_mass = round_up(eig.values[rank..].iter().map(|v| v.abs()).sum());
+    // A sum of |λ_j| is 0 exactly iff every term is 0 (adding nonnegative floats never
+    // underflows to 0), so 0 stays 0 instead of round_up's subnormal f64::MIN_POSITIVE
+    // (issue 12 item 7: it was stored as 2.2e-308).
+    let discarded: f64 = eig.values[rank..].iter().map(|v| v.abs()).sum();
+    let discarded_mass = if discarded == 0.0 {
+        0.0
+    } else {
+        round_up(discarded)
+    };
     let largest_discarded = eig.values.get(rank).copied().unwrap_or(0.0).max(0.0);
     Ok(GramSpectrum {
         n: gram.n,
@@ -522,7 +530,10 @@ mod tests {
         assert!((spec.trace - 6.0).abs() < 1e-14);
         assert!((spec.frobenius.powi(2) - 208.0 / 9.0).abs() < 1e-13);
         assert_eq!(spec.rank, 3);
+        // Full rank: nothing is discarded, and 0 is stored as 0, not as a subnormal.
+        assert_eq!(spec.discarded_mass, 0.0);
         let q = spec.quantities(2);
+        assert_eq!(q["gauss_newton_discarded_mass"].value, 0.0);
         assert_eq!(
             q["gauss_newton_lambda_max"].kind,
             crate::quantity::Kind::Upper

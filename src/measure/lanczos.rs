@@ -771,19 +771,24 @@ pub fn hessian_gn_difference_norm(
         hv.axpy(-1.0, &op.gn_product(&p)?);
         Ok(hv.to_flat())
     };
-    let mut best = 0.0f64;
+    // (|ρ|, its Lanczos error estimate against the end eigenvalue, allowance included): the tol
+    // of an estimate is its error bar (issue 12 item 7: it was 0).
+    let mut best = (0.0f64, 0.0f64);
     let mut products = 0;
     for target in [Target::Largest, Target::Smallest] {
         let o = LanczosOptions { target, ..*opts };
         let res = lanczos(op.num_params(), &o, diff)?;
-        best = best.max(res.rayleigh.abs());
+        if res.rayleigh.abs() >= best.0 {
+            best = (res.rayleigh.abs(), res.error_estimate);
+        }
         products += res.products;
     }
-    Ok(Quantity::estimate(best, 0.0)
+    Ok(Quantity::estimate(best.0, best.1)
         .with_method("lanczos-(H-G)")
         .with_note(format!(
             "max |Rayleigh quotient| of H − G over both ends, {products} products: a lower \
-             bound of ‖H − G‖₂ in exact arithmetic, an estimate only (THEORY §3 item 5)"
+             bound of ‖H − G‖₂ in exact arithmetic, an estimate only (THEORY §3 item 5); tol = \
+             the Lanczos error estimate of that end (not a rigorous bound)"
         )))
 }
 
@@ -1091,6 +1096,21 @@ mod tests {
             let dn =
                 hessian_gn_difference_norm(&op, &LanczosOptions { tol: 1e-10, ..opts }).unwrap();
             assert!(dn.value > 0.0);
+            // Its tol is an error bar (issue 12 item 7), and it covers the dense ‖H − G‖₂.
+            let mut g = DMatrix::zeros(p, p);
+            for q in 0..p {
+                let mut e = vec![0.0; p];
+                e[q] = 1.0;
+                g.column_mut(q)
+                    .copy_from_slice(&op.gn_product_flat(&e).unwrap());
+            }
+            let d = sym_eigen(&(&h - &g)).unwrap();
+            let true_norm = d.values[0].abs().max(d.values[p - 1].abs());
+            assert!(dn.tol > 0.0 && dn.tol.is_finite(), "{dn:?}");
+            assert!(
+                (dn.value - true_norm).abs() <= 5.0 * dn.tol + 1e-12 * true_norm.max(1.0),
+                "{dn:?} vs {true_norm}"
+            );
         }
     }
 

@@ -1221,15 +1221,24 @@ pub fn coverage_with(
     let nt = all.len();
     let nearest_distances: Vec<f64> = all.iter().map(|t| t.0.sqrt()).collect();
     let nearest_index: Vec<usize> = all.iter().map(|t| t.1).collect();
-    let within = nearest_distances.iter().filter(|&&v| v <= eps).count();
-    let frac = |k: usize| {
+    // A distance is Σ(a − b)² over d coordinates, then √: relative error ≤ ½γ_{d+1} + u <
+    // (d + 3)u. A point whose computed distance is within that band of ε may be on either side,
+    // so the exact fraction is the count ± the ambiguous ones (plus the division's u).
+    let band = (train.dim() + 3) as f64 * U;
+    let frac = |d: &[f64]| {
+        let k = d.iter().filter(|&&v| v <= eps).count();
+        let ambiguous = d
+            .iter()
+            .filter(|&&v| (v - eps).abs() <= band * v.max(eps))
+            .count();
         let f = k as f64 / nt as f64;
-        Quantity::exact(f, U * f).with_method("count")
+        Quantity::exact(f, U * f + ambiguous as f64 / nt as f64).with_method("count")
     };
+    let within = frac(&nearest_distances);
     let (nearest_label_distances, fraction_label) = if condition.is_some() {
         let dl: Vec<f64> = all.iter().map(|t| t.2.sqrt()).collect();
-        let k = dl.iter().filter(|&&v| v <= eps).count();
-        (Some(dl), Some(frac(k)))
+        let q = frac(&dl);
+        (Some(dl), Some(q))
     } else {
         (None, None)
     };
@@ -1237,7 +1246,7 @@ pub fn coverage_with(
         eps,
         nearest_distances,
         nearest_index,
-        fraction_within_eps: frac(within),
+        fraction_within_eps: within,
         label_condition: condition,
         nearest_label_distances,
         fraction_within_eps_same_label: fraction_label,
@@ -1590,6 +1599,20 @@ mod tests {
         (0..train.len())
             .map(|j| (direct_d2(a, train.x_row(j)).sqrt(), j))
             .fold((f64::INFINITY, 0), |b, t| if t.0 < b.0 { t } else { b })
+    }
+
+    /// A held-out point at a computed distance of exactly ε may truly be on either side: the
+    /// exact coverage fraction carries it in its tol (issue 12 item 7), a far point does not.
+    #[test]
+    fn coverage_tol_covers_points_on_the_boundary() {
+        let train = Dataset::new(vec![0.0], 1, 1, None, "x", "y").unwrap();
+        let test = Dataset::new(vec![0.3, 5.0], 2, 1, None, "x", "y").unwrap();
+        let q = coverage(&train, &test, 0.3).unwrap().fraction_within_eps;
+        assert_eq!(q.kind, crate::quantity::Kind::Exact);
+        assert_eq!(q.value, 0.5);
+        assert!(q.tol >= 0.5 && q.tol < 0.5 + 1e-15, "{q:?}");
+        let q = coverage(&train, &test, 1.0).unwrap().fraction_within_eps;
+        assert!(q.tol < 1e-15, "{q:?}");
     }
 
     #[test]

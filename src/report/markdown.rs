@@ -8,6 +8,7 @@
 //! Deterministic: the text depends only on the certificate and the list of figures (no clock, no
 //! paths other than those recorded in the certificate).
 
+use crate::quantity::shortest;
 use std::fmt::Write as _;
 
 use flatcert_bounds::{Check, Conclusion, Kind, Relation, Status, Value, Verdict};
@@ -39,6 +40,7 @@ fn theorem_title(id: &str) -> &'static str {
         "T2" => "Per-sample input-gradient inequality",
         "T3" => "Flatness bounds input smoothness on the data",
         "T4" => "First moment (the GD condition)",
+        "Min" => flatcert_bounds::minimum::TITLE,
         "T5" => "Second moment: critical learning rate and certificate",
         "T6" => "k-th moments: per-sample bound and directional test",
         "T7" => "Sobolev regularization of SGD",
@@ -244,11 +246,11 @@ fn hyper_rows(out: &mut String, h: &Hyper) {
         format!(
             "η = {} in the theory convention (ℓ_i = ½‖f(x_i) − y_i‖² summed over the C = {} \
              outputs); given {} as `{}`; PyTorch `MSELoss()` equivalent η_torch = {}",
-            h.eta,
+            shortest(h.eta),
             h.outputs,
-            h.lr_given,
+            shortest(h.lr_given),
             h.lr_convention.name(),
-            h.eta_torch_mse
+            shortest(h.eta_torch_mse)
         ),
     );
     row(
@@ -464,7 +466,49 @@ pub fn render_markdown(cert: &Certificate, figures: &[FigureLink]) -> String {
         figures,
         "certificate",
     );
+    if let Some(pp) = &cert.per_point {
+        per_point_table(&mut out, pp);
+    }
     out
+}
+
+/// Rows of the per-point table of the Markdown report.
+pub const WORST_POINTS: usize = 10;
+
+/// `--per-point`: the [`WORST_POINTS`] worst training points (smallest certified radius, then
+/// largest Lipschitz bound), each number with its kind (issue 12 item 4).
+fn per_point_table(out: &mut String, pp: &crate::certify::certificate::PerPoint) {
+    let _ = writeln!(
+        out,
+        "## Per-point results: the {} worst of {} training points
+
+At ε = {} (ℓ2, inputs after \
+         `--x-scale`); every point is in the certificate's `per_point` section.
+
+| point | \
+         certified at ε (T9) | certified radius (T9, lower) | L_i(ε) (T10, upper) | margin \
+         (lower) | ‖res_i‖ (upper) |\n|---|---|---|---|---|---|",
+        WORST_POINTS.min(pp.points.len()),
+        pp.points.len(),
+        shortest(pp.epsilon)
+    );
+    let opt = |q: &Option<crate::quantity::Quantity>, side: &str| {
+        q.as_ref()
+            .map_or("—".into(), |q| format!("{side} {}", num(q.value)))
+    };
+    for p in pp.worst(WORST_POINTS) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | ≤ {} | {} | {} |",
+            p.index,
+            if p.certified_at_eps { "yes" } else { "**no**" },
+            opt(&p.certified_radius, "≥"),
+            num(p.lipschitz.value),
+            opt(&p.margin, "≥"),
+            opt(&p.residual_norm, "≤")
+        );
+    }
+    out.push('\n');
 }
 
 /// The summary, one section per theorem T1 … T10 and the key; `document` names what a missing

@@ -115,6 +115,17 @@ pub fn meaning(v: &Verdict) -> String {
                 ),
             }
         }
+        "Min" => match st {
+            Status::Violated => "θ* is NOT a minimum of the training loss: the Hessian H has a \
+                                 certified negative eigenvalue, so SGD's linearization with H is \
+                                 unstable for every η. The other stability verdicts are about the \
+                                 Gauss–Newton model G (--curvature gauss-newton accepts it)."
+                .into(),
+            Status::Certified => {
+                "θ* is a minimum: every residual is 0, so H = G ⪰ 0.".into()
+            }
+            _ => "θ* being a minimum (λ_min(H) ≥ 0) is assumed, not proven: see its size.".into(),
+        },
         "T5" => {
             let es = conc(v, "eta_star").map_or("?".into(), |x| {
                 format!("[{}, {}]", num(x.lower()), num(x.upper()))

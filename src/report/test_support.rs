@@ -43,5 +43,6 @@ pub fn certificate_with(verdicts: Vec<Verdict>, ks: &[u32], epsilon: Option<f64>
         },
         verdicts: vs,
         summary,
+        per_point: None,
     }
 }

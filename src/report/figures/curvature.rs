@@ -4,6 +4,7 @@
 //! thresholds are read from the certificate's T6 checks, so the figure shows exactly what the
 //! check compared.
 
+use crate::quantity::shortest;
 use flatcert_bounds::{Check, Status};
 use plotters::prelude::*;
 
@@ -171,11 +172,13 @@ pub fn figure(cert: &Certificate, lambdas: &[f64]) -> Result<Option<Figure>> {
     let frame = Frame {
         title: format!(
             "T6(e) per-sample curvature against β_k — η = {}, B = {}, n = {}",
-            h.eta, h.batch, h.n
+            shortest(h.eta),
+            h.batch,
+            h.n
         ),
         subtitle: format!(
             "η in the theory convention (PyTorch MSELoss η_torch = {}); π = P(i ∈ ξ) = {}; {}",
-            h.eta_torch_mse,
+            shortest(h.eta_torch_mse),
             num(h.pi),
             h.sampling.replace('_', " ")
         ),

@@ -4,6 +4,7 @@
 //! named as in the certificate (`b_k2`, `c_weighted_k4`, `d_trace`, …; statements in the report's
 //! T7 table).
 
+use crate::quantity::shortest;
 use flatcert_bounds::{Relation, Status};
 use plotters::prelude::*;
 
@@ -124,11 +125,15 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
     let frame = Frame {
         title: format!(
             "T7 Sobolev regularization: measured against bound — η = {}, B = {}, k = {:?}",
-            h.eta, h.batch, h.k
+            shortest(h.eta),
+            h.batch,
+            h.k
         ),
         subtitle: format!(
             "n = {}, C = {}; η in the theory convention (PyTorch MSELoss η_torch = {})",
-            h.n, h.outputs, h.eta_torch_mse
+            h.n,
+            h.outputs,
+            shortest(h.eta_torch_mse)
         ),
         legend,
         caption: caption.clone(),
