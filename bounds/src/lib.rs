@@ -53,6 +53,7 @@
 
 pub mod error;
 pub mod kind;
+pub mod residual;
 pub mod round;
 pub mod sampling;
 mod serde_ext;
