@@ -188,6 +188,7 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
         same_run,
         t5_reason: None,
         robust_reason: None,
+        kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
     };
     let verdicts = evaluate(&ctx, &src.quantities, None).map_err(|(id, e)| {
         Error::bad_input(

@@ -14,7 +14,7 @@ use flatcert::certify::pipeline::{Details, run_detailed};
 use flatcert::certify::plan::{
     DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_sampling,
 };
-use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
+use flatcert::certify::{Certificate, KinksMode, LrConventionName, Plan, Provenance};
 use flatcert::report::{Style, bundle, render, render_markdown};
 
 use super::inputs::InputArgs;
@@ -71,6 +71,11 @@ pub struct CertifyArgs {
     /// Seed of every random choice (Lanczos, Hutchinson, T10 sample points).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Near-kink units (|ẑ| ≤ e, the rigorous forward bound): `assume` lists the activation
+    /// pattern as computed as an assumed hypothesis of T1–T8; `strict` makes those verdicts
+    /// inconclusive.
+    #[arg(long, default_value = "assume")]
+    pub kinks: String,
     /// Output on stdout: table, json (the certificate) or markdown (the report of --report,
     /// without figures unless --report is given).
     #[arg(long, default_value = "table")]
@@ -233,6 +238,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.t5_rank = args.t5_rank;
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
+    plan.kinks = KinksMode::parse(&args.kinks)?;
     plan.memory_limit_bytes = args.inputs.memory_limit()?;
     plan.notes = notes;
     // Validate the plan before the (possibly long) held-out loading and measurement.
