@@ -716,6 +716,21 @@ fn no_kink_hypothesis_without_near_kink_units() {
     let ds = dataset(x, n, 3, y, 2);
     let cert = run(&mlp, &ds, None, &Plan::new(0.05, 2)).unwrap();
     assert_eq!(cert.measurements.quantities["near_kink_units"].value, 0.0);
+    // Issue 15 item 5: T5(f)'s rounding-of-K allowance is an assumed hypothesis with its size.
+    let t5 = cert
+        .verdicts
+        .verdict("T5")
+        .expect("T5 computed on the Gram path");
+    assert!(t5.check("stability").is_some());
+    let size = cert.measurements.quantities["mean_square_rounding_allowance"].value;
+    let h = cert
+        .summary
+        .assumed
+        .iter()
+        .find(|h| h.name == "rounding_of_k")
+        .expect("rounding_of_k in summary.assumed");
+    assert_eq!((h.theorem.as_str(), h.size), ("T5", Some(size)));
+    assert!(size > 0.0);
     assert!(
         !cert
             .summary

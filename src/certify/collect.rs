@@ -543,6 +543,14 @@ fn gram_quantities(
                     )
                     .with_note(format!("certified lower bound of λ_max(𝒟̃) (T5h); {ctx}")),
             );
+            // Issue 15 item 5: the assumed allowance, by itself, for summary.assumed.
+            q.insert(
+                "mean_square_rounding_allowance".into(),
+                Quantity::estimate(b.phi_allowance, 0.0).with_method(
+                    "rounding-of-K allowance (1−p)φ + 4pnφ of T5(f), φ the a-priori estimate of \
+                     ‖K − ÛΛ̂Ûᵀ‖₂ (assumed, THEORY §3 item 7)",
+                ),
+            );
         }
         None => {
             // r = 0: G = 0, η* = +∞.

@@ -57,6 +57,22 @@ pub struct Context {
     pub kinks_strict: bool,
 }
 
+/// T5(f)'s rounding-of-K allowance (issue 15 item 5): an a-priori estimate inside the certified
+/// λ_max(𝒟̃) bracket, so an assumed hypothesis with its size (`mean_square_rounding_allowance`).
+fn rounding_of_k_check(q: &QuantityMap) -> Option<Check> {
+    let a = q.get("mean_square_rounding_allowance")?;
+    Some(Check::assumed(
+        "rounding_of_k",
+        format!(
+            "assumed: the rounding of K (formation, eigensolver residual, non-orthogonality) is \
+             covered by the a-priori allowance (1−p)φ + 4pnφ = {:.3e} added to the λ_max(𝒟̃) \
+             bracket (THEORY T5(f), §3 item 7)",
+            a.value
+        ),
+        Some(a.value),
+    ))
+}
+
 /// The theorems whose verdicts use the Jacobian at the training points, hence the activation
 /// pattern there (T9 and T10 bound every σ′ of a kink: IBP and the certified margins).
 pub const JACOBIAN_THEOREMS: [&str; 8] = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"];
@@ -208,6 +224,12 @@ pub fn evaluate(
             Ok(mut v) => {
                 if let Some(k) = kinks.as_ref().filter(|_| JACOBIAN_THEOREMS.contains(&id)) {
                     v.hypotheses.push(k.clone());
+                }
+                if id == "T5"
+                    && let Some(c) = rounding_of_k_check(quantities)
+                    && v.check("stability").is_some()
+                {
+                    v.hypotheses.push(c);
                 }
                 VerdictEntry::Computed(Box::new(v))
             }
