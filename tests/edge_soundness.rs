@@ -685,6 +685,12 @@ fn near_kink_units_are_an_assumed_hypothesis() {
     strict.kinks = KinksMode::Strict;
     let cert = run(&mlp, &ds, None, &strict).unwrap();
     assert_eq!(cert.summary.exit_code, 1);
+    // Recorded, and `verify` recomputes with the same mode.
+    assert_eq!(cert.hyper.kinks, KinksMode::Strict);
+    assert_eq!(
+        flatcert::certify::verify::plan_of(&cert).unwrap().kinks,
+        KinksMode::Strict
+    );
     let mut seen = 0;
     for id in ["T1", "T2", "T3", "T4", "T5", "T6", "T7"] {
         if let Some(v) = cert.verdicts.verdict(id) {

@@ -101,6 +101,7 @@ pub fn plan_of(cert: &Certificate) -> Result<Plan> {
     p.radius_steps = h.radius_steps;
     p.t5_steps = h.t5_steps;
     p.t5_rank = h.t5_rank;
+    p.kinks = h.kinks;
     p.provenance = cert.inputs.files.clone();
     Ok(p)
 }

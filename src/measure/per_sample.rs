@@ -572,11 +572,15 @@ fn per_sample_stats_with(
     // m_l and one product with σ′; K = k_sum covers them). The computed Ĵ^abs is within γ_K of
     // J^abs (nonnegative products) and its norm within γ_{dC+1}: one more γ step covers both.
     let d = mlp.input_dim();
+    // Underflow is outside the γ model: at most k_sum products per entry can each lose 2⁻¹⁰⁷⁴,
+    // over at most d·C (or m_1·C) entries; add that Frobenius-norm allowance.
     let grow = gamma(k_sum) * (1.0 + 2.0 * gamma(k_sum) + 2.0 * gamma(d * c + 2));
+    let width = mlp.widths().iter().copied().max().unwrap_or(1);
+    let under = (k_sum as f64) * ((width * c) as f64).sqrt() * forward_error::SUBNORMAL * 2.0;
     out.input_err
         .iter_mut()
         .chain(out.delta1_err.iter_mut())
-        .for_each(|v| *v = crate::quantity::round_up(*v * grow));
+        .for_each(|v| *v = crate::quantity::round_up(*v * grow) + under);
     out.t1 = t1;
     if let Some(i) = (0..out.len()).find(|&i| {
         !(out.param_sq[i].is_finite() && out.input_sq[i].is_finite() && out.lambda[i].is_finite())
