@@ -671,6 +671,19 @@ fn near_kink_units_are_an_assumed_hypothesis() {
         );
     }
     assert!(h.statement.contains("σ′ used"), "{}", h.statement);
+    // The table and the Markdown report show it.
+    let table = flatcert::report::render(
+        &[],
+        &cert.verdicts,
+        &cert.summary,
+        flatcert::report::Style::default(),
+    );
+    assert!(table.contains("near-kink units"), "{table}");
+    let md = flatcert::report::render_markdown(&cert, &[]);
+    assert!(
+        md.contains("near-kink units"),
+        "markdown report lacks the hypothesis"
+    );
     for id in ["T2", "T3", "T4", "T5", "T6", "T7"] {
         if let Some(v) = cert.verdicts.verdict(id) {
             assert_eq!(
