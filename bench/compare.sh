@@ -60,3 +60,22 @@ else:
           f"ratio flatcert/peer = {fc['wall_s'] / t_peer:.3f}")
 PYEOF
 done
+
+echo "== W1 certify at scale (issue 11): nC = 81920 > --gram-limit, B = 64"
+# η = 0.002 must certify T4 and T5 (confidence 1 − 1e-9, exit 0); η = 0.006 must violate T4 (exit 1).
+for lr in 0.002 0.006; do
+  t0=$(now)
+  set +e
+  $FC certify --model "$WORK/w1/model.safetensors" --x "$WORK/w1/x.npy" --y "$WORK/w1/y.npy" \
+      --lr "$lr" --batch 64 --quiet --json "$WORK/w1_cert_$lr.json" > /dev/null
+  rc=$?
+  set -e
+  t1=$(now)
+  prod=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['measurements']['gauss_newton_lanczos_products']['value'])" "$WORK/w1_cert_$lr.json")
+  echo "lr $lr: exit $rc, $(echo "$t1 - $t0" | bc) s, $prod Lanczos products"
+done
+for delta in 1e-3 1e-9 1e-15; do
+  $FC certify --model "$WORK/w1/model.safetensors" --x "$WORK/w1/x.npy" --y "$WORK/w1/y.npy" \
+      --lr 0.002 --batch 64 --quiet --delta "$delta" --json "$WORK/w1_delta.json" > /dev/null || true
+  echo "delta $delta: $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['measurements']['gauss_newton_lanczos_products']['value'])" "$WORK/w1_delta.json") products"
+done

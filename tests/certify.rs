@@ -169,8 +169,39 @@ fn golden_b1_eta_022_is_certified_stable_with_the_golden_margin() {
     assert!((margin - 0.0912822842).abs() < 1e-6, "margin {margin}");
     assert_eq!(code as i64, cert["summary"]["exit_code"].as_i64().unwrap());
     assert!(so.contains("T5"), "{so}");
-    // Exact interpolation: no Gauss–Newton substitution.
+    // Exact interpolation, proven (every operation exact, ReLU with no near-kink unit): no
+    // Gauss–Newton substitution, and the residual's tol is 0.
     assert!(cert["summary"]["gauss_newton"].is_null());
+    assert_eq!(
+        cert["measurements"]["max_abs_residual"]["tol"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(cert["hyper"]["kinks"], "assume");
+}
+
+#[test]
+fn golden_kinks_strict_without_near_kink_units_still_certifies() {
+    let fx = Fx::new();
+    let (m, x, y) = golden_files(&fx);
+    let out = fx.out("c.json");
+    let (code, _, _) = run_cmd(
+        certify_cmd(
+            &m,
+            &x,
+            &y,
+            &[
+                "--lr", "0.22", "--batch", "1", "--k", "2", "--kinks", "strict", "--json",
+            ],
+        )
+        .arg(&out),
+    );
+    let cert = read_json(&out);
+    assert_eq!(cert["hyper"]["kinks"], "strict");
+    assert_eq!(
+        cert["measurements"]["near_kink_units"]["value"].as_f64(),
+        Some(0.0)
+    );
+    assert_eq!(code, 0, "{}", cert["summary"]);
 }
 
 #[test]
@@ -842,7 +873,7 @@ fn verify_reads_recorded_paths_relative_to_the_certificate() {
 fn bad_flags_exit_2_naming_the_flag() {
     let fx = Fx::new();
     let (m, x, y) = golden_files(&fx);
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--lr", "0", "--batch", "1"], "--lr"),
         (&["--lr", "nan", "--batch", "1"], "--lr"),
         (&["--lr", "inf", "--batch", "1"], "--lr"),
@@ -865,6 +896,10 @@ fn bad_flags_exit_2_naming_the_flag() {
         (
             &["--lr", "0.1", "--batch", "1", "--lr-convention", "adam"],
             "--lr-convention",
+        ),
+        (
+            &["--lr", "0.1", "--batch", "1", "--kinks", "maybe"],
+            "--kinks",
         ),
     ];
     for (args, flag) in cases {

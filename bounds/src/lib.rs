@@ -56,6 +56,7 @@ pub mod error;
 pub mod kind;
 pub mod minimum;
 pub mod randomized;
+pub mod residual;
 pub mod round;
 pub mod sampling;
 mod serde_ext;

@@ -54,9 +54,15 @@ pub struct MinimumInput {
     /// An upper bound of λ_min(H) (Lanczos θ_min plus allowance), when measured.
     #[serde(default)]
     pub lambda_min: Option<Value>,
-    /// max_ic |res_ic| (kind exact), when targets are known.
+    /// A rigorous upper bound of max_ic |res_ic|, when targets are known (the size of the
+    /// assumed hypotheses).
     #[serde(default)]
     pub max_abs_residual: Option<f64>,
+    /// H = G is proven: the residual is proven 0 *and* ∇²f exists at every training point
+    /// ([`crate::residual::ResidualEvidence::hessian_is_gauss_newton`]). Only then is the
+    /// minimum certified; a computed residual of 0 is not enough.
+    #[serde(default)]
+    pub hessian_is_gauss_newton: bool,
 }
 
 /// Verdict id of the minimum check in a certificate.
@@ -77,6 +83,7 @@ const STATEMENT: &str = "0 ≤ λ_min(H): θ* is a minimum of the training loss 
 ///     curvature: Curvature::Exact,
 ///     lambda_min: Some(Value::upper_bound(-0.5, 0.0)),
 ///     max_abs_residual: Some(0.1),
+///     hessian_is_gauss_newton: false,
 /// };
 /// assert_eq!(check(&i).unwrap().status(), Status::Violated);
 /// let i = MinimumInput { curvature: Curvature::GaussNewton, ..i };
@@ -88,10 +95,10 @@ pub fn check(input: &MinimumInput) -> Result<Verdict> {
         Some(r) => Some(nonneg("max|res_ic|", r)?),
         None => None,
     };
-    if residual == Some(0.0) {
+    if input.hessian_is_gauss_newton {
         v.hyp(Check::given(
             "minimum",
-            format!("{STATEMENT}; certified: every residual is 0, so H = G ⪰ 0"),
+            format!("{STATEMENT}; certified: every residual is proven 0, so H = G ⪰ 0"),
             Status::Certified,
         ));
         return Ok(v);
@@ -174,6 +181,7 @@ mod tests {
             curvature,
             lambda_min: lmin.map(|l| Value::upper_bound(l, 0.0)),
             max_abs_residual: res,
+            hessian_is_gauss_newton: res == Some(0.0),
         }
     }
 
@@ -183,6 +191,17 @@ mod tests {
             let v = check(&input(c, Some(-1.0), Some(0.0))).unwrap();
             assert_eq!(v.status(), Status::Certified);
         }
+    }
+
+    /// A computed residual of 0 (upper side 0) without the proof that H = G (e.g. a unit near a
+    /// ReLU kink) is not a certified minimum.
+    #[test]
+    fn zero_residual_without_proof_is_assumed() {
+        let i = MinimumInput {
+            hessian_is_gauss_newton: false,
+            ..input(Curvature::Exact, None, Some(0.0))
+        };
+        assert_eq!(check(&i).unwrap().status(), Status::Assumed);
     }
 
     #[test]

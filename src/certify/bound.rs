@@ -198,6 +198,12 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
         t5_reason: None,
         robust_reason: None,
         curvature: plan.curvature,
+        // `--kinks strict` recorded in a certificate stays strict in the bound calculator.
+        kinks_strict: plan.kinks == super::plan::KinksMode::Strict
+            || src
+                .hyper
+                .as_ref()
+                .is_some_and(|h| h.kinks == super::plan::KinksMode::Strict),
     };
     let verdicts = evaluate(&ctx, &src.quantities, None).map_err(|(id, e)| {
         Error::bad_input(

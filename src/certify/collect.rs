@@ -19,6 +19,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
 use crate::measure::first_order::{first_layer_norms, first_order_quantities, moment_of_squares};
+use crate::measure::forward_error::round_up_or_zero;
 use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram, gram_memory_bytes};
 use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
 use crate::measure::kmoment::{directional_values, per_sample_top};
@@ -97,12 +98,11 @@ pub fn collect(
     let norms = first_layer_norms(mlp)?;
     let mut q = first_order_quantities(mlp, &stats, &norms, &ks);
     let mut notes = Vec::new();
-    if !stats.kink_samples.is_empty() {
+    if let Some(d) = stats.near_kink_description(mlp.activation()) {
         notes.push(format!(
-            "{} samples have a pre-activation at a ReLU kink (|z| < 1e-12·scale); their Jacobian \
-             is set-valued and σ′(0) = {} was used in T1–T7 (THEORY §3 Rules); T10 covers every σ′(0)",
-            stats.kink_samples.len(),
-            mlp.activation().derivative(0.0)
+            "Assumed: {d}. Every verdict that uses the Jacobian at the training points (T1–T8) \
+             rests on it (`--kinks strict` makes them inconclusive); T9–T10 bound every σ′ of \
+             the kink."
         ));
     }
     extra_first_order(&mut q, mlp, data, &stats, &norms, &plan.ks);
@@ -114,12 +114,16 @@ pub fn collect(
     )?;
     let max_abs = q.get("max_abs_residual").map_or(0.0, |r| r.value);
     residual_quantities(&mut q, &op, &stats)?;
-    if max_abs > 0.0 {
+    let evidence = super::theorems::residual_evidence(&q);
+    if !evidence.hessian_is_gauss_newton() {
         notes.push(format!(
-            "The residual is not 0 (max|res_ic| = {max_abs:.3e}): every stability verdict (T4–T7) \
-             is made on the Gauss–Newton model G in place of H, and T7's interpolation hypothesis \
-             is assumed."
+            "The residual is not proven 0 (computed max|res_ic| = {max_abs:.3e}, rigorously ≤ \
+             {:.3e}): every stability verdict (T4–T7) is made on the Gauss–Newton model G in \
+             place of H, and T7's interpolation hypothesis is assumed.",
+            evidence.upper()
         ));
+    }
+    if max_abs > 0.0 {
         if !mlp.activation().is_piecewise_linear() {
             let np = n as f64 * mlp.num_params() as f64;
             if np <= HESSIAN_BUDGET {
@@ -302,32 +306,63 @@ pub fn extra_first_order(
         ex(norms.max_col_sum, gamma(mlp.first_layer().fan_out() + 1))
             .with_method("max_k Σ_j |W_jk| (T2c, T7e)"),
     );
+    // Backward-pass errors from the absolute-value pass (per sample, not relative to the
+    // possibly cancelled values): ‖Ĵ_x,i − J_x,i‖_F ≤ ε_i, ‖Δ̂_1,i − Δ_1,i‖_F ≤ ε′_i; for a square,
+    // |a² − â²| ≤ (2â + ε)ε.
+    let sq_err = |a: f64, e: f64| (2.0 * a + e) * e;
+    let xs = |i: usize| st.x_norm[i] * st.x_norm[i] * (1.0 + 2.0 * xtol);
+    let gw_err = (0..st.len())
+        .map(|i| sq_err(st.delta1_sq[i].sqrt(), st.delta1_err[i]) * xs(i))
+        .sum::<f64>()
+        / n;
     let tr_gw = st.first_layer_sq.iter().sum::<f64>() / n;
     q.insert(
         "first_layer_gauss_newton_trace".into(),
-        ex(tr_gw, rel + gamma(st.len() + 1)).with_method("tr G_W = (1/n) Σ_i ‖J_W(x_i)‖_F² (T3)"),
+        Quantity::exact(
+            tr_gw,
+            round_up(gw_err * (1.0 + gamma(st.len() + 2)) + tr_gw * (rel + gamma(st.len() + 1))),
+        )
+        .with_method("tr G_W = (1/n) Σ_i ‖J_W(x_i)‖_F² (T3); tol: |W| backward pass"),
     );
     let weighted: Vec<f64> = (0..st.len())
         .map(|i| st.input_sq[i] * st.x_norm[i] * st.x_norm[i])
         .collect();
     let wrel = rel + 2.0 * xtol;
+    let wm_err = (0..st.len())
+        .map(|i| sq_err(st.input_sq[i].sqrt(), st.input_err[i]) * xs(i))
+        .sum::<f64>()
+        / n;
+    let wm = weighted.iter().sum::<f64>() / n;
     q.insert(
         "input_grad_weighted_mean_sq".into(),
-        ex(weighted.iter().sum::<f64>() / n, wrel + gamma(st.len() + 1))
-            .with_method("(1/n) Σ_i ‖J_x(x_i)‖_F² ‖x_i‖² (T3, T7d)"),
+        Quantity::exact(
+            wm,
+            round_up(wm_err * (1.0 + gamma(st.len() + 2)) + wm * (wrel + gamma(st.len() + 1))),
+        )
+        .with_method("(1/n) Σ_i ‖J_x(x_i)‖_F² ‖x_i‖² (T3, T7d); tol: |W| backward pass"),
     );
     let (mut smax, mut wmax) = (0.0f64, 0.0f64);
     for (i, w) in weighted.iter().enumerate() {
         smax = smax.max(st.input_spectral_sq[i]);
         wmax = wmax.max(*w);
     }
+    // ‖·‖₂ ≤ ‖·‖_F, so ε_i bounds the spectral norm's change too; a max moves by at most the
+    // largest per-sample change, a power mean too (Minkowski).
+    let jx_err = st.input_err.iter().fold(0.0f64, |m, &v| m.max(v));
+    let jxw_err = (0..st.len()).fold(0.0f64, |m, i| {
+        m.max(st.input_err[i] * st.x_norm[i] * (1.0 + xtol))
+    });
+    let smax = smax.sqrt();
     q.insert(
         "input_grad_spectral_max".into(),
-        ex(smax.sqrt(), rel).with_method("max_i ‖J_x(x_i)‖₂ (T7b)"),
+        Quantity::exact(smax, round_up(jx_err + smax * rel))
+            .with_method("max_i ‖J_x(x_i)‖₂ (T7b); tol: |W| backward pass"),
     );
+    let wmax = wmax.sqrt();
     q.insert(
         "input_grad_weighted_max".into(),
-        ex(wmax.sqrt(), wrel).with_method("max_i ‖J_x(x_i)‖_F ‖x_i‖ (T7a)"),
+        Quantity::exact(wmax, round_up(jxw_err + wmax * wrel))
+            .with_method("max_i ‖J_x(x_i)‖_F ‖x_i‖ (T7a); tol: |W| backward pass"),
     );
     let mut kk: Vec<u32> = ks.to_vec();
     kk.push(2);
@@ -336,8 +371,12 @@ pub fn extra_first_order(
     for &k in &kk {
         q.insert(
             format!("input_grad_weighted_moment_k{k}"),
-            ex(moment_of_squares(&weighted, k), wrel + gamma(st.len() + 2)).with_method(format!(
-                "((1/n) Σ_i (‖J_x(x_i)‖_F ‖x_i‖)^{})^(1/{}) (T7c)",
+            {
+                let m = moment_of_squares(&weighted, k);
+                Quantity::exact(m, round_up(jxw_err + m * (wrel + gamma(st.len() + 2))))
+            }
+            .with_method(format!(
+                "((1/n) Σ_i (‖J_x(x_i)‖_F ‖x_i‖)^{})^(1/{}) (T7c); tol: |W| backward pass",
                 2 * k,
                 2 * k
             )),
@@ -392,21 +431,44 @@ fn residual_quantities(
     op: &CurvatureOperator<'_>,
     st: &PerSampleStats,
 ) -> Result<()> {
-    let c = st.outputs;
-    if let Some(res) = &st.residual {
-        let max_norm = res
-            .chunks(c.max(1))
-            .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
-            .fold(0.0f64, f64::max);
+    let c = st.outputs.max(1);
+    if let (Some(res), Some(err)) = (&st.residual, &st.residual_err) {
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        // ‖r_i‖ is within ‖E_i‖₂ of ‖r̂_i‖ (triangle inequality; E_i the running bound of the
+        // residual, THEORY §3 item 1), plus the rounding of the norm of C nonnegative squares.
+        let mut max_norm = 0.0f64;
+        let mut max_norm_tol = 0.0f64;
+        // (1/n)Σ‖J_i‖_F‖E_i‖ and (1/n)Σ‖J_i‖_F‖r̂_i‖ for ‖∇ℒ‖ (below).
+        let (mut je, mut jr) = (0.0f64, 0.0f64);
+        for (i, (r, e)) in res.chunks(c).zip(err.chunks(c)).enumerate() {
+            let (rn, en) = (norm(r), norm(e));
+            max_norm = max_norm.max(rn);
+            max_norm_tol = max_norm_tol.max(en + gamma(c + 2) * rn);
+            let j = st.param_sq[i].sqrt() * (1.0 + st.rel_tol);
+            je += j * en;
+            jr += j * rn;
+        }
+        let n = st.len().max(1) as f64;
+        let slack = 1.0 + gamma(res.len() + 4);
         q.insert(
             "max_residual_norm".into(),
-            ex(max_norm, st.rel_tol + gamma(c + 2)).with_method("max_i ‖f(x_i) − y_i‖₂"),
+            Quantity::exact(max_norm, round_up_or_zero(max_norm_tol * slack)).with_method(
+                "max_i ‖f(x_i) − y_i‖₂; tol: running forward bound of the residual (THEORY §3 item 1)",
+            ),
         );
+        // ‖∇ℒ‖ = ‖(1/n)Σ J_iᵀr_i‖: the residuals' error enters as ‖(1/n)Σ J_iᵀ(r̂_i − r_i)‖ ≤
+        // (1/n)Σ‖J_i‖_F‖E_i‖ (rigorous given ‖J_i‖_F), and the VJP's own rounding as the
+        // a-priori γ_k·(1/n)Σ‖J_i‖_F‖r̂_i‖ (‖|J_i|ᵀ|r̂_i|‖ ≤ ‖J_i‖_F‖r̂_i‖). Neither scales with
+        // ‖∇ℒ‖, which the sum over samples can cancel.
         let g = op.loss_gradient()?.norm();
+        let k = op.rounding_depth() + op.len();
+        let tol = round_up_or_zero((je + gamma(k) * jr) / n * slack);
         q.insert(
             "loss_gradient_norm".into(),
-            ex(g, gamma(op.rounding_depth() + op.len()))
-                .with_method("‖∇ℒ‖ = ‖(1/n) Σ_i J_iᵀ res_i‖ (one VJP with the residuals)"),
+            Quantity::exact(g, tol).with_method(
+                "‖∇ℒ‖ = ‖(1/n) Σ_i J_iᵀ res_i‖ (one VJP with the residuals); tol: (1/n)Σ‖J_i‖_F‖E_i‖ \
+                 (running forward bound E_i of res_i) + γ_k(1/n)Σ‖J_i‖_F‖res_i‖ (a-priori VJP rounding)",
+            ),
         );
     }
     Ok(())
@@ -536,6 +598,14 @@ fn gram_quantities(
                         "dtilde Rayleigh quotient minus rounding and rounding-of-K allowance",
                     )
                     .with_note(format!("certified lower bound of λ_max(𝒟̃) (T5h); {ctx}")),
+            );
+            // Issue 15 item 5: the assumed allowance, by itself, for summary.assumed.
+            q.insert(
+                "mean_square_rounding_allowance".into(),
+                Quantity::estimate(b.phi_allowance, 0.0).with_method(
+                    "rounding-of-K allowance (1−p)φ + 4pnφ of T5(f), φ the a-priori estimate of \
+                     ‖K − ÛΛ̂Ûᵀ‖₂ (assumed, THEORY §3 item 7)",
+                ),
             );
         }
         None => {

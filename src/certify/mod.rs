@@ -28,5 +28,5 @@ pub mod verify;
 
 pub use certificate::{CERTIFICATE_SCHEMA, Certificate, VerdictEntry, Verdicts};
 pub use pipeline::run;
-pub use plan::{Hyper, LrConventionName, Plan, Provenance};
+pub use plan::{Hyper, KinksMode, LrConventionName, Plan, Provenance};
 pub use summary::Summary;

@@ -117,6 +117,7 @@ pub fn run_detailed(
         },
         robust_reason: col.robust_reason.clone(),
         curvature: plan.curvature,
+        kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
     };
     let extras = Extras {
         stats: &col.stats,
@@ -173,14 +174,20 @@ pub fn run_detailed(
     Ok((cert, details))
 }
 
-/// The summary's Gauss–Newton line when the residual is not 0 (or unknown).
+/// The summary's Gauss–Newton line unless H = G is proven (bounds crate rule,
+/// [`super::theorems::residual_evidence`]): a computed 0 residual with a positive rounding bound
+/// keeps it.
 pub fn gauss_newton_line(q: &crate::measure::QuantityMap) -> Option<String> {
-    let r = q.get("max_abs_residual").map(|r| r.value);
-    match r {
-        Some(0.0) => None,
+    let ev = super::theorems::residual_evidence(q);
+    if ev.hessian_is_gauss_newton() {
+        return None;
+    }
+    match q.get("max_abs_residual") {
         Some(r) => Some(format!(
-            "Gauss–Newton model: G replaced H in T4–T7 because the residual is not 0 \
-             (max|res_ic| = {r:.3e}{}{})",
+            "Gauss–Newton model: G replaced H in T4–T7 because the residual is not proven 0 \
+             (max|res_ic| = {:.3e}, rigorously ≤ {:.3e}{}{})",
+            r.value,
+            ev.upper(),
             q.get("loss_gradient_norm")
                 .map_or(String::new(), |g| format!(", ‖∇ℒ‖ = {:.3e}", g.value)),
             q.get("train_loss").map_or(String::new(), |l| format!(

@@ -180,6 +180,35 @@ pub struct Plan {
     pub provenance: Option<Provenance>,
     /// Notes to carry into the certificate (e.g. where η and B were read from).
     pub notes: Vec<String>,
+    /// What a near-kink unit does to the Jacobian-dependent verdicts (`--kinks`).
+    pub kinks: KinksMode,
+}
+
+/// `--kinks`: how a hidden unit within its rigorous error bound of a kink (`|ẑ| ≤ e`, THEORY §3
+/// item 1 and Rules) enters the verdicts that use the Jacobian at the training points (T1–T8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KinksMode {
+    /// The activation pattern as computed is an assumed hypothesis (listed with N and the
+    /// samples); the verdicts stand on it.
+    #[default]
+    Assume,
+    /// A near-kink unit makes every Jacobian-dependent verdict inconclusive.
+    Strict,
+}
+
+impl KinksMode {
+    /// Parse `assume` or `strict`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "assume" => Ok(KinksMode::Assume),
+            "strict" => Ok(KinksMode::Strict),
+            other => Err(Error::invalid_argument(
+                "--kinks",
+                format!("'{other}' is not one of assume, strict"),
+            )),
+        }
+    }
 }
 
 /// Default cap on the cone steps of the T5 bracket.
@@ -227,6 +256,7 @@ impl Plan {
             per_point: false,
             provenance: None,
             notes: Vec::new(),
+            kinks: KinksMode::Assume,
         }
     }
 
@@ -410,6 +440,9 @@ pub struct Hyper {
     /// `exact` or `gauss-newton` (`--curvature`; absent in older certificates: exact).
     #[serde(default)]
     pub curvature: Curvature,
+    /// `--kinks`: `assume` (default; absent in older certificates) or `strict`.
+    #[serde(default)]
+    pub kinks: KinksMode,
     /// flatcert version that issued the certificate.
     pub flatcert_version: String,
 }
@@ -466,6 +499,7 @@ impl Hyper {
             delta: plan.delta,
             max_products: plan.max_products,
             curvature: plan.curvature,
+            kinks: plan.kinks,
             flatcert_version: env!("CARGO_PKG_VERSION").into(),
         })
     }

@@ -109,6 +109,8 @@ pub fn scale_row(
         robust_reason: Some("not needed".into()),
         // T4/T5 do not read it (it decides only the `Min` verdict, not computed here).
         curvature: flatcert_bounds::minimum::Curvature::Exact,
+        // The near-kink hypothesis, if any, is listed as assumed (what `certify` does by default).
+        kinks_strict: false,
     };
     let (t4, t5) = stability_verdicts(&ctx, &ev.quantities)
         .map_err(|e| Error::Internal(format!("T4/T5 at scale: {e}")))?;

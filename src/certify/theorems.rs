@@ -11,6 +11,7 @@
 //! lower quantities; ‖W‖₂ enters only through its rigorous upper bound.
 
 use flatcert_bounds::minimum::{self, Curvature, MinimumInput};
+use flatcert_bounds::residual::ResidualEvidence;
 use flatcert_bounds::t6::DirectionalResult;
 use flatcert_bounds::t8::{Coverage, T8Input, T8Point, T8Theory};
 use flatcert_bounds::t9::{MarkovInput, PairGap, T9Input, T9Point};
@@ -55,6 +56,58 @@ pub struct Context {
     /// `--curvature`: whether a certified negative eigenvalue of H fails the certificate (exact)
     /// or the Gauss–Newton substitution is assumed (`flatcert_bounds::minimum`).
     pub curvature: Curvature,
+    /// `--kinks strict`: a near-kink unit makes every Jacobian-dependent verdict (T1–T8)
+    /// inconclusive instead of resting on the assumed activation pattern.
+    pub kinks_strict: bool,
+}
+
+/// T5(f)'s rounding-of-K allowance (issue 15 item 5): an a-priori estimate inside the certified
+/// λ_max(𝒟̃) bracket, so an assumed hypothesis with its size (`mean_square_rounding_allowance`).
+fn rounding_of_k_check(q: &QuantityMap) -> Option<Check> {
+    let a = q.get("mean_square_rounding_allowance")?;
+    Some(Check::assumed(
+        "rounding_of_k",
+        format!(
+            "assumed: the rounding of K (formation, eigensolver residual, non-orthogonality) is \
+             covered by the a-priori allowance (1−p)φ + 4pnφ = {:.3e} added to the λ_max(𝒟̃) \
+             bracket (THEORY T5(f), §3 item 7)",
+            a.value
+        ),
+        Some(a.value),
+    ))
+}
+
+/// The theorems whose verdicts use the Jacobian at the training points, hence the activation
+/// pattern there (T9 and T10 bound every σ′ of a kink: IBP and the certified margins).
+pub const JACOBIAN_THEOREMS: [&str; 8] = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"];
+
+/// The near-kink hypothesis (issue 15 item 4) from `near_kink_units` (count, with the
+/// description as its note): `None` when no unit is near a kink. Assumed with the count as its
+/// size, or, with `--kinks strict`, inconclusive.
+pub fn kink_check(ctx: &Context, q: &QuantityMap) -> Option<Check> {
+    let k = q.get("near_kink_units").filter(|k| k.value > 0.0)?;
+    let what = k.note.clone().unwrap_or_else(|| {
+        format!(
+            "activation pattern at {} near-kink units, as computed",
+            k.value
+        )
+    });
+    Some(if ctx.kinks_strict {
+        Check::given(
+            "activation_pattern",
+            format!(
+                "not proven (--kinks strict): {what}; the Jacobian at those samples is \
+                 set-valued, so this verdict is inconclusive"
+            ),
+            Status::Inconclusive,
+        )
+    } else {
+        Check::assumed(
+            "activation_pattern",
+            format!("assumed: {what}"),
+            Some(k.value),
+        )
+    })
 }
 
 /// T8–T10 evidence computed on the network (certify only).
@@ -191,9 +244,24 @@ pub fn evaluate(
 ) -> std::result::Result<Verdicts, (String, BoundsError)> {
     let q = Q(quantities);
     let mut out = Verdicts::default();
+    let kinks = kink_check(ctx, quantities);
     let mut put = |id: &str, r: R<Verdict>| -> std::result::Result<(), (String, BoundsError)> {
         let entry = match r {
-            Ok(v) => VerdictEntry::Computed(Box::new(v)),
+            Ok(mut v) => {
+                if let Some(k) = kinks.as_ref().filter(|_| JACOBIAN_THEOREMS.contains(&id)) {
+                    v.hypotheses.push(k.clone());
+                }
+                // Only where the exact bracket decided (not T5(i): then `eta_star_route` is a
+                // diagnostic and the bracket's allowance does not enter the verdict).
+                if id == "T5"
+                    && let Some(c) = rounding_of_k_check(quantities)
+                    && v.check("stability").is_some()
+                    && v.diagnostics.iter().all(|d| d.name != "eta_star_route")
+                {
+                    v.hypotheses.push(c);
+                }
+                VerdictEntry::Computed(Box::new(v))
+            }
             Err(Fail::Missing(m)) => VerdictEntry::NotComputed(m),
             Err(Fail::Bounds(e)) => return Err((id.to_string(), e)),
         };
@@ -349,29 +417,22 @@ fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
     Ok(v)
 }
 
-/// The assumed interpolation hypothesis (all res_i = 0, so H_i = J_iᵀJ_i) with the measured
-/// max|res_ic| as its size (T3's flatness form, T7).
-fn interpolation_check(max_abs: Option<f64>) -> Check {
-    match max_abs {
-        Some(r) => Check::assumed(
-            "interpolation",
-            format!(
-                "assumed: interpolation, H_i = J_iᵀJ_i (all res_i = 0); measured max|res_ic| = \
-                 {r:.3e}{}",
-                if r == 0.0 {
-                    " (the forward pass's rounding is not bounded)"
-                } else {
-                    ""
-                }
-            ),
-            Some(r),
-        ),
-        None => Check::assumed(
-            "interpolation",
-            "assumed: interpolation (all res_i = 0); the residual was not measured (no targets)",
-            None,
-        ),
+/// The evidence on H = G from the map (bounds crate rule, [`ResidualEvidence`]):
+/// `max_abs_residual` with its kind and tol, and `near_kink_units` (absent: unknown, so a
+/// piecewise-linear Hessian is not proven to exist).
+pub fn residual_evidence(q: &QuantityMap) -> ResidualEvidence {
+    let kinks = q.get("near_kink_units");
+    ResidualEvidence {
+        max_abs: q.get("max_abs_residual").map(to_value),
+        piecewise_linear: kinks.is_none_or(|k| k.value > 0.0),
+        near_kink_units: kinks.map(|k| k.value.max(0.0) as usize),
     }
+}
+
+/// The interpolation hypothesis (all res_i = 0, so H_i = J_iᵀJ_i) of T3's flatness form and T7:
+/// assumed with the rigorous upper bound of max|res_ic| as its size unless H = G is proven.
+fn interpolation_check(q: &Q<'_>) -> Check {
+    residual_evidence(q.0).interpolation_check()
 }
 
 /// T3 from `input_grad_weighted_mean_sq`, ‖W‖₂, `first_layer_gauss_newton_trace`,
@@ -391,7 +452,7 @@ fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
                 statement: format!("mean-square stability at (η, B): {}", c.statement),
                 ..c.clone()
             }),
-            interpolation: Some(interpolation_check(q.num("max_abs_residual"))),
+            interpolation: Some(interpolation_check(q)),
         }),
         trace_gap: q.opt("hessian_gn_trace_difference"),
     };
@@ -405,29 +466,14 @@ fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
 /// The residual numbers, whether G replaced H, and the matching assumed hypothesis (THEORY T5
 /// failure mode (i): every stability verdict with a residual is about the Gauss–Newton model).
 fn residual_info(q: &Q<'_>) -> (t4::ModelInfo, Option<Check>) {
-    let max_abs = q.num("max_abs_residual");
-    let gauss_newton = max_abs.is_none_or(|r| r > 0.0);
+    let evidence = residual_evidence(q.0);
+    let check = evidence.gauss_newton_check(q.num("loss_gradient_norm"));
     let info = t4::ModelInfo {
-        gauss_newton,
+        gauss_newton: check.is_some(),
         grad_norm: q.num("loss_gradient_norm"),
         max_residual: q.num("max_residual_norm"),
         sqrt_two_loss: q.num("train_loss").map(|l| (2.0 * l.max(0.0)).sqrt()),
     };
-    let check = gauss_newton.then(|| {
-        let statement = match max_abs {
-            Some(r) => format!(
-                "assumed: H is replaced by the Gauss–Newton matrix G (Gauss–Newton model): the \
-                 residual is not 0 (max|res_ic| = {r:.3e}, ‖∇ℒ‖ = {}), so H = G + \
-                 (1/n)Σ res_ic∇²f_c is not certified by G",
-                q.num("loss_gradient_norm")
-                    .map_or("not measured".to_string(), |g| format!("{g:.3e}"))
-            ),
-            None => "assumed: H is replaced by the Gauss–Newton matrix G (Gauss–Newton model): \
-                     the residual is unknown (no targets)"
-                .to_string(),
-        };
-        Check::assumed("gauss_newton_model", statement, max_abs)
-    });
     (info, check)
 }
 
@@ -567,6 +613,7 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 /// residual, the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`); the rule, and what
 /// `--curvature` changes, is `flatcert_bounds::minimum`.
 fn build_minimum(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
+    let ev = residual_evidence(q.0);
     let input = MinimumInput {
         curvature: ctx.curvature,
         lambda_min: q
@@ -574,7 +621,9 @@ fn build_minimum(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
             .get("hessian_lambda_min_upper")
             .filter(|x| x.kind == Kind::Upper)
             .map(to_value),
-        max_abs_residual: q.num("max_abs_residual"),
+        // Sizes use the rigorous upper side; "certified" needs H = G proven (bounds `residual`).
+        max_abs_residual: ev.max_abs.map(|_| ev.upper()),
+        hessian_is_gauss_newton: ev.hessian_is_gauss_newton(),
     };
     Ok(minimum::check(&input)?)
 }
@@ -797,8 +846,7 @@ fn rekind_t6(v: &mut Verdict, lmax: Value, k: u32) {
 fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
     let w = q.upper("first_layer_spectral_norm")?;
     let min_x = q.val("input_norm_min")?;
-    let max_abs = q.num("max_abs_residual");
-    let interpolation = interpolation_check(max_abs);
+    let interpolation = interpolation_check(q);
     // N_2k(W) ≤ rowsum^{1/2k}·colsum^{1−1/2k} from the upper sides of the measured sums (their
     // rounding tol included); a sum that is not a rigorous upper bound leaves (e) uncomputed.
     let n_q = |k: u32| -> Option<Value> {
@@ -1267,6 +1315,7 @@ mod tests {
             t5_reason: None,
             robust_reason: None,
             curvature: Curvature::Exact,
+            kinks_strict: false,
         };
         let vs = evaluate(&ctx, &map, None).unwrap();
         let t4 = vs.verdict("T4").unwrap();

@@ -114,6 +114,7 @@ pub fn plan_of(cert: &Certificate) -> Result<Plan> {
     p.delta = h.delta;
     p.max_products = h.max_products;
     p.curvature = h.curvature;
+    p.kinks = h.kinks;
     p.provenance = cert.inputs.files.clone();
     Ok(p)
 }

@@ -15,7 +15,7 @@ use flatcert::certify::pipeline::{Details, run_detailed};
 use flatcert::certify::plan::{
     DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_curvature, parse_sampling,
 };
-use flatcert::certify::{Certificate, LrConventionName, Plan, Provenance};
+use flatcert::certify::{Certificate, KinksMode, LrConventionName, Plan, Provenance};
 use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
 use flatcert::report::{Style, bundle, render, render_markdown};
 
@@ -92,6 +92,11 @@ pub struct CertifyArgs {
     /// Seed of every random choice (Lanczos, Hutchinson, T10 sample points).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Near-kink units (|ẑ| ≤ e, the rigorous forward bound): `assume` lists the activation
+    /// pattern as computed as an assumed hypothesis of T1–T8; `strict` makes those verdicts
+    /// inconclusive.
+    #[arg(long, default_value = "assume")]
+    pub kinks: String,
     /// Output on stdout: table, json (the certificate) or markdown (the report of --report,
     /// without figures unless --report is given).
     #[arg(long, default_value = "table")]
@@ -265,6 +270,7 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     plan.max_products = args.max_products;
     plan.radius_steps = args.radius_steps;
     plan.seed = args.seed;
+    plan.kinks = KinksMode::parse(&args.kinks)?;
     plan.memory_limit_bytes = args.inputs.memory_limit()?;
     notes.extend(loaded.default_activation_notes());
     plan.notes = notes;

@@ -341,12 +341,8 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
             quantities.entry(name).or_insert(q);
         }
     }
-    if !stats.kink_samples.is_empty() {
-        notes.push(format!(
-            "{} samples have a pre-activation at a ReLU kink (|z| < 1e-12·scale); their Jacobian is set-valued and σ′(0) = {} was used (THEORY §3 Rules)",
-            stats.kink_samples.len(),
-            mlp.activation().derivative(0.0)
-        ));
+    if let Some(d) = stats.near_kink_description(mlp.activation()) {
+        notes.push(format!("{d} (THEORY §3 Rules)"));
     }
     if let (Some(lr), Some(batch)) = (loaded.metadata.get("lr"), loaded.metadata.get("batch")) {
         notes.push(format!(

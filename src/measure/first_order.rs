@@ -3,6 +3,7 @@
 //! canonical name.
 
 use super::QuantityMap;
+use super::forward_error::round_up_or_zero;
 use super::per_sample::{PerSampleStats, ScaledPowerSum};
 use crate::error::Result;
 use crate::linalg::{SpectralNormBounds, spectral_norm_bounds};
@@ -42,6 +43,42 @@ pub fn moment_of_squares(a: &[f64], k: u32) -> f64 {
     }
     let mean = a.iter().map(|&v| (v / m).powi(k as i32)).sum::<f64>() / a.len() as f64;
     m.sqrt() * mean.powf(1.0 / (2.0 * k as f64))
+}
+
+/// `train_loss` and `max_abs_residual` from the computed residuals `r̂` (n·C entries) and their
+/// rigorous error bounds `E` (`|r̂_ic − r_ic| ≤ E_ic`, [`super::forward_error::residual_error`]).
+///
+/// - `max_abs_residual`: `|max|r| − max|r̂|| ≤ max E` (max and |·| are exact in floating point).
+/// - `train_loss` ℒ = (1/2n)Σr²: `|r² − r̂²| ≤ 2|r̂|E + E²`, plus the rounding of the sum of nC
+///   nonnegative terms, ½ and /n, `γ_{nC+2}·ℒ̂` (no cancellation: every term is ≥ 0).
+///
+/// Both tols are sums of nonnegative terms evaluated with one more γ step and a round-up.
+pub fn residual_loss_quantities(r: &[f64], e: &[f64], n: usize) -> QuantityMap {
+    let mut q = QuantityMap::new();
+    let nf = n.max(1) as f64;
+    let loss = r.iter().map(|v| 0.5 * v * v).sum::<f64>() / nf;
+    let max_abs = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let max_err = e.iter().fold(0.0f64, |m, &v| m.max(v));
+    let prop = r
+        .iter()
+        .zip(e)
+        .map(|(v, ev)| (2.0 * v.abs() + ev) * ev)
+        .sum::<f64>()
+        / (2.0 * nf);
+    let slack = 1.0 + gamma(r.len() + 4);
+    let loss_tol = round_up_or_zero((prop + gamma(r.len() + 2) * loss) * slack);
+    q.insert(
+        "train_loss".into(),
+        Quantity::exact(loss, loss_tol)
+            .with_method("(1/n) Σ ½‖f(x_i) − y_i‖²; tol: running forward bound (THEORY §3 item 1)"),
+    );
+    q.insert(
+        "max_abs_residual".into(),
+        Quantity::exact(max_abs, round_up_or_zero(max_err)).with_method(
+            "max_{i,c} |f_c(x_i) − y_ic|; tol: running forward bound + subtraction (THEORY §3 item 1)",
+        ),
+    );
+    q
 }
 
 /// Assemble the canonical issue-2 quantities from the per-sample statistics.
@@ -95,19 +132,23 @@ pub fn first_order_quantities(
         "first_layer_frobenius_norm".into(),
         Quantity::exact(fro, fro * gamma(mlp.first_layer().weight.len() + 1)),
     );
-    // Loss and residuals.
-    if let Some(r) = &st.residual {
-        let loss = r.iter().map(|v| 0.5 * v * v).sum::<f64>() / n as f64;
-        let max_abs = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        q.insert(
-            "train_loss".into(),
-            ex(loss).with_method("(1/n) Σ ½‖f(x_i) − y_i‖²"),
-        );
-        q.insert(
-            "max_abs_residual".into(),
-            Quantity::exact(max_abs, max_abs * rel).with_method("max_{i,c} |f_c(x_i) − y_ic|"),
-        );
+    // Loss and residuals: the tol bounds the rounding of the whole computation, forward pass
+    // included (THEORY §3 item 1): |r̂_ic − r_ic| ≤ E_ic, the running bound of the output plus the
+    // subtraction's rounding. It scales with |W||ĥ|, |b|, |f̂| and |y|, never with the residual,
+    // so a computed 0 reads "|res| ≤ tol" (tol > 0).
+    if let (Some(r), Some(e)) = (&st.residual, &st.residual_err) {
+        q.extend(residual_loss_quantities(r, e, n));
     }
+    // Near-kink units (|ẑ| ≤ e, THEORY §3 item 1 and Rules): a decided count, 0 for activations
+    // without a kink.
+    let mut kinks = Quantity::exact(st.near_kink_units as f64, 0.0).with_method(
+        "#{(i, l, j) : |ẑ_{l,j}(x_i)| ≤ e_{l,j}} over hidden units, e the rigorous running \
+         forward bound (THEORY §3 item 1)",
+    );
+    if let Some(d) = st.near_kink_description(mlp.activation()) {
+        kinks = kinks.with_note(d);
+    }
+    q.insert("near_kink_units".into(), kinks);
     // Curvature from the per-sample engine.
     let trace = st.param_sq.iter().sum::<f64>() / n as f64;
     q.insert(
@@ -143,7 +184,28 @@ pub fn first_order_quantities(
             }
         }
     }
-    let mut t2 = Quantity::exact(ratio, round_up(ratio * (rel + gamma(d + 2)))).with_method(
+    // The backward pass's errors ‖Ĵ_x − J_x‖_F ≤ ε_i and ‖Δ̂_1 − Δ_1‖_F ≤ ε′_i (absolute-value
+    // pass, not relative to the possibly cancelled values): the ratio r_i = a_i/(w·b_i) moves by at
+    // most (ε_i + r_i·w·ε′_i)/(w·(b_i − ε′_i)) (∞ when b_i ≤ ε′_i).
+    let mut ratio_err = 0.0f64;
+    for i in 0..n {
+        let b1 = st.delta1_sq[i].sqrt();
+        if wl * b1 > 0.0 && st.x_norm[i] > 0.0 {
+            let r = st.input_sq[i].sqrt() / (wl * b1);
+            let den = wl * (b1 - st.delta1_err[i]);
+            let e = if den > 0.0 {
+                (st.input_err[i] + r * wl * st.delta1_err[i]) / den
+            } else {
+                f64::INFINITY
+            };
+            ratio_err = ratio_err.max(e);
+        }
+    }
+    let mut t2 = Quantity::exact(
+        ratio,
+        round_up(ratio * (rel + gamma(d + 2)) + ratio_err * (1.0 + gamma(8))),
+    )
+    .with_method(
         "max_i ‖J_x(x_i)‖_F‖x_i‖ / (‖W‖₂‖J_W(x_i)‖_F), lower bound of ‖W‖₂ in the denominator",
     );
     if let Some(i) = argmax {
@@ -152,6 +214,10 @@ pub fn first_order_quantities(
     q.insert("first_layer_inequality_max_ratio".into(), t2);
     // Moments and entrywise sums.
     let first_layer_sq = &st.first_layer_sq;
+    let jx_err = st.input_err.iter().fold(0.0f64, |m, &v| m.max(v));
+    let jw_err = (0..n).fold(0.0f64, |m, i| {
+        m.max(round_up(st.delta1_err[i] * st.x_norm[i] * (1.0 + xtol)))
+    });
     for &k in ks {
         q.insert(
             format!("param_grad_moment_k{k}"),
@@ -161,18 +227,23 @@ pub fn first_order_quantities(
                 2 * k
             )),
         );
+        // Minkowski: a power mean moves by at most the largest per-sample change, and ε_i
+        // bounds ‖Ĵ_x − J_x‖_F from the absolute-value backward pass (not relative to ‖Ĵ_x‖,
+        // which can cancel); the rest is the rounding of the mean itself.
+        let m = moment_of_squares(&st.input_sq, k);
         q.insert(
-            format!("first_layer_grad_moment_k{k}"),
-            ex(moment_of_squares(first_layer_sq, k)).with_method(format!(
-                "((1/n) Σ ‖J_W(x_i)‖_F^{})^(1/{})",
+            format!("input_grad_moment_k{k}"),
+            Quantity::exact(m, round_up(jx_err + m * rel)).with_method(format!(
+                "((1/n) Σ ‖J_x(x_i)‖_F^{})^(1/{}); tol: max_i ‖Ĵ_x − J_x‖_F by the |W| backward pass",
                 2 * k,
                 2 * k
             )),
         );
+        let m = moment_of_squares(first_layer_sq, k);
         q.insert(
-            format!("input_grad_moment_k{k}"),
-            ex(moment_of_squares(&st.input_sq, k)).with_method(format!(
-                "((1/n) Σ ‖J_x(x_i)‖_F^{})^(1/{})",
+            format!("first_layer_grad_moment_k{k}"),
+            Quantity::exact(m, round_up(jw_err + m * rel)).with_method(format!(
+                "((1/n) Σ ‖J_W(x_i)‖_F^{})^(1/{}); tol: max_i ‖Δ̂_1 − Δ_1‖_F‖x_i‖ by the |W| backward pass",
                 2 * k,
                 2 * k
             )),
@@ -185,9 +256,14 @@ pub fn first_order_quantities(
             );
         }
         if let Some((_, p)) = st.input_power.iter().find(|(kk, _)| *kk == k) {
+            // g_x(k) is an ℓ_{2k} norm over all entries scaled by n^{−1/(2k)}: it moves by at most
+            // ((1/n)Σ_i‖E_i‖_{2k}^{2k})^{1/(2k)} ≤ max_i‖E_i‖_F (ℓ_{2k} ≤ ℓ_2).
+            let g = ScaledPowerSum::mean_root(p, k);
             q.insert(
                 format!("input_grad_elementwise_k{k}"),
-                ex(ScaledPowerSum::mean_root(p, k)).with_method("g_x(k), T7(e)"),
+                Quantity::exact(g, round_up(jx_err + g * rel)).with_method(
+                    "g_x(k), T7(e); tol: max_i ‖Ĵ_x − J_x‖_F by the |W| backward pass",
+                ),
             );
         }
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use crate::quantity::Quantity;
 
 pub mod first_order;
+pub mod forward_error;
 pub mod gram;
 pub mod hvp;
 pub mod kmoment;

@@ -33,6 +33,11 @@ use crate::error::{Error, Result};
 use crate::model::{Activation, Mlp, OutputDeltas};
 use crate::quantity::gamma;
 
+use super::forward_error::{self, NearKink, forward_errors};
+
+/// Most near-kink units listed individually in [`PerSampleStats::near_kinks`] (all are counted).
+pub const NEAR_KINK_LIST_CAP: usize = 1000;
+
 /// Options of [`per_sample_stats`].
 #[derive(Debug, Clone)]
 pub struct PerSampleOptions {
@@ -208,6 +213,15 @@ pub struct PerSampleStats {
     pub input_sq: Vec<f64>,
     /// `‖J_x(x_i)‖₂²`.
     pub input_spectral_sq: Vec<f64>,
+    /// Bound of `‖Ĵ_x(x_i) − J_x(x_i)‖_F` from the absolute-value backward pass:
+    /// `γ_K‖|W_1|ᵀ|W_2|ᵀ⋯ ∘ σ′‖_F` (the |W| products of THEORY §3 item 1, evaluated at the computed
+    /// σ′, rounded up). Rigorous for piecewise-linear σ given the activation pattern (exact away
+    /// from near-kink units); for smooth σ an a-priori estimate (σ′(ẑ) − σ′(z) is not included).
+    /// It does not shrink when the products cancel, unlike a tol relative to ‖Ĵ_x‖.
+    pub input_err: Vec<f64>,
+    /// Bound of `‖Δ̂_{1,i} − Δ_{1,i}‖_F` from the same absolute-value backward pass (0 for a
+    /// single-layer network, where Δ_1 = I_C is exact).
+    pub delta1_err: Vec<f64>,
     /// `λ_i = λ_max(J_iJ_iᵀ) = ‖J_θ(x_i)‖₂²`.
     pub lambda: Vec<f64>,
     /// The C×C matrices `J_iJ_iᵀ`, row-major, sample after sample (`n·C²` entries).
@@ -221,15 +235,63 @@ pub struct PerSampleStats {
     pub input_power: Vec<(u32, Vec<ScaledPowerSum>)>,
     /// The T1 check on a sample of points.
     pub t1: T1Check,
-    /// Samples with a pre-activation so close to a ReLU-type kink that the Jacobian is
-    /// set-valued (THEORY.md §3 Rules, `|ẑ| < 1e-12·(|W||h| + |b|)`); T1–T7 used σ′(0).
+    /// Bounds of `|r̂_ic − r_ic|` (same layout as `residual`): the rigorous running forward
+    /// bound of the output plus the subtraction's rounding ([`forward_error::residual_error`]).
+    pub residual_err: Option<Vec<f64>>,
+    /// Samples with at least one hidden unit within its rigorous error bound of a ReLU-type kink,
+    /// `|ẑ| ≤ e` (THEORY.md §3 item 1 and Rules): their activation pattern is as computed.
     pub kink_samples: Vec<usize>,
+    /// Number of near-kink (sample, unit) pairs, `|ẑ| ≤ e`.
+    pub near_kink_units: usize,
+    /// The first [`NEAR_KINK_LIST_CAP`] near-kink units in (sample, layer, unit) order, with the
+    /// σ′ that was used there.
+    pub near_kinks: Vec<NearKink>,
     /// Relative a-priori rounding estimate of the per-sample norms, `2γ_K` with
     /// `K = Σ_l (m_{l−1} + 1) + C` (THEORY.md §3 item 1, smooth case).
     pub rel_tol: f64,
 }
 
 impl PerSampleStats {
+    /// The near-kink hypothesis in words (None when no unit is near a kink): N units in M
+    /// samples, the σ′ actually used there (the computed sign of ẑ decides, not σ′(0)), and the
+    /// first samples (THEORY §3 Rules; issue 15 item 4).
+    pub fn near_kink_description(&self, act: Activation) -> Option<String> {
+        if self.near_kink_units == 0 {
+            return None;
+        }
+        let listed = &self.near_kinks;
+        let one = listed.iter().filter(|k| k.derivative_used == 1.0).count();
+        let other = listed.len() - one;
+        let low = act.derivative(0.0);
+        let samples: Vec<String> = self
+            .kink_samples
+            .iter()
+            .take(20)
+            .map(|i| i.to_string())
+            .collect();
+        let more = if self.kink_samples.len() > 20 {
+            ", …"
+        } else {
+            ""
+        };
+        let of_listed = if listed.len() < self.near_kink_units {
+            format!(" (among the first {} listed)", listed.len())
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "activation pattern at {} near-kink units, as computed: |ẑ| ≤ e (the rigorous \
+             running forward bound, THEORY §3 item 1) at {} units in {} samples [{}{more}], so \
+             the true pre-activation may lie on either side of the kink and the Jacobian there is \
+             set-valued; σ′ used{of_listed}: 1 at {one} units (computed ẑ > 0), {low} at {other} \
+             units (computed ẑ ≤ 0)",
+            self.near_kink_units,
+            self.near_kink_units,
+            self.kink_samples.len(),
+            samples.join(", "),
+        ))
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.x_norm.len()
@@ -409,8 +471,7 @@ fn per_sample_stats_with(
         backward == Backward::Dense || Backward::sparse_applies(mlp),
         "the sparse backward pass needs a ReLU network with a hidden layer"
     );
-    // Shared by all blocks: the packed weights of the sparse path (W_lᵀ for l = 1..L−1) and the
-    // row sums of the kink test.
+    // Shared by all blocks: the packed weights of the sparse path (W_lᵀ for l = 1..L−1).
     let plan = Plan {
         backward,
         packs: match backward {
@@ -420,7 +481,7 @@ fn per_sample_stats_with(
                 .collect(),
             Backward::Dense => Vec::new(),
         },
-        row_abs: row_abs_sums(mlp),
+        abs_mlp: abs_network(mlp),
     };
     let blocks = ds.blocks(opts.block);
     // The T1 check is independent of the blocks: run it alongside them.
@@ -449,9 +510,12 @@ fn per_sample_stats_with(
         delta1_sq: vec![],
         input_sq: vec![],
         input_spectral_sq: vec![],
+        input_err: vec![],
+        delta1_err: vec![],
         lambda: vec![],
         jjt: vec![],
         residual: ds.has_targets().then(Vec::new),
+        residual_err: ds.has_targets().then(Vec::new),
         param_power: opts.ks.iter().map(|&k| (k, vec![])).collect(),
         input_power: opts.ks.iter().map(|&k| (k, vec![])).collect(),
         t1: T1Check {
@@ -461,6 +525,8 @@ fn per_sample_stats_with(
             expected_size: 0.0,
         },
         kink_samples: vec![],
+        near_kink_units: 0,
+        near_kinks: vec![],
         rel_tol: 0.0,
     };
     for (bs, &(start, _)) in results.into_iter().zip(&blocks) {
@@ -469,11 +535,23 @@ fn per_sample_stats_with(
         out.delta1_sq.extend(&bs.delta1_sq);
         out.input_sq.extend(&bs.input_sq);
         out.input_spectral_sq.extend(&bs.input_spectral_sq);
+        out.input_err.extend(bs.input_abs.iter().map(|v| v.0));
+        out.delta1_err.extend(bs.input_abs.iter().map(|v| v.1));
         out.lambda.extend(&bs.lambda);
         out.jjt.extend(&bs.jjt);
         if let (Some(r), Some(br)) = (out.residual.as_mut(), bs.residual) {
             r.extend(br);
         }
+        if let (Some(r), Some(br)) = (out.residual_err.as_mut(), bs.residual_err) {
+            r.extend(br);
+        }
+        out.near_kink_units += bs.near_kinks.len();
+        let room = NEAR_KINK_LIST_CAP.saturating_sub(out.near_kinks.len());
+        out.near_kinks
+            .extend(bs.near_kinks.iter().take(room).map(|k| NearKink {
+                sample: k.sample + start,
+                ..*k
+            }));
         for (dst, src) in out.param_power.iter_mut().zip(bs.param_power) {
             dst.1.extend(src);
         }
@@ -490,6 +568,19 @@ fn per_sample_stats_with(
         .collect();
     let k_sum: usize = mlp.layers().iter().map(|l| l.fan_in() + 1).sum::<usize>() + c;
     out.rel_tol = 2.0 * gamma(k_sum);
+    // |Ĵ_x − J_x| ≤ γ_K·J^abs_x entrywise (each backward layer: one inner product of length
+    // m_l and one product with σ′; K = k_sum covers them). The computed Ĵ^abs is within γ_K of
+    // J^abs (nonnegative products) and its norm within γ_{dC+1}: one more γ step covers both.
+    let d = mlp.input_dim();
+    // Underflow is outside the γ model: at most k_sum products per entry can each lose 2⁻¹⁰⁷⁴,
+    // over at most d·C (or m_1·C) entries; add that Frobenius-norm allowance.
+    let grow = gamma(k_sum) * (1.0 + 2.0 * gamma(k_sum) + 2.0 * gamma(d * c + 2));
+    let width = mlp.widths().iter().copied().max().unwrap_or(1);
+    let under = (k_sum as f64) * ((width * c) as f64).sqrt() * forward_error::SUBNORMAL * 2.0;
+    out.input_err
+        .iter_mut()
+        .chain(out.delta1_err.iter_mut())
+        .for_each(|v| *v = crate::quantity::round_up(*v * grow) + under);
     out.t1 = t1;
     if let Some(i) = (0..out.len()).find(|&i| {
         !(out.param_sq[i].is_finite() && out.input_sq[i].is_finite() && out.lambda[i].is_finite())
@@ -531,8 +622,9 @@ struct Plan {
     backward: Backward,
     /// `W_lᵀ` packed for the sparse path (`l = 1..L−1`; empty on the dense path).
     packs: Vec<PackedT>,
-    /// Row sums for [`kink_flags`] ([`row_abs_sums`]).
-    row_abs: Vec<Vec<f64>>,
+    /// The network with |W_l| and |b_l|: its backward pass at the same σ′ is the absolute-value
+    /// backward pass (σ′ ≥ 0 for every activation).
+    abs_mlp: Mlp,
 }
 
 /// Per-block outputs, indexed by block-relative sample.
@@ -542,12 +634,15 @@ struct BlockStats {
     delta1_sq: Vec<f64>,
     input_sq: Vec<f64>,
     input_spectral_sq: Vec<f64>,
+    input_abs: Vec<(f64, f64)>,
     lambda: Vec<f64>,
     jjt: Vec<f64>,
     residual: Option<Vec<f64>>,
+    residual_err: Option<Vec<f64>>,
     param_power: Vec<Vec<ScaledPowerSum>>,
     input_power: Vec<Vec<ScaledPowerSum>>,
     kinks: Vec<usize>,
+    near_kinks: Vec<NearKink>,
 }
 
 /// Scratch of [`sample_stats`], reused across the samples of a block.
@@ -584,6 +679,9 @@ fn block_stats(
     let c = mlp.output_dim();
     let nk = ks.len();
     let cache = mlp.forward_cache(ds.x_block(start, end));
+    let fe = forward_errors(mlp, &cache);
+    let mut kinks: Vec<usize> = fe.near_kinks.iter().map(|k| k.sample).collect();
+    kinks.dedup();
     // ‖h_{l−1,i}‖² + 1 for every layer l and sample i.
     let h_aug: Vec<Vec<f64>> = cache
         .post
@@ -600,12 +698,15 @@ fn block_stats(
         delta1_sq: vec![0.0; b],
         input_sq: vec![0.0; b],
         input_spectral_sq: vec![0.0; b],
+        input_abs: abs_input_gradient_norms(&plan.abs_mlp, &cache),
         lambda: vec![0.0; b],
         jjt: vec![0.0; b * c * c],
         residual: None,
+        residual_err: None,
         param_power: vec![vec![ScaledPowerSum::ZERO; b]; nk],
         input_power: vec![vec![ScaledPowerSum::ZERO; b]; nk],
-        kinks: kink_flags(mlp, &cache, &plan.row_abs),
+        kinks,
+        near_kinks: Vec::new(),
     };
     let mut scratch = PowerScratch::new(nk, mlp.depth());
     match plan.backward {
@@ -641,17 +742,59 @@ fn block_stats(
             }
         }
     }
-    st.residual = ds.y_block(start, end).map(|y| {
+    if let Some(y) = ds.y_block(start, end) {
         let out = cache.output();
+        let eout = fe.output();
         let mut r = Vec::with_capacity(b * c);
+        let mut e = Vec::with_capacity(b * c);
         for i in 0..b {
             for k in 0..c {
                 r.push(out[(k, i)] - y[(k, i)]);
+                e.push(forward_error::residual_error(
+                    eout[(k, i)],
+                    out[(k, i)],
+                    y[(k, i)],
+                ));
             }
         }
-        r
-    });
+        st.residual = Some(r);
+        st.residual_err = Some(e);
+    }
+    st.near_kinks = fe.near_kinks;
     st
+}
+
+/// The network with entrywise |W_l|, |b_l| and the same activation (for its backward pass only).
+fn abs_network(mlp: &Mlp) -> Mlp {
+    let layers = mlp
+        .layers()
+        .iter()
+        .map(|l| crate::model::Dense {
+            weight: l.weight.abs(),
+            bias: l.bias.abs(),
+        })
+        .collect();
+    Mlp::new(layers, mlp.activation()).expect("the same shapes chain")
+}
+
+/// `(‖J^abs_x(x_i)‖_F, ‖Δ^abs_{1,i}‖_F)` per sample of the block: the input Jacobian and first
+/// deltas of the absolute-value backward pass `|W_1|ᵀ(|W_2|ᵀ(⋯) ∘ σ′(ẑ_1))` at the computed σ′
+/// (σ′ ≥ 0 for every activation). The second is 0 for a single layer (Δ_1 = I_C, exact).
+fn abs_input_gradient_norms(abs_mlp: &Mlp, cache: &crate::model::ForwardCache) -> Vec<(f64, f64)> {
+    let b = cache.batch_size();
+    let c = abs_mlp.output_dim();
+    let deltas = abs_mlp.output_deltas(cache);
+    let jx = abs_mlp.input_gradients(&deltas, b);
+    let fro = |m: nalgebra::DMatrixView<'_, f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
+    (0..b)
+        .map(|i| {
+            let d1 = deltas
+                .hidden
+                .first()
+                .map_or(0.0, |d| fro(d.columns(i * c, c)));
+            (fro(jx.columns(i * c, c)), d1)
+        })
+        .collect()
 }
 
 /// The per-sample quantities of sample `i` (block-relative) from its hidden-layer deltas
@@ -1376,77 +1519,6 @@ fn relayout_all(src: &[Vec<f64>], dst: &mut [Vec<f64>], c: usize, to_col_major: 
             }
         }
     }
-}
-
-/// True when σ is piecewise linear with a kink at 0 (ReLU, leaky ReLU).
-fn has_kink(mlp: &Mlp) -> bool {
-    matches!(
-        mlp.activation(),
-        Activation::Relu | Activation::LeakyRelu { .. }
-    )
-}
-
-/// `‖W_{j+1}[r, :]‖₁` for every row r of every hidden layer j (the pre-test of [`kink_flags`]),
-/// once per call; summed over the columns in order, as `row.abs().sum()` would.
-fn row_abs_sums(mlp: &Mlp) -> Vec<Vec<f64>> {
-    if !has_kink(mlp) {
-        return vec![];
-    }
-    mlp.layers()[..mlp.depth() - 1]
-        .iter()
-        .map(|layer| {
-            let mut sums = vec![0.0; layer.fan_out()];
-            for col in layer.weight.column_iter() {
-                for (s, w) in sums.iter_mut().zip(col.iter()) {
-                    *s += w.abs();
-                }
-            }
-            sums
-        })
-        .collect()
-}
-
-/// Samples (block-relative) with a hidden pre-activation within `1e-12·(|W||h| + |b|)` of a
-/// piecewise-linear kink (THEORY.md §3 Rules).
-///
-/// `row_abs[j]` holds the row sums `‖W_{j+1}[r, :]‖₁` of every hidden layer ([`row_abs_sums`]);
-/// empty when the activation has no kink.
-fn kink_flags(mlp: &Mlp, cache: &crate::model::ForwardCache, row_abs: &[Vec<f64>]) -> Vec<usize> {
-    if !has_kink(mlp) {
-        return vec![];
-    }
-    let b = cache.batch_size();
-    let mut flagged = vec![false; b];
-    for (j, row_abs) in row_abs.iter().enumerate() {
-        let layer = &mlp.layers()[j];
-        let h = &cache.post[j];
-        // Cheap pre-test: (|W||h|)_r ≤ ‖W_r‖₁·max|h|; only candidates get the exact scale.
-        for (i, flag) in flagged.iter_mut().enumerate() {
-            if *flag {
-                continue;
-            }
-            let hmax = h.column(i).amax();
-            for (r, &row_sum) in row_abs.iter().enumerate() {
-                let z = cache.pre[j][(r, i)].abs();
-                let bias = layer.bias[r].abs();
-                if z >= 1e-12 * (row_sum * hmax + bias) {
-                    continue;
-                }
-                let s: f64 = layer
-                    .weight
-                    .row(r)
-                    .iter()
-                    .zip(h.column(i).iter())
-                    .map(|(w, v)| (w * v).abs())
-                    .sum();
-                if z < 1e-12 * (s + bias) {
-                    *flag = true;
-                    break;
-                }
-            }
-        }
-    }
-    (0..b).filter(|&i| flagged[i]).collect()
 }
 
 /// The non-circular T1 check (THEORY.md T1 "Check").
