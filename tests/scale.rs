@@ -5,22 +5,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
-
-fn run_cmd(cmd: &mut assert_cmd::Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run flatcert");
-    let so = String::from_utf8_lossy(&out.stdout).into_owned();
-    let se = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!se.contains("panicked"), "panic: {se}");
-    (out.status.code().unwrap_or(-1), so, se)
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(p).expect("JSON written")).expect("valid JSON")
-}
 
 fn hypothesis<'a>(cert: &'a Value, theorem: &str, name: &str) -> &'a Value {
     cert["verdicts"][theorem]["hypotheses"]

@@ -267,3 +267,27 @@ fn lr_convention_converts_to_the_theory_step() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--lr-convention"));
 }
+
+/// Issue 12 item 7, one rank policy: at (B, η) = (4, 0.2) on the bundled example the rank-256
+/// bracket straddles η (η*(4) ∈ [0.1755, 0.2540], docs/validation.md), so a fixed cap of 256
+/// said "inconclusive" where `certify` certifies at rank 512. `simulate --predict auto` now decides
+/// the verdict at η with certify's rank search and agrees with certify's T5.
+#[test]
+fn simulate_decides_the_verdict_at_eta_as_certify_does() {
+    let fx = Fx::new();
+    let out = flatcert()
+        .args([
+            "simulate", "--batch", "4", "--lr", "0.2", "--steps", "5", "--trials", "2", "--deltas",
+            "1e-3", "--quiet", "--json",
+        ])
+        .arg(fx.out("s.json"))
+        .output()
+        .expect("run flatcert");
+    assert!(out.status.code().is_some(), "{out:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.out("s.json")).expect("JSON")).expect("valid");
+    let ms = &doc["prediction"]["mean_square"];
+    assert_eq!(ms["verdict"], "certified stable", "{ms}");
+    let lo = ms["eta_star_lower"].as_f64().unwrap();
+    assert!(lo > 0.2 && lo < 0.2541, "{ms}");
+}

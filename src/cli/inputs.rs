@@ -67,6 +67,24 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The `inputs` record of a measurements or stability document: the files with their SHA-256,
+    /// the network's shape and activation (with its source), n, the input scaling and the orders k.
+    pub fn measurement_inputs(&self, k: &[u32]) -> flatcert::measurements::MeasurementInputs {
+        flatcert::measurements::MeasurementInputs {
+            model: self.model_file.clone(),
+            x: self.x_file.clone(),
+            y: self.y_file.clone(),
+            activation: self.mlp.activation().name(),
+            activation_source: Some(self.activation_source.as_str().into()),
+            widths: self.mlp.widths(),
+            n: self.data.len(),
+            parameters: self.mlp.num_params(),
+            x_scale: self.x_scale,
+            k: k.to_vec(),
+            flatcert_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
     /// The notes a user must see when the activation came from the default (issue 12 item 2):
     /// that relu was assumed and how to set another, and, when the network then fits its targets
     /// no better than a constant, that the activation is the likely cause. Empty otherwise.

@@ -23,9 +23,7 @@ use flatcert::measure::lanczos::{
 };
 use flatcert::measure::per_sample::{PerSampleOptions, per_sample_stats};
 use flatcert::measure::stability::{ReducedModel, gd_critical_lr};
-use flatcert::measurements::{
-    MEASUREMENTS_SCHEMA, MeasurementInputs, MeasurementsDoc, quantity_table,
-};
+use flatcert::measurements::{MEASUREMENTS_SCHEMA, MeasurementsDoc, quantity_table};
 use flatcert::quantity::{Quantity, round_down, round_up};
 use flatcert::{Dataset, Mlp};
 
@@ -365,19 +363,7 @@ pub fn measure_document(args: &MeasureArgs) -> Result<MeasurementsDoc> {
     }
     Ok(MeasurementsDoc {
         schema: MEASUREMENTS_SCHEMA.into(),
-        inputs: MeasurementInputs {
-            model: loaded.model_file.clone(),
-            x: loaded.x_file.clone(),
-            y: loaded.y_file.clone(),
-            activation: mlp.activation().name(),
-            activation_source: Some(loaded.activation_source.as_str().into()),
-            widths: mlp.widths(),
-            n: data.len(),
-            parameters: mlp.num_params(),
-            x_scale: loaded.x_scale,
-            k: args.k.clone(),
-            flatcert_version: env!("CARGO_PKG_VERSION").into(),
-        },
+        inputs: loaded.measurement_inputs(&args.k),
         notes,
         quantities,
     })

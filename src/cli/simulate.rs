@@ -37,9 +37,11 @@ use super::progress;
 const RECORD_POINTS: usize = 500;
 /// The exact reduced curve `tr 𝒬_r^t(Σ_0)` is computed when `nC·r²·T` is at most this.
 const EXACT_CURVE_BUDGET: f64 = 2e10;
-/// `--predict auto` computes the η* bracket on at most this many eigenpairs of K (the rest enter
-/// the proven truncation allowance; the same cap as `flatcert certify` and `flatcert stability`).
-const AUTO_T5_RANK: usize = flatcert::certify::plan::DEFAULT_BRACKET_T5_RANK;
+/// `--predict auto` decides the verdict at η with at most this many eigenpairs of K, trying
+/// ranks 16, 32, … in increasing order until it is decided (the rest enter the proven truncation
+/// allowance): the policy and cap of `flatcert certify`, and of `flatcert stability`'s second
+/// attempt (`--refine-rank`), so the three commands agree on a verdict at η.
+const AUTO_T5_RANK: usize = flatcert::certify::plan::DEFAULT_T5_RANK;
 /// `--predict auto`: relative width at which the η* cone bracket stops, and its step cap.
 const AUTO_BRACKET_REL_TOL: f64 = 1e-3;
 const AUTO_BRACKET_MAX_STEPS: usize = 60;
@@ -87,9 +89,10 @@ pub struct SimulateArgs {
         allow_negative_numbers = true
     )]
     pub deltas: Vec<f64>,
-    /// Predictions: `auto` (the Gram path when nC ≤ 4096; the η* bracket on at most 256
-    /// eigenpairs of K plus the proven truncation allowance: seconds), `full` (a coarse certified
-    /// η* bracket on every eigenpair; minutes for the bundled example), `none`.
+    /// Predictions: `auto` (the Gram path when nC ≤ 4096; the verdict at η decided on the top
+    /// 16, 32, … up to 1024 eigenpairs of K plus the proven truncation allowance, as `certify`
+    /// does: seconds, up to a minute near η*), `full` (a coarse certified η* bracket on every
+    /// eigenpair; minutes for the bundled example), `none`.
     #[arg(long, default_value = "auto")]
     pub predict: String,
     /// Write the JSON report here (atomically).

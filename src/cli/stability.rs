@@ -283,8 +283,12 @@ pub struct Marker {
 /// Residual diagnostics (THEORY.md T5 failure mode (i)).
 #[derive(Debug, Clone, Serialize)]
 pub struct ResidualInfo {
-    /// max_{i,c} |f_c(x_i) − y_ic|.
+    /// max_{i,c} |f_c(x_i) − y_ic| as computed.
     pub max_abs_residual: f64,
+    /// Its rigorous upper side (the running forward-error bound of THEORY §3 item 1).
+    pub max_abs_residual_upper: f64,
+    /// H = G is proven (residual proven 0 and no possible kink): no Gauss–Newton caveat.
+    pub hessian_is_gauss_newton: bool,
     /// √(2ℒ) = √((1/n)Σ‖res_i‖²).
     pub rms_residual: f64,
     /// ‖∇ℒ‖ (loss gradient norm).
@@ -730,18 +734,29 @@ pub(super) fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
     if !data.has_targets() {
         return Ok(None);
     }
-    let (mut max_abs, mut sum_sq) = (0.0f64, 0.0f64);
+    // The running forward-error bound (THEORY §3 item 1) gives a rigorous upper side of
+    // max|res|; only a 0 upper side with no possible kink proves H = G (bounds `residual`).
+    let (mut max_abs, mut sum_sq, mut max_upper, mut near_kinks) = (0.0f64, 0.0f64, 0.0f64, 0);
     for (s, e) in data.blocks(256) {
-        let out = mlp.forward(data.x_block(s, e));
+        let cache = mlp.forward_cache(data.x_block(s, e));
+        let fe = flatcert::measure::forward_error::forward_errors(mlp, &cache);
+        near_kinks += fe.near_kinks.len();
         let Some(y) = data.y_block(s, e) else {
             return Ok(None);
         };
-        for (a, b) in out.iter().zip(y.iter()) {
+        for ((a, b), bound) in cache.output().iter().zip(y.iter()).zip(fe.output().iter()) {
             let r = a - b;
             max_abs = max_abs.max(r.abs());
+            let err = flatcert::measure::forward_error::residual_error(*bound, *a, *b);
+            max_upper = max_upper.max(r.abs() + err);
             sum_sq += r * r;
         }
     }
+    let evidence = flatcert_bounds::residual::ResidualEvidence {
+        max_abs: Some(flatcert_bounds::Value::upper_bound(max_upper, 0.0)),
+        piecewise_linear: mlp.activation().is_piecewise_linear(),
+        near_kink_units: Some(near_kinks),
+    };
     // One product (the loss gradient): caching the forward pass would only cost memory.
     let no_cache = OperatorOptions {
         cache_limit_bytes: 0,
@@ -751,8 +766,10 @@ pub(super) fn residual_info(loaded: &Loaded) -> Result<Option<ResidualInfo>> {
     let grad = op.loss_gradient()?;
     Ok(Some(ResidualInfo {
         max_abs_residual: max_abs,
+        max_abs_residual_upper: max_upper,
         rms_residual: (sum_sq / data.len() as f64).sqrt(),
         loss_gradient_norm: grad.dot(&grad).sqrt(),
+        hessian_is_gauss_newton: evidence.hessian_is_gauss_newton(),
     }))
 }
 
@@ -1095,14 +1112,17 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
 
     // Notes: the Gauss–Newton model, the sampling model, k-moment caveats.
     match &residual {
-        Some(res) if res.max_abs_residual > 0.0 => notes.push(format!(
-            "Gauss–Newton model: the residual is not 0 (max |f − y| = {:.3e}, √(2ℒ) = {:.3e}, \
-             ‖∇ℒ‖ = {:.3e}); G = (1/n)ΣJ_iᵀJ_i replaced the Hessian H in every verdict, which \
-             certifies the linearization only at an interpolating minimum (THEORY T5 failure \
-             mode (i))",
-            res.max_abs_residual, res.rms_residual, res.loss_gradient_norm
+        Some(res) if res.hessian_is_gauss_newton => {}
+        Some(res) => notes.push(format!(
+            "Gauss–Newton model: the residual is not proven 0 (max |f − y| = {:.3e}, rigorous \
+             upper bound {:.3e}; √(2ℒ) = {:.3e}, ‖∇ℒ‖ = {:.3e}); G = (1/n)ΣJ_iᵀJ_i replaced the \
+             Hessian H in every verdict, which certifies the linearization only where H = G \
+             (THEORY T5 failure mode (i))",
+            res.max_abs_residual,
+            res.max_abs_residual_upper,
+            res.rms_residual,
+            res.loss_gradient_norm
         )),
-        Some(_) => {}
         None => notes.push(
             "Gauss–Newton model: no targets (--y), so the residual is unknown; G replaced the \
              Hessian H in every verdict (exact only at an interpolating minimum)"
@@ -1179,10 +1199,10 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
         subtitle: format!(
             "{} — n = {n}, C = {c}, r = {r}, sampling {sampling_name}{}",
             loaded.model_file.path,
-            if residual.as_ref().is_none_or(|r| r.max_abs_residual > 0.0) {
-                ", Gauss–Newton model"
+            if residual.as_ref().is_some_and(|r| r.hessian_is_gauss_newton) {
+                ", interpolating (H = G, proven)"
             } else {
-                ", interpolating (H = G)"
+                ", Gauss–Newton model"
             }
         ),
         rows: rows
@@ -1229,19 +1249,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
 
     let doc = StabilityDoc {
         schema: STABILITY_SCHEMA,
-        inputs: MeasurementInputs {
-            model: loaded.model_file.clone(),
-            x: loaded.x_file.clone(),
-            y: loaded.y_file.clone(),
-            activation: mlp.activation().name(),
-            activation_source: Some(loaded.activation_source.as_str().into()),
-            widths: mlp.widths(),
-            n,
-            parameters: mlp.num_params(),
-            x_scale: loaded.x_scale,
-            k: args.k.clone(),
-            flatcert_version: env!("CARGO_PKG_VERSION").into(),
-        },
+        inputs: loaded.measurement_inputs(&args.k),
         eta,
         n,
         c,

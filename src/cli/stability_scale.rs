@@ -11,7 +11,6 @@ use flatcert::certify::scale::{scale_evidence, scale_row};
 use flatcert::certify::summary::status_label;
 use flatcert::measure::lanczos::UpperBoundOptions;
 use flatcert::measure::stability::{Sampling, Verdict};
-use flatcert::measurements::MeasurementInputs;
 use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot};
 use flatcert_bounds::{Status, Value};
 
@@ -205,7 +204,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         opts.seed,
         ev.products
     ));
-    if residual.as_ref().is_none_or(|r| r.max_abs_residual > 0.0) {
+    if !residual.as_ref().is_some_and(|r| r.hessian_is_gauss_newton) {
         notes.push(
             "Gauss–Newton model: G replaced the Hessian H in every verdict (exact only at an \
              interpolating minimum; THEORY T5 failure mode (i))"
@@ -257,19 +256,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
     };
     let doc = StabilityDoc {
         schema: STABILITY_SCHEMA,
-        inputs: MeasurementInputs {
-            model: loaded.model_file.clone(),
-            x: loaded.x_file.clone(),
-            y: loaded.y_file.clone(),
-            activation: mlp.activation().name(),
-            activation_source: Some(loaded.activation_source.as_str().into()),
-            widths: mlp.widths(),
-            n,
-            parameters: mlp.num_params(),
-            x_scale: loaded.x_scale,
-            k: args.k.clone(),
-            flatcert_version: env!("CARGO_PKG_VERSION").into(),
-        },
+        inputs: loaded.measurement_inputs(&args.k),
         eta,
         n,
         c,

@@ -306,8 +306,12 @@ pub fn predict(
 
     {
         {
+            // One rank policy with `flatcert certify` and `flatcert stability`: a verdict at η
+            // is decided by trying ranks 16, 32, … up to the cap until the certified bracket is on
+            // one side of η (issue 12 item 7).
             let budget = RankBudget::new(&spec, opts.t5_rank)?;
-            let (used, crit) = budget.critical_lr(batch, sampling, &opts.bracket, Goal::Bracket)?;
+            let (used, crit) =
+                budget.critical_lr(batch, sampling, &opts.bracket, Goal::DecideAt(eta))?;
             if used.rank() < r {
                 pred.notes.push(format!(
                     "η* bracket (T5f) on the top {} of r = {r} eigenpairs of K; the rest enter \

@@ -215,3 +215,17 @@ pub fn expect_bad_input(cmd: &mut Command, needles: &[&str]) -> String {
 pub fn shown(p: &Path) -> String {
     p.display().to_string()
 }
+
+/// Run `cmd`, refuse a panic, and return (exit code, stdout, stderr).
+pub fn run_cmd(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run flatcert");
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    let se = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!se.contains("panicked"), "panic: {se}");
+    (out.status.code().unwrap_or(-1), so, se)
+}
+
+/// The JSON document at `p` (it must have been written).
+pub fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).expect("JSON written")).expect("valid JSON")
+}
