@@ -84,6 +84,61 @@ pub fn eta_gd<N: Scalar>(lambda_max: N) -> N {
     N::constant(2.0) / lambda_max
 }
 
+/// The T4 threshold 2/η on λ_max (round to nearest: for estimates and reports; verdicts use
+/// [`gd_status`] or [`check`], which round it outward).
+pub fn gd_threshold(eta: f64) -> f64 {
+    2.0 / eta
+}
+
+/// T4's GD condition on a bracket [lower, upper] of λ_max at η, with the rule of [`check`]
+/// (outward-rounded 2/η): `stable` iff upper ≤ 2/η, `unstable` iff lower > 2/η, else
+/// `inconclusive` — the one definition used by `stability`, `simulate` and the Gram-path
+/// quantities, which have the bracket but no [`T4Input`]. Also returns the certified margin
+/// lower(2/η) − upper(λ_max).
+///
+/// ```
+/// use flatcert_bounds::t4::{gd_status, GdStatus};
+/// assert_eq!(gd_status(4.0, 4.1, 0.4).0, GdStatus::Stable); // 2/η = 5
+/// assert_eq!(gd_status(5.1, 5.2, 0.4).0, GdStatus::Unstable);
+/// assert_eq!(gd_status(4.9, 5.1, 0.4).0, GdStatus::Inconclusive);
+/// ```
+pub fn gd_status(lambda_lower: f64, lambda_upper: f64, eta: f64) -> (GdStatus, f64) {
+    let c = Check::le(
+        "gd_condition",
+        "λ_max ≤ 2/η",
+        Value::interval(lambda_lower, lambda_upper),
+        Value::constant(2.0) / Value::constant(eta),
+    );
+    let status = match c.status {
+        crate::verdict::Status::Certified => GdStatus::Stable,
+        crate::verdict::Status::Violated => GdStatus::Unstable,
+        _ => GdStatus::Inconclusive,
+    };
+    (status, c.margin.unwrap_or(f64::NEG_INFINITY))
+}
+
+/// The first-moment verdict at η (T4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GdStatus {
+    /// upper(λ_max) ≤ 2/η: first-moment stable.
+    Stable,
+    /// lower(λ_max) > 2/η: certified first-moment unstable.
+    Unstable,
+    /// The bracket straddles 2/η.
+    Inconclusive,
+}
+
+impl GdStatus {
+    /// `stable`, `unstable` or `inconclusive` (the words of the stability and simulate reports).
+    pub fn name(self) -> &'static str {
+        match self {
+            GdStatus::Stable => "stable",
+            GdStatus::Unstable => "unstable",
+            GdStatus::Inconclusive => "inconclusive",
+        }
+    }
+}
+
 /// T4 verdict.
 pub fn check(input: &T4Input) -> Result<Verdict> {
     let eta = learning_rate(input.eta)?;

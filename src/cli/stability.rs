@@ -676,14 +676,9 @@ fn k_moment_entry(model: &ReducedModel, crit: &CriticalLr, k: usize, sampling: S
 /// T4 at η from the certified λ_max(G) bracket: stable iff upper ≤ 2/η, unstable iff
 /// lower > 2/η.
 fn gd_verdict(lambda: (f64, f64), eta: f64) -> &'static str {
-    let (lo, hi) = lambda;
-    if hi <= 2.0 / eta {
-        "stable"
-    } else if lo > 2.0 / eta {
-        "unstable"
-    } else {
-        "inconclusive"
-    }
+    flatcert_bounds::t4::gd_status(lambda.0, lambda.1, eta)
+        .0
+        .name()
 }
 
 /// The `mean_square_critical_lr` entry of a row from the library's [`CriticalLr`].

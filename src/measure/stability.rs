@@ -825,14 +825,9 @@ pub fn gd_critical_lr(model: &ReducedModel, eta: Option<f64>) -> QuantityMap {
             .with_note(note),
     );
     if let Some(eta) = eta {
-        let margin = round_down(2.0 / eta - hi);
-        let verdict = if hi <= 2.0 / eta {
-            "stable"
-        } else if lo > 2.0 / eta {
-            "unstable"
-        } else {
-            "inconclusive"
-        };
+        let (status, margin) = flatcert_bounds::t4::gd_status(lo, hi, eta);
+        let margin = round_down(margin); // a lower bound: the subtraction's rounding, downward
+        let verdict = status.name();
         map.insert(
             "gd_margin".into(),
             Quantity::lower(margin, 0.0)
@@ -958,7 +953,7 @@ pub fn t5g_quantities(model: &ReducedModel, eta: f64, p: f64) -> QuantityMap {
                 .with_note(format!("necessary test {lhs:.6e} ≤ {rhs:.6e}")),
         );
     };
-    margin("sharpness", a_hi, 2.0 / eta);
+    margin("sharpness", a_hi, flatcert_bounds::t4::gd_threshold(eta));
     if p > 0.0 {
         margin("trace", tr, 2.0 * c / (eta * p));
         margin(

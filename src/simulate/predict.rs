@@ -293,14 +293,7 @@ pub fn predict(
             lambda_max: (lo, hi),
             eta_star_lower: 2.0 / hi,
             eta_star_upper: (lo > 0.0).then(|| 2.0 / lo),
-            verdict: if hi <= 2.0 / eta {
-                "stable"
-            } else if lo > 2.0 / eta {
-                "unstable"
-            } else {
-                "inconclusive"
-            }
-            .into(),
+            verdict: flatcert_bounds::t4::gd_status(lo, hi, eta).0.name().into(),
         });
     }
 
