@@ -792,3 +792,130 @@ fn exactly_computed_zero_residual_is_proven() {
     let cert = run(&mlp, &ds, None, &Plan::new(0.22, 1)).unwrap();
     assert!(cert.summary.gauss_newton.is_some());
 }
+
+/// Reference `‖J_θ(x_i)‖_F²` per sample (C = 1: J_θ(x_i) is the parameter gradient of f, and
+/// λ_max(J_iJ_iᵀ) = ‖J_θ(x_i)‖_F²).
+fn param_sq_truth(mlp: &Mlp, x: &[f64], n: usize) -> Vec<Fx> {
+    assert_eq!(mlp.output_dim(), 1);
+    let net = RefNet::of(mlp);
+    let d = mlp.input_dim();
+    (0..n)
+        .map(|i| {
+            net.vjp(&x[i * d..(i + 1) * d], &[Fx::one()])
+                .iter()
+                .fold(Fx::zero(), |s, g| s.add(&g.mul(g)))
+        })
+        .collect()
+}
+
+/// Issue 15 item 2 / issue 12 item 1, parameter side: `gauss_newton_trace`,
+/// `per_sample_lambda_max`, `param_grad_moment_k1`, `per_sample_trace_sq_mean` and
+/// `per_sample_fro_sq_mean` against the reference (C = 1). Returns the largest
+/// |value − truth|/value over `gauss_newton_trace` and `per_sample_lambda_max`.
+fn check_param_grads(mlp: &Mlp, x: &[f64], n: usize) -> f64 {
+    let t = param_sq_truth(mlp, x, n);
+    let nn = Fx(BigInt::from(n) << P);
+    let mean = t.iter().fold(Fx::zero(), |s, v| s.add(v)).div(&nn);
+    let max = t.iter().cloned().max().unwrap();
+    let mean_sq = t.iter().fold(Fx::zero(), |s, v| s.add(&v.mul(v))).div(&nn);
+    let y = vec![0.0; n];
+    let ds = dataset(x.to_vec(), n, mlp.input_dim(), y, 1);
+    let m = measure(mlp, &ds);
+    assert_within("gauss_newton_trace", &m, &mean);
+    assert_within("per_sample_lambda_max", &m, &max);
+    assert_norm_within("param_grad_moment_k1", &m, &mean);
+    let cert = run(mlp, &ds, None, &Plan::new(0.01, 2)).unwrap();
+    let q = cert.measurements.quantities;
+    assert_within("gauss_newton_trace", &q, &mean);
+    assert_within("per_sample_lambda_max", &q, &max);
+    assert_within("per_sample_trace_sq_mean", &q, &mean_sq);
+    assert_within("per_sample_fro_sq_mean", &q, &mean_sq);
+    for name in [
+        "gauss_newton_trace",
+        "per_sample_lambda_max",
+        "per_sample_trace_sq_mean",
+        "per_sample_fro_sq_mean",
+    ] {
+        assert!(q[name].tol > 0.0, "{name}: tol 0");
+    }
+    let rel = |name: &str, t: &Fx| {
+        let v = m[name].value;
+        Fx::from_f64(v).sub(t).abs().to_f64() / v
+    };
+    rel("gauss_newton_trace", &mean).max(rel("per_sample_lambda_max", &max))
+}
+
+/// The deep identity net of issue 15 item 3 with C = 1 (W₆ projected so that W₆⋯W₁ ≈ 0: the
+/// input gradient cancels) and a ReLU net.
+#[test]
+fn param_gradient_quantities_within_tol() {
+    let widths = [4, 16, 32, 48, 16, 8, 1];
+    let mlp = random_mlp(&widths, Activation::Identity, 36);
+    let layers = mlp.layers();
+    let mut m = layers[0].weight.clone();
+    for l in &layers[1..5] {
+        m = &l.weight * m;
+    }
+    let mtm_inv = (m.transpose() * &m).try_inverse().unwrap();
+    let proj = DMatrix::<f64>::identity(8, 8) - &m * mtm_inv * m.transpose();
+    let mut new_layers = layers.to_vec();
+    new_layers[5].weight = &layers[5].weight * proj;
+    let mlp = Mlp::new(new_layers, Activation::Identity).unwrap();
+    let mut prod = mlp.layers()[0].weight.clone();
+    for l in &mlp.layers()[1..] {
+        prod = &l.weight * prod;
+    }
+    assert!(prod.amax() < 1e-13, "W₆⋯W₁ ≈ 0: {}", prod.amax());
+    let n = 8;
+    check_param_grads(&mlp, &uniform(n * 4, -3.0, 3.0, 361), n);
+    let mlp = random_mlp(&[3, 6, 5, 1], Activation::Relu, 47);
+    let n = 10;
+    check_param_grads(&mlp, &uniform(n * 3, -2.0, 2.0, 147), n);
+}
+
+fn dense(w: &[f64], rows: usize, cols: usize) -> flatcert::model::Dense {
+    flatcert::model::Dense {
+        weight: DMatrix::from_row_slice(rows, cols, w),
+        bias: nalgebra::DVector::zeros(rows),
+    }
+}
+
+/// Constructions where the computed ‖Ĵ_i‖² is off by far more than the old relative tol
+/// 2γ_K·value (so the |W| backward bound and the forward bound are what cover it): (a) Δ_1 =
+/// W₂ᵀW₃ᵀ cancels to ~4e-14 while ‖x‖ = 10¹² multiplies its rounding; (b) ĥ_2 = W₂ĥ_1 cancels
+/// to ~3 with a rounding error ~10⁻⁵ (inputs 10¹²), and ‖ĥ_2‖² enters tr G through W₃'s
+/// gradient.
+#[test]
+fn param_gradient_tol_covers_cancellation_beyond_relative() {
+    let id = Activation::Identity;
+    // (a) 1–1–2–1: W₁ = 1e-12, W₂ = (a, b)ᵀ, W₃ = (c, −d) with bd = ac(1 + 1e-12).
+    let (a, b, c) = (0.1234567891, 0.2718281828, 0.3456789123);
+    let d = a * c / b * (1.0 + 1e-12);
+    let mlp = Mlp::new(
+        vec![
+            dense(&[1e-12], 1, 1),
+            dense(&[a, b], 2, 1),
+            dense(&[c, -d], 1, 2),
+        ],
+        id,
+    )
+    .unwrap();
+    let x = [1e12, -0.7e12, 0.9e12];
+    let worst = check_param_grads(&mlp, &x, 3);
+    eprintln!("(a) worst |value − truth|/value {worst:e}");
+    assert!(worst > 1e-11, "(a) is not adversarial: {worst:e}");
+    // (b) 1–2–1–1: W₁ = (0.1, 0.3)ᵀ, W₂ = (0.3, −0.1(1 + 1e-12)), W₃ = 0.
+    let mlp = Mlp::new(
+        vec![
+            dense(&[0.1, 0.3], 2, 1),
+            dense(&[0.3, -0.1 * (1.0 + 1e-12)], 1, 2),
+            dense(&[0.0], 1, 1),
+        ],
+        id,
+    )
+    .unwrap();
+    let x = [1e12, -0.7e12, 0.9e12];
+    let worst = check_param_grads(&mlp, &x, 3);
+    eprintln!("(b) worst |value − truth|/value {worst:e}");
+    assert!(worst > 1e-11, "(b) is not adversarial: {worst:e}");
+}

@@ -399,29 +399,52 @@ pub fn extra_first_order(
             ex(min_lq, gamma(d + 5)).with_method(format!("min_i ‖x_i‖_{} (T7e)", 2 * k)),
         );
     }
+    // Per sample, |tr H_i − t̂_i| ≤ δ_i and ‖H_i − Ĝ_i‖_F ≤ δ_i (PerSampleStats::param_sq_err:
+    // the |W| backward pass and the forward bound, not relative to the possibly cancelled
+    // values), so |t² − t̂²| ≤ (2t̂ + δ)δ and |‖H‖_F² − ‖Ĝ‖_F²| ≤ (2‖Ĝ‖_F + δ)δ; then the mean's
+    // own rounding.
     let tr2 = st.param_sq.iter().map(|t| t * t).sum::<f64>() / n;
+    let tr2_err = (0..st.len())
+        .map(|i| {
+            let dl = st.param_sq_err(i);
+            (2.0 * st.param_sq[i] + dl) * dl
+        })
+        .sum::<f64>()
+        / n;
     q.insert(
         "per_sample_trace_sq_mean".into(),
-        ex(tr2, 2.0 * rel + gamma(st.len() + 2))
-            .with_method("(1/n) Σ_i (tr H_i)² = (1/n) Σ_i ‖J_θ(x_i)‖_F⁴ (T5g, T7d)"),
+        Quantity::exact(
+            tr2,
+            round_up(tr2_err * (1.0 + gamma(st.len() + 4)) + tr2 * gamma(st.len() + 2)),
+        )
+        .with_method(
+            "(1/n) Σ_i (tr H_i)² = (1/n) Σ_i ‖J_θ(x_i)‖_F⁴ (T5g, T7d); tol: |W| backward pass",
+        ),
     );
-    // ‖H_i‖_F = ‖J_iJ_iᵀ‖_F from the per-sample C×C Grams (both paths). Each entry of J_iJ_iᵀ is
-    // off by at most rel·‖J_{i,a}‖‖J_{i,b}‖, so the sum of squares by 2rel·(tr H_i)² to first
-    // order: the tol is relative to (1/n)Σ(tr H_i)² ≥ (1/n)Σ‖H_i‖_F².
+    // ‖H_i‖_F = ‖J_iJ_iᵀ‖_F from the per-sample C×C Grams (both paths).
     let c = st.outputs;
-    let fro2 = st
+    let per: Vec<f64> = st
         .jjt
         .chunks_exact(c * c)
         .map(|m| m.iter().map(|v| v * v).sum::<f64>())
+        .collect();
+    let fro2 = per.iter().sum::<f64>() / n;
+    let fro2_err = per
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let dl = st.param_sq_err(i);
+            (2.0 * f.sqrt() * (1.0 + gamma(c * c + 2)) + dl) * dl
+        })
         .sum::<f64>()
         / n;
     q.insert(
         "per_sample_fro_sq_mean".into(),
         Quantity::exact(
             fro2,
-            round_up((2.0 * rel + gamma(c * c + st.len() + 2)) * tr2),
+            round_up(fro2_err * (1.0 + gamma(st.len() + 4)) + fro2 * gamma(c * c + st.len() + 2)),
         )
-        .with_method("(1/n) Σ_i ‖H_i‖_F², ‖H_i‖_F = ‖J_iJ_iᵀ‖_F (T5g)"),
+        .with_method("(1/n) Σ_i ‖H_i‖_F², ‖H_i‖_F = ‖J_iJ_iᵀ‖_F (T5g); tol: |W| backward pass"),
     );
 }
 
@@ -444,7 +467,8 @@ fn residual_quantities(
             let (rn, en) = (norm(r), norm(e));
             max_norm = max_norm.max(rn);
             max_norm_tol = max_norm_tol.max(en + gamma(c + 2) * rn);
-            let j = st.param_sq[i].sqrt() * (1.0 + st.rel_tol);
+            // ‖J_i‖_F ≤ ‖Ĵ_i‖_F + e_i (|W| backward pass and forward bound).
+            let j = st.param_sq[i].sqrt() * (1.0 + st.rel_tol) + st.param_err[i];
             je += j * en;
             jr += j * rn;
         }

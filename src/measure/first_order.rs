@@ -96,7 +96,6 @@ pub fn first_order_quantities(
     let mut q = QuantityMap::new();
     let n = st.len();
     let rel = st.rel_tol;
-    let ex = |v: f64| Quantity::exact(v, v.abs() * rel);
     // Inputs.
     let xmin = st.x_norm.iter().copied().fold(f64::INFINITY, f64::min);
     let xmax = st.x_norm.iter().copied().fold(0.0, f64::max);
@@ -150,15 +149,31 @@ pub fn first_order_quantities(
     }
     q.insert("near_kink_units".into(), kinks);
     // Curvature from the per-sample engine.
-    let trace = st.param_sq.iter().sum::<f64>() / n as f64;
+    // Per sample, |‖J_i‖_F² − t̂_i| and ‖J_iJ_iᵀ − Ĝ_i‖_F are at most δ_i = (2‖Ĵ_i‖_F + e_i)e_i
+    // + the Gram's rounding, e_i ≥ ‖Ĵ_θ,i − J_θ,i‖_F from the |W| backward pass and the running
+    // forward bound of every ĥ_{l−1} (PerSampleStats::param_sq_err; not relative to the possibly
+    // cancelled values). A mean moves by at most the mean of the δ_i, a max by the largest
+    // (λ_max by Weyl), plus the aggregation's own rounding.
+    let n_f = n as f64;
+    let trace = st.param_sq.iter().sum::<f64>() / n_f;
+    let trace_err = (0..n).map(|i| st.param_sq_err(i)).sum::<f64>() / n_f;
     q.insert(
         "gauss_newton_trace".into(),
-        ex(trace).with_method("(1/n) Σ_i ‖J_θ(x_i)‖_F² (factorized, THEORY §4)"),
+        Quantity::exact(
+            trace,
+            round_up(trace_err * (1.0 + gamma(n + 2)) + trace * gamma(n + 1)),
+        )
+        .with_method(
+            "(1/n) Σ_i ‖J_θ(x_i)‖_F² (factorized, THEORY §4); tol: |W| backward pass and forward bound",
+        ),
     );
     let lmax = st.lambda.iter().copied().fold(0.0, f64::max);
+    let lmax_err = (0..n).fold(0.0f64, |m, i| m.max(st.param_sq_err(i)));
     q.insert(
         "per_sample_lambda_max".into(),
-        ex(lmax).with_method("max_i λ_max(J_iJ_iᵀ)"),
+        Quantity::exact(lmax, round_up(lmax_err)).with_method(
+            "max_i λ_max(J_iJ_iᵀ); tol: Weyl with ‖J_iJ_iᵀ − Ĝ_i‖_F from the |W| backward pass",
+        ),
     );
     // T1: forward-mode input Jacobian against the backward pass.
     q.insert(
@@ -218,11 +233,15 @@ pub fn first_order_quantities(
     let jw_err = (0..n).fold(0.0f64, |m, i| {
         m.max(round_up(st.delta1_err[i] * st.x_norm[i] * (1.0 + xtol)))
     });
+    // ‖Ĵ_θ,i − J_θ,i‖_F ≤ e_i (|W| backward pass and forward bound): a power mean of the norms
+    // moves by at most max_i e_i (Minkowski), g_W(k) too (ℓ_{2k} ≤ ℓ_2).
+    let jp_err = st.param_err.iter().fold(0.0f64, |m, &v| m.max(v));
     for &k in ks {
+        let m = moment_of_squares(&st.param_sq, k);
         q.insert(
             format!("param_grad_moment_k{k}"),
-            ex(moment_of_squares(&st.param_sq, k)).with_method(format!(
-                "((1/n) Σ ‖J_θ(x_i)‖_F^{})^(1/{})",
+            Quantity::exact(m, round_up(jp_err + m * (rel + gamma(n + 2)))).with_method(format!(
+                "((1/n) Σ ‖J_θ(x_i)‖_F^{})^(1/{}); tol: max_i ‖Ĵ_θ − J_θ‖_F by the |W| backward pass",
                 2 * k,
                 2 * k
             )),
@@ -249,10 +268,13 @@ pub fn first_order_quantities(
             )),
         );
         if let Some((_, p)) = st.param_power.iter().find(|(kk, _)| *kk == k) {
+            let g = ScaledPowerSum::mean_root(p, k);
             q.insert(
                 format!("param_grad_elementwise_k{k}"),
-                ex(ScaledPowerSum::mean_root(p, k))
-                    .with_method("g_W(k), T7(e): all parameters incl. biases"),
+                Quantity::exact(g, round_up(jp_err + g * rel)).with_method(
+                    "g_W(k), T7(e): all parameters incl. biases; tol: max_i ‖Ĵ_θ − J_θ‖_F by the \
+                     |W| backward pass",
+                ),
             );
         }
         if let Some((_, p)) = st.input_power.iter().find(|(kk, _)| *kk == k) {

@@ -65,6 +65,9 @@ pub struct NearKink {
 pub struct ForwardErrors {
     /// `e_l` for l = 1..L, `m_l × b`: bounds of `|ẑ_l − z_l|`; the last is the output's.
     pub pre: Vec<DMatrix<f64>>,
+    /// `e^h_l` for the hidden layers l = 1..L−1, `m_l × b`: bounds of `|ĥ_l − h_l|` (the
+    /// activation's Lipschitz constant times `e_l` plus its evaluation error).
+    pub post: Vec<DMatrix<f64>>,
     /// Hidden units with `|ẑ| ≤ e` (ReLU and leaky ReLU only), in (sample, layer, unit) order.
     pub near_kinks: Vec<NearKink>,
 }
@@ -113,6 +116,7 @@ pub fn forward_errors(mlp: &Mlp, cache: &ForwardCache) -> ForwardErrors {
     let depth = mlp.depth();
     let mut pre = Vec::with_capacity(depth);
     let mut near_kinks = Vec::new();
+    let mut post = Vec::with_capacity(depth.saturating_sub(1));
     // e^h_{l−1}; None while it is exactly 0 (the inputs).
     let mut eh: Option<DMatrix<f64>> = None;
     for (j, layer) in mlp.layers().iter().enumerate() {
@@ -180,12 +184,17 @@ pub fn forward_errors(mlp: &Mlp, cache: &ForwardCache) -> ForwardErrors {
                     round_up((lip * e[(r, i)] + rel * h[(r, i)].abs()) * (1.0 + 4.0 * U)) + abs
                 }
             });
+            post.push(next.clone());
             eh = Some(next);
         }
         pre.push(e);
     }
     near_kinks.sort_by_key(|k| (k.sample, k.layer, k.unit));
-    ForwardErrors { pre, near_kinks }
+    ForwardErrors {
+        pre,
+        post,
+        near_kinks,
+    }
 }
 
 /// [`round_up`] that keeps a proven 0 at 0 (an allowance of exactly 0 needs no rounding).

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Activation, Mlp, OutputDeltas};
-use crate::quantity::gamma;
+use crate::quantity::{UNIT_ROUNDOFF as U, gamma, round_up};
 
 use super::forward_error::{self, NearKink, forward_errors};
 
@@ -222,6 +222,13 @@ pub struct PerSampleStats {
     /// Bound of `‖Δ̂_{1,i} − Δ_{1,i}‖_F` from the same absolute-value backward pass (0 for a
     /// single-layer network, where Δ_1 = I_C is exact).
     pub delta1_err: Vec<f64>,
+    /// Bound of `‖Ĵ_θ(x_i) − J_θ(x_i)‖_F` for the whole parameter Jacobian, where `Ĵ_θ` is built
+    /// from the computed Δ̂_l and ĥ_{l−1}: per layer, `ε_l‖[ĥ_{l−1}; 1]‖ + ‖Δ_l‖_F η_{l−1}` with
+    /// `ε_l = γ_K‖Δ^abs_l‖_F` from the absolute-value backward pass (0 for Δ_L = I_C) and
+    /// `η_{l−1}` the running forward bound of `‖ĥ_{l−1} − h_{l−1}‖` (0 for the inputs), combined
+    /// in quadrature. Same scope as `input_err` (rigorous for piecewise-linear σ given the
+    /// activation pattern; an a-priori estimate for smooth σ).
+    pub param_err: Vec<f64>,
     /// `λ_i = λ_max(J_iJ_iᵀ) = ‖J_θ(x_i)‖₂²`.
     pub lambda: Vec<f64>,
     /// The C×C matrices `J_iJ_iᵀ`, row-major, sample after sample (`n·C²` entries).
@@ -290,6 +297,18 @@ impl PerSampleStats {
             self.kink_samples.len(),
             samples.join(", "),
         ))
+    }
+
+    /// Bound of `|‖J_θ(x_i)‖_F² − param_sq[i]|` and of `‖J_iJ_iᵀ − Ĝ_i‖_F` (Ĝ_i the computed
+    /// C×C Gram in `jjt`), hence by Weyl of `|λ_max(J_iJ_iᵀ) − lambda[i]|`: `(2‖Ĵ_i‖_F + e_i)e_i`
+    /// with `e_i = param_err[i]` (cancellation cannot shrink it), plus the rounding of the Gram
+    /// of nonnegative-weighted dot products, `rel_tol·tr`, and of the C×C eigenvalue solver.
+    pub fn param_sq_err(&self, i: usize) -> f64 {
+        let t = self.param_sq[i];
+        let e = self.param_err[i];
+        let a = t.sqrt() * (1.0 + self.rel_tol);
+        let c = self.outputs.max(1);
+        round_up((2.0 * a + e) * e + t * (self.rel_tol + gamma(8 * c * c + 4)))
     }
 
     /// Number of samples.
@@ -512,6 +531,7 @@ fn per_sample_stats_with(
         input_spectral_sq: vec![],
         input_err: vec![],
         delta1_err: vec![],
+        param_err: vec![],
         lambda: vec![],
         jjt: vec![],
         residual: ds.has_targets().then(Vec::new),
@@ -537,6 +557,7 @@ fn per_sample_stats_with(
         out.input_spectral_sq.extend(&bs.input_spectral_sq);
         out.input_err.extend(bs.input_abs.iter().map(|v| v.0));
         out.delta1_err.extend(bs.input_abs.iter().map(|v| v.1));
+        out.param_err.extend(&bs.param_err);
         out.lambda.extend(&bs.lambda);
         out.jjt.extend(&bs.jjt);
         if let (Some(r), Some(br)) = (out.residual.as_mut(), bs.residual) {
@@ -566,21 +587,12 @@ fn per_sample_stats_with(
         .zip(&out.x_norm)
         .map(|(d, x)| d * x * x)
         .collect();
-    let k_sum: usize = mlp.layers().iter().map(|l| l.fan_in() + 1).sum::<usize>() + c;
-    out.rel_tol = 2.0 * gamma(k_sum);
-    // |Ĵ_x − J_x| ≤ γ_K·J^abs_x entrywise (each backward layer: one inner product of length
-    // m_l and one product with σ′; K = k_sum covers them). The computed Ĵ^abs is within γ_K of
-    // J^abs (nonnegative products) and its norm within γ_{dC+1}: one more γ step covers both.
-    let d = mlp.input_dim();
-    // Underflow is outside the γ model: at most k_sum products per entry can each lose 2⁻¹⁰⁷⁴,
-    // over at most d·C (or m_1·C) entries; add that Frobenius-norm allowance.
-    let grow = gamma(k_sum) * (1.0 + 2.0 * gamma(k_sum) + 2.0 * gamma(d * c + 2));
-    let width = mlp.widths().iter().copied().max().unwrap_or(1);
-    let under = (k_sum as f64) * ((width * c) as f64).sqrt() * forward_error::SUBNORMAL * 2.0;
+    let al = BackwardAllowance::of(mlp);
+    out.rel_tol = 2.0 * gamma(al.k_sum);
     out.input_err
         .iter_mut()
         .chain(out.delta1_err.iter_mut())
-        .for_each(|v| *v = crate::quantity::round_up(*v * grow) + under);
+        .for_each(|v| *v = al.err(*v));
     out.t1 = t1;
     if let Some(i) = (0..out.len()).find(|&i| {
         !(out.param_sq[i].is_finite() && out.input_sq[i].is_finite() && out.lambda[i].is_finite())
@@ -590,6 +602,87 @@ fn per_sample_stats_with(
         )));
     }
     Ok(out)
+}
+
+/// The absolute-value backward pass's error model (THEORY §3 item 1).
+struct BackwardAllowance {
+    /// `K = Σ_l (m_{l−1} + 1) + C`.
+    k_sum: usize,
+    /// `ε = grow·‖X^abs‖ + under` bounds `‖X̂ − X‖_F` for a backward quantity X.
+    grow: f64,
+    /// `‖X‖_F ≤ upper·‖X^abs‖ + under` (exact |X| ≤ X^abs entrywise; the computed X^abs and its
+    /// norm are within γ_K and γ_{mC+2}).
+    upper: f64,
+    under: f64,
+}
+
+impl BackwardAllowance {
+    fn of(mlp: &Mlp) -> Self {
+        let c = mlp.output_dim();
+        let k_sum: usize = mlp.layers().iter().map(|l| l.fan_in() + 1).sum::<usize>() + c;
+        let width = mlp.widths().iter().copied().max().unwrap_or(1);
+        // |X̂ − X| ≤ γ_K·X^abs entrywise (each backward layer: one inner product of length m_l
+        // and one product with σ′; K = k_sum covers them). The computed X^abs is within γ_K of
+        // the exact one (nonnegative products) and its norm within γ_{mC+2}: one more γ step
+        // covers both.
+        let norm_step = 2.0 * gamma(width.max(mlp.input_dim()) * c + 2);
+        let grow = gamma(k_sum) * (1.0 + 2.0 * gamma(k_sum) + norm_step);
+        let upper = round_up((1.0 + 2.0 * gamma(k_sum)) * (1.0 + norm_step) * (1.0 + 4.0 * U));
+        // Underflow is outside the γ model: at most k_sum products per entry can each lose
+        // 2⁻¹⁰⁷⁴, over at most width·C entries; add that Frobenius-norm allowance.
+        let under = (k_sum as f64) * ((width * c) as f64).sqrt() * forward_error::SUBNORMAL * 2.0;
+        Self {
+            k_sum,
+            grow,
+            upper,
+            under,
+        }
+    }
+
+    /// The error bound `ε` of a backward quantity whose absolute-value norm is `abs`.
+    fn err(&self, abs: f64) -> f64 {
+        round_up(abs * self.grow) + self.under
+    }
+}
+
+/// `‖Ĵ_θ(x_i) − J_θ(x_i)‖_F` per sample of a block ([`PerSampleStats::param_err`]): `dabs[i][j]`
+/// is `‖Δ^abs_{j+1,i}‖_F` (hidden layers), `h_aug[j][i] = ‖ĥ_{j,i}‖² + 1`, `fe` the running
+/// forward bounds.
+fn param_jacobian_errors(
+    mlp: &Mlp,
+    al: &BackwardAllowance,
+    dabs: &[Vec<f64>],
+    h_aug: &[Vec<f64>],
+    fe: &forward_error::ForwardErrors,
+) -> Vec<f64> {
+    let depth = mlp.depth();
+    let c = mlp.output_dim();
+    let fan_in: Vec<usize> = mlp.layers().iter().map(|l| l.fan_in()).collect();
+    dabs.iter()
+        .enumerate()
+        .map(|(i, da)| {
+            let mut sum = 0.0f64;
+            for j in 0..depth {
+                // ‖[ĥ_j; 1]‖ rounded up, and η_j ≥ ‖ĥ_j − h_j‖ (inputs exact).
+                let hn = h_aug[j][i].sqrt() * (1.0 + gamma(fan_in[j] + 3));
+                let eta = if j == 0 {
+                    0.0
+                } else {
+                    let col = fe.post[j - 1].column(i);
+                    col.iter().map(|v| v * v).sum::<f64>().sqrt() * (1.0 + gamma(fan_in[j] + 3))
+                };
+                // ‖Δ̂ h̃̂ᵀ − Δ h̃ᵀ‖_F ≤ ‖Δ̂ − Δ‖_F‖h̃̂‖ + ‖Δ‖_F‖ĥ − h‖.
+                let blk = if j + 1 < depth {
+                    let a = da[j];
+                    al.err(a) * hn + (a * al.upper + al.under) * eta
+                } else {
+                    (c as f64).sqrt() * (1.0 + U) * eta
+                };
+                sum += blk * blk;
+            }
+            round_up(sum.sqrt() * (1.0 + gamma(depth + 4)))
+        })
+        .collect()
 }
 
 /// How the backward pass of a block is evaluated.
@@ -635,6 +728,7 @@ struct BlockStats {
     input_sq: Vec<f64>,
     input_spectral_sq: Vec<f64>,
     input_abs: Vec<(f64, f64)>,
+    param_err: Vec<f64>,
     lambda: Vec<f64>,
     jjt: Vec<f64>,
     residual: Option<Vec<f64>>,
@@ -692,13 +786,16 @@ fn block_stats(
                 .collect()
         })
         .collect();
+    let (input_abs, dabs) = abs_backward_norms(&plan.abs_mlp, &cache);
+    let param_err = param_jacobian_errors(mlp, &BackwardAllowance::of(mlp), &dabs, &h_aug, &fe);
     let mut st = BlockStats {
         x_norm: cache.post[0].column_iter().map(|col| col.norm()).collect(),
         param_sq: vec![0.0; b],
         delta1_sq: vec![0.0; b],
         input_sq: vec![0.0; b],
         input_spectral_sq: vec![0.0; b],
-        input_abs: abs_input_gradient_norms(&plan.abs_mlp, &cache),
+        input_abs,
+        param_err,
         lambda: vec![0.0; b],
         jjt: vec![0.0; b * c * c],
         residual: None,
@@ -777,24 +874,38 @@ fn abs_network(mlp: &Mlp) -> Mlp {
     Mlp::new(layers, mlp.activation()).expect("the same shapes chain")
 }
 
-/// `(‖J^abs_x(x_i)‖_F, ‖Δ^abs_{1,i}‖_F)` per sample of the block: the input Jacobian and first
-/// deltas of the absolute-value backward pass `|W_1|ᵀ(|W_2|ᵀ(⋯) ∘ σ′(ẑ_1))` at the computed σ′
-/// (σ′ ≥ 0 for every activation). The second is 0 for a single layer (Δ_1 = I_C, exact).
-fn abs_input_gradient_norms(abs_mlp: &Mlp, cache: &crate::model::ForwardCache) -> Vec<(f64, f64)> {
+/// Per sample of the block, `(‖J^abs_x(x_i)‖_F, ‖Δ^abs_{1,i}‖_F)` and `‖Δ^abs_{l,i}‖_F` for
+/// every hidden layer l: the input Jacobian and deltas of the absolute-value backward pass
+/// `|W_1|ᵀ(|W_2|ᵀ(⋯) ∘ σ′(ẑ_1))` at the computed σ′ (σ′ ≥ 0 for every activation). The first
+/// delta norm is 0 for a single layer (Δ_1 = I_C, exact).
+#[allow(clippy::type_complexity)]
+fn abs_backward_norms(
+    abs_mlp: &Mlp,
+    cache: &crate::model::ForwardCache,
+) -> (Vec<(f64, f64)>, Vec<Vec<f64>>) {
     let b = cache.batch_size();
     let c = abs_mlp.output_dim();
     let deltas = abs_mlp.output_deltas(cache);
     let jx = abs_mlp.input_gradients(&deltas, b);
     let fro = |m: nalgebra::DMatrixView<'_, f64>| m.iter().map(|v| v * v).sum::<f64>().sqrt();
-    (0..b)
+    let dabs: Vec<Vec<f64>> = (0..b)
         .map(|i| {
-            let d1 = deltas
+            deltas
                 .hidden
-                .first()
-                .map_or(0.0, |d| fro(d.columns(i * c, c)));
-            (fro(jx.columns(i * c, c)), d1)
+                .iter()
+                .map(|d| fro(d.columns(i * c, c)))
+                .collect()
         })
-        .collect()
+        .collect();
+    let input = (0..b)
+        .map(|i| {
+            (
+                fro(jx.columns(i * c, c)),
+                dabs[i].first().copied().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    (input, dabs)
 }
 
 /// The per-sample quantities of sample `i` (block-relative) from its hidden-layer deltas
