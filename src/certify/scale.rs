@@ -29,8 +29,6 @@ pub struct ScaleEvidence {
     pub quantities: QuantityMap,
     /// Operator products of the randomized λ_max(G) run.
     pub products: usize,
-    /// The options of that run (δ, budget, seed).
-    pub options: UpperBoundOptions,
 }
 
 /// Measure the evidence: one per-sample pass and one randomized Lanczos run, which stops once its
@@ -61,7 +59,6 @@ pub fn scale_evidence(
     Ok(ScaleEvidence {
         quantities,
         products: spec.spectral.lanczos.products,
-        options: *opts,
     })
 }
 

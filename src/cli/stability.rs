@@ -1270,7 +1270,7 @@ pub fn stability_document(args: &StabilityArgs) -> Result<(StabilityDoc, Stabili
 }
 
 /// The [`Verdict`] whose name is `name` (inconclusive if none matches).
-fn verdict_of(name: &str) -> Verdict {
+pub(super) fn verdict_of(name: &str) -> Verdict {
     [
         Verdict::CertifiedStable,
         Verdict::CertifiedUnstable,

@@ -18,7 +18,7 @@ use super::inputs::Loaded;
 use super::progress;
 use super::stability::{
     Bracket, EtaInfo, Marker, MeanSquareBracket, Row, RowVerdict, STABILITY_SCHEMA, StabilityArgs,
-    StabilityDoc, residual_info,
+    StabilityDoc, residual_info, verdict_of,
 };
 
 /// What [`document`] needs from the shared part of `stability_document`.
@@ -230,11 +230,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
                 eta_lower: row.mean_square_critical_lr.lower,
                 eta_upper: row.mean_square_critical_lr.upper,
                 eta_k: None,
-                verdict: row.verdict.as_ref().map(|v| match v.mean_square {
-                    s if s == Verdict::CertifiedStable.name() => Verdict::CertifiedStable,
-                    s if s == Verdict::CertifiedUnstable.name() => Verdict::CertifiedUnstable,
-                    _ => Verdict::Inconclusive,
-                }),
+                verdict: row.verdict.as_ref().map(|v| verdict_of(v.mean_square)),
             })
             .collect(),
         gd: rows
@@ -245,11 +241,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         marker: marker.as_ref().map(|m| PlotMarker {
             batch: m.batch,
             eta: m.eta,
-            verdict: match m.verdict {
-                s if s == Verdict::CertifiedStable.name() => Verdict::CertifiedStable,
-                s if s == Verdict::CertifiedUnstable.name() => Verdict::CertifiedUnstable,
-                _ => Verdict::Inconclusive,
-            },
+            verdict: verdict_of(m.verdict),
             label: format!("trained (B = {}, η = {}): {}", m.batch, m.eta, m.verdict),
         }),
         outputs: c,

@@ -573,8 +573,6 @@ pub struct RandomizedSpectrum {
     pub bound: flatcert_bounds::randomized::RandomizedUpper,
     /// `gauss_newton_lambda_max_upper`: kind upper, with the confidence 1 − δ.
     pub upper: Quantity,
-    /// The options it ran with (δ, budget, seed).
-    pub options: UpperBoundOptions,
     /// Whether `decides` holds on the final bracket (rigorous lower bound, randomized upper
     /// bound); false: the budget ran out (or the bound converged) with the gap still open.
     pub decided: bool,
@@ -679,7 +677,6 @@ pub fn gauss_newton_lambda_max_randomized(
         spectral,
         bound,
         upper,
-        options: *opts,
         decided,
     })
 }
