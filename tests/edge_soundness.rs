@@ -554,6 +554,60 @@ fn softplus_own_outputs_zero_residual_is_not_interpolation() {
     }
 }
 
+/// Issues 12/15 (THEORY §3 item 1, "Otherwise"): for a smooth σ the Jacobian tolerances are
+/// a-priori estimates (the |W| backward bound at the computed σ′(ẑ) omits σ′(ẑ) − σ′(z)), so
+/// every computed Jacobian-dependent verdict (T1–T8) lists `backward_rounding` as assumed, with
+/// the relative size 2γ_K, K = Σ_l(m_{l−1} + 1) + C; a piecewise-linear σ does not (its bound is
+/// rigorous given the activation pattern, which has its own hypothesis).
+#[test]
+fn smooth_activation_backward_rounding_is_assumed_with_its_size() {
+    let n = 8;
+    let x = uniform(n * 2, -2.0, 2.0, 152);
+    let y = uniform(n, -1.0, 1.0, 153);
+    for (act, smooth) in [
+        (Activation::Softplus, true),
+        (Activation::Tanh, true),
+        (Activation::Sigmoid, true),
+        (Activation::Relu, false),
+    ] {
+        let mlp = random_mlp(&[2, 3, 2, 1], act, 16);
+        let ds = dataset(x.clone(), n, 2, y.clone(), 1);
+        let cert = run(&mlp, &ds, None, &Plan::new(0.5, 2)).unwrap();
+        let listed = cert
+            .summary
+            .assumed
+            .iter()
+            .filter(|h| h.name == "backward_rounding")
+            .collect::<Vec<_>>();
+        if !smooth {
+            assert!(listed.is_empty(), "{act:?}: {listed:?}");
+            continue;
+        }
+        // K = (2 + 1) + (3 + 1) + (2 + 1) + C = 11; the size is 2γ_11 = 2·11u/(1 − 11u).
+        let u = f64::EPSILON / 2.0;
+        let want = 2.0 * 11.0 * u / (1.0 - 11.0 * u);
+        let size = cert.measurements.quantities["smooth_backward_rounding"].value;
+        assert!(
+            (size - want).abs() <= 1e-3 * want,
+            "{act:?}: {size} vs {want}"
+        );
+        assert!(!listed.is_empty(), "{act:?}: not in summary.assumed");
+        for h in &listed {
+            assert_eq!(h.size, Some(size), "{act:?}: {h:?}");
+        }
+        for id in ["T1", "T3", "T4", "T6"] {
+            let v = cert
+                .verdicts
+                .verdict(id)
+                .unwrap_or_else(|| panic!("{act:?}: {id} computed"));
+            let c = v
+                .check("backward_rounding")
+                .unwrap_or_else(|| panic!("{act:?}: {id} lacks backward_rounding"));
+            assert_eq!(c.status.name(), "assumed", "{act:?} {id}");
+        }
+    }
+}
+
 /// Issue 15 item 2: leaky_relu 0.1 2–3–2–2–2 on x ∈ [−100, 100], y := f(x) in float64. The tol
 /// must scale with |f|, |y| and the running bound, not with the (rounding-level) residual.
 #[test]

@@ -23,6 +23,7 @@ use flatcert_bounds::{
 
 use super::certificate::{VerdictEntry, Verdicts};
 use crate::measure::QuantityMap;
+use crate::measure::first_order::SMOOTH_BACKWARD_ROUNDING;
 use crate::measure::per_sample::PerSampleStats;
 use crate::measure::robustness::{PointCertificates, Task};
 use crate::model::Activation;
@@ -108,6 +109,26 @@ pub fn kink_check(ctx: &Context, q: &QuantityMap) -> Option<Check> {
             Some(k.value),
         )
     })
+}
+
+/// The smooth-σ backward-rounding hypothesis (THEORY §3 item 1, "Otherwise"; issues 12/15):
+/// for tanh, sigmoid and softplus the tolerances of the Jacobian quantities (λ_i, tr G, K, the
+/// per-sample and input-gradient norms) are a-priori estimates, since the |W| backward bound is
+/// evaluated at the computed σ′(ẑ) without σ′(ẑ) − σ′(z). Assumed, with the relative size 2γ_K;
+/// `None` for piecewise-linear activations, where that bound is rigorous given the pattern.
+pub fn smooth_backward_check(q: &QuantityMap) -> Option<Check> {
+    let size = q.get(SMOOTH_BACKWARD_ROUNDING).filter(|s| s.value > 0.0)?;
+    Some(Check::assumed(
+        "backward_rounding",
+        format!(
+            "assumed: for a smooth activation the rounding of the Jacobian quantities (λ_i, tr G, \
+             K, the per-sample and input-gradient norms) is within the a-priori relative estimate \
+             2γ_K = {:.3e}; the |W| backward bound is evaluated at the computed σ′(ẑ), without \
+             σ′(ẑ) − σ′(z) and the libm error of σ′ (THEORY §3 item 1)",
+            size.value
+        ),
+        Some(size.value),
+    ))
 }
 
 /// T8–T10 evidence computed on the network (certify only).
@@ -245,11 +266,15 @@ pub fn evaluate(
     let q = Q(quantities);
     let mut out = Verdicts::default();
     let kinks = kink_check(ctx, quantities);
+    let smooth = smooth_backward_check(quantities);
     let mut put = |id: &str, r: R<Verdict>| -> std::result::Result<(), (String, BoundsError)> {
         let entry = match r {
             Ok(mut v) => {
                 if let Some(k) = kinks.as_ref().filter(|_| JACOBIAN_THEOREMS.contains(&id)) {
                     v.hypotheses.push(k.clone());
+                }
+                if let Some(s) = smooth.as_ref().filter(|_| JACOBIAN_THEOREMS.contains(&id)) {
+                    v.hypotheses.push(s.clone());
                 }
                 // Only where the exact bracket decided (not T5(i): then `eta_star_route` is a
                 // diagnostic and the bracket's allowance does not enter the verdict).

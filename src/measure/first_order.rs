@@ -10,6 +10,11 @@ use crate::linalg::{SpectralNormBounds, spectral_norm_bounds};
 use crate::model::Mlp;
 use crate::quantity::{Quantity, gamma, round_up};
 
+/// Name of the smooth-σ backward-rounding size (relative, `2γ_K`; 0 for piecewise-linear σ):
+/// for tanh, sigmoid and softplus the Jacobian tolerances are a-priori estimates (THEORY §3
+/// item 1), so every Jacobian-dependent verdict lists it as an assumed hypothesis.
+pub const SMOOTH_BACKWARD_ROUNDING: &str = "smooth_backward_rounding";
+
 /// Norms of the first layer W = W_1 (THEORY.md T2, §3 item 6).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FirstLayerNorms {
@@ -148,6 +153,24 @@ pub fn first_order_quantities(
         kinks = kinks.with_note(d);
     }
     q.insert("near_kink_units".into(), kinks);
+    // Smooth σ (THEORY §3 item 1, "Otherwise"): the backward pass's tol is the |W| bound at the
+    // computed σ′(ẑ); σ′(ẑ) − σ′(z) and the libm evaluation of σ′ are not bounded, so the
+    // Jacobian tolerances are a-priori estimates of relative size 2γ_K, an assumed hypothesis
+    // of every Jacobian-dependent verdict (listed with this size by certify and bound). 0 for
+    // piecewise-linear σ, where the bound is rigorous given the activation pattern.
+    let smooth_size = if mlp.activation().is_piecewise_linear() {
+        0.0
+    } else {
+        st.rel_tol
+    };
+    q.insert(
+        SMOOTH_BACKWARD_ROUNDING.into(),
+        Quantity::estimate(smooth_size, 0.0).with_method(
+            "relative a-priori rounding estimate 2γ_K, K = Σ_l(m_{l−1} + 1) + C, of the Jacobian \
+             quantities of a smooth activation (THEORY §3 item 1): the |W| backward bound is \
+             evaluated at the computed σ′(ẑ), without σ′(ẑ) − σ′(z); 0 for piecewise-linear σ",
+        ),
+    );
     // Curvature from the per-sample engine.
     // Per sample, |‖J_i‖_F² − t̂_i| and ‖J_iJ_iᵀ − Ĝ_i‖_F are at most δ_i = (2‖Ĵ_i‖_F + e_i)e_i
     // + the Gram's rounding, e_i ≥ ‖Ĵ_θ,i − J_θ,i‖_F from the |W| backward pass and the running
