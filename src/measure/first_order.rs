@@ -165,7 +165,13 @@ pub fn first_order_quantities(
     };
     q.insert(
         SMOOTH_BACKWARD_ROUNDING.into(),
-        Quantity::estimate(smooth_size, 0.0).with_method(
+        // γ_K = Ku/(1 − Ku): Ku and 1 − Ku are exact in binary64 for K < 2⁵², the division
+        // rounds once (≤ u relative), the doubling is exact.
+        Quantity::exact(
+            smooth_size,
+            round_up(smooth_size * crate::quantity::UNIT_ROUNDOFF),
+        )
+        .with_method(
             "relative a-priori rounding estimate 2γ_K, K = Σ_l(m_{l−1} + 1) + C, of the Jacobian \
              quantities of a smooth activation (THEORY §3 item 1): the |W| backward bound is \
              evaluated at the computed σ′(ẑ), without σ′(ẑ) − σ′(z); 0 for piecewise-linear σ",
