@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`plan`] | validated hyper-parameters (η in the theory convention, B, sampling, k, ε, τ) |
 //! | [`collect`] | the measurement stage (per-sample engine, Gram or operator path, residual, T8–T10 evidence) |
+//! | [`evidence`] | the typed evidence collect produces and the theorems consume; the one table of canonical names |
 //! | [`theorems`] | measured numbers → bounds-crate inputs → verdicts T1 … T10 |
 //! | [`summary`] | overall status and the lists of open / assumed hypotheses |
 //! | [`certificate`] | the document and its JSON (every float finite; ±∞ as `"+inf"`/`"-inf"`) |
@@ -18,6 +19,7 @@
 pub mod bound;
 pub mod certificate;
 pub mod collect;
+pub mod evidence;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;

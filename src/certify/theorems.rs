@@ -22,7 +22,7 @@ use flatcert_bounds::{
 };
 
 use super::certificate::{VerdictEntry, Verdicts};
-use crate::measure::QuantityMap;
+use super::evidence::{Evidence, Slot, names};
 use crate::measure::per_sample::PerSampleStats;
 use crate::measure::robustness::{PointCertificates, Task};
 use crate::model::Activation;
@@ -63,8 +63,8 @@ pub struct Context {
 
 /// T5(f)'s rounding-of-K allowance (issue 15 item 5): an a-priori estimate inside the certified
 /// λ_max(𝒟̃) bracket, so an assumed hypothesis with its size (`mean_square_rounding_allowance`).
-fn rounding_of_k_check(q: &QuantityMap) -> Option<Check> {
-    let a = q.get("mean_square_rounding_allowance")?;
+fn rounding_of_k_check(ev: &Evidence) -> Option<Check> {
+    let a = ev.t5.rounding_allowance.as_ref()?;
     Some(Check::assumed(
         "rounding_of_k",
         format!(
@@ -84,8 +84,12 @@ pub const JACOBIAN_THEOREMS: [&str; 8] = ["T1", "T2", "T3", "T4", "T5", "T6", "T
 /// The near-kink hypothesis (issue 15 item 4) from `near_kink_units` (count, with the
 /// description as its note): `None` when no unit is near a kink. Assumed with the count as its
 /// size, or, with `--kinks strict`, inconclusive.
-pub fn kink_check(ctx: &Context, q: &QuantityMap) -> Option<Check> {
-    let k = q.get("near_kink_units").filter(|k| k.value > 0.0)?;
+pub fn kink_check(ctx: &Context, ev: &Evidence) -> Option<Check> {
+    let k = ev
+        .residual
+        .near_kink_units
+        .as_ref()
+        .filter(|k| k.value > 0.0)?;
     let what = k.note.clone().unwrap_or_else(|| {
         format!(
             "activation pattern at {} near-kink units, as computed",
@@ -176,62 +180,59 @@ pub fn to_value(q: &Quantity) -> Value {
     }
 }
 
-/// Read access to the quantity map with "missing <name>" failures.
-struct Q<'a>(&'a QuantityMap);
+/// A measured quantity that the theorem needs, or "missing <name>".
+fn req<'a>(slot: &'a Slot, name: &str) -> R<&'a Quantity> {
+    match slot {
+        Some(q) => Ok(q),
+        None => missing(format!("missing {name}")),
+    }
+}
 
-impl Q<'_> {
-    fn q(&self, name: &str) -> R<&Quantity> {
-        match self.0.get(name) {
-            Some(q) => Ok(q),
-            None => missing(format!("missing {name}")),
-        }
+/// [`req`] as a bounds-crate value of the same kind.
+fn val(slot: &Slot, name: &str) -> R<Value> {
+    req(slot, name).map(to_value)
+}
+
+fn opt(slot: &Slot) -> Option<Value> {
+    slot.as_ref().map(to_value)
+}
+
+fn num(slot: &Slot) -> Option<f64> {
+    slot.as_ref().map(|q| q.value)
+}
+
+/// The rigorous upper bound `slot` (kind upper or exact), as an upper-bound value.
+fn upper(slot: &Slot, name: &str) -> R<Value> {
+    let q = req(slot, name)?;
+    match q.kind {
+        Kind::Upper | Kind::Exact => Ok(to_value(q).only_upper()),
+        _ => missing(format!("{name} is not an upper bound (kind {:?})", q.kind)),
     }
-    fn val(&self, name: &str) -> R<Value> {
-        self.q(name).map(to_value)
+}
+
+/// λ_max(G) with every rigorous side known ([`super::evidence::OperatorEvidence::upper_side`],
+/// `lower_side`): the deterministic or randomized upper side (with its confidence, THEORY §3
+/// item 8) intersected with the Lanczos lower side.
+fn sharpness(ev: &Evidence) -> Option<Value> {
+    let up = ev.operator.upper_side().map(to_value);
+    let lo = ev.operator.lower_side().map(to_value);
+    match (lo, up) {
+        (Some(l), Some(u)) => Some(u.intersect(l)),
+        (x, None) | (None, x) => x,
     }
-    fn opt(&self, name: &str) -> Option<Value> {
-        self.0.get(name).map(to_value)
-    }
-    fn num(&self, name: &str) -> Option<f64> {
-        self.0.get(name).map(|q| q.value)
-    }
-    /// The rigorous upper bound named `name` (kind upper or exact), as an upper-bound value.
-    fn upper(&self, name: &str) -> R<Value> {
-        let q = self.q(name)?;
-        match q.kind {
-            Kind::Upper | Kind::Exact => Ok(to_value(q).only_upper()),
-            _ => missing(format!("{name} is not an upper bound (kind {:?})", q.kind)),
-        }
-    }
-    /// λ_max(G) with every rigorous side known: the upper side from the Gram path's
-    /// `gauss_newton_lambda_max` (deterministic) or, at scale, `gauss_newton_lambda_max_upper`
-    /// (with its confidence, THEORY §3 item 8); the lower side from `…_lower`.
-    fn sharpness(&self) -> Option<Value> {
-        let up = ["gauss_newton_lambda_max", "gauss_newton_lambda_max_upper"]
-            .iter()
-            .find_map(|n| self.0.get(*n).filter(|q| q.kind == Kind::Upper))
-            .map(to_value);
-        let lo = self
-            .0
-            .get("gauss_newton_lambda_max_lower")
-            .filter(|q| q.kind == Kind::Lower)
-            .map(to_value);
-        match (lo, up) {
-            (Some(l), Some(u)) => Some(u.intersect(l)),
-            (x, None) | (None, x) => x,
-        }
-    }
-    /// A bracket from an upper-kind quantity and a lower-kind quantity (either may be absent).
-    fn bracket(&self, upper: &str, lower: &str) -> Option<Value> {
-        let up = self.0.get(upper).filter(|q| q.kind == Kind::Upper);
-        let lo = self.0.get(lower).filter(|q| q.kind == Kind::Lower);
-        match (lo, up) {
-            (Some(l), Some(u)) if l.value <= u.value => Some(Value::interval(l.value, u.value)),
-            (Some(l), Some(u)) => Some(Value::interval(u.value, l.value)),
-            (Some(l), None) => Some(Value::lower_bound(l.value, l.tol)),
-            (None, Some(u)) => Some(Value::upper_bound(u.value, u.tol)),
-            (None, None) => None,
-        }
+}
+
+/// A bracket from an upper-kind quantity and a lower-kind quantity (either may be absent; a side
+/// of another kind is ignored).
+fn bracket(upper: &Slot, lower: &Slot) -> Option<Value> {
+    let up = upper.as_ref().filter(|q| q.kind == Kind::Upper);
+    let lo = lower.as_ref().filter(|q| q.kind == Kind::Lower);
+    match (lo, up) {
+        (Some(l), Some(u)) if l.value <= u.value => Some(Value::interval(l.value, u.value)),
+        (Some(l), Some(u)) => Some(Value::interval(u.value, l.value)),
+        (Some(l), None) => Some(Value::lower_bound(l.value, l.tol)),
+        (None, Some(u)) => Some(Value::upper_bound(u.value, u.tol)),
+        (None, None) => None,
     }
 }
 
@@ -239,12 +240,11 @@ impl Q<'_> {
 /// returned with the theorem id (a bug in `certify`, a bad document in `bound`).
 pub fn evaluate(
     ctx: &Context,
-    quantities: &QuantityMap,
+    ev: &Evidence,
     extras: Option<&Extras<'_>>,
 ) -> std::result::Result<Verdicts, (String, BoundsError)> {
-    let q = Q(quantities);
     let mut out = Verdicts::default();
-    let kinks = kink_check(ctx, quantities);
+    let kinks = kink_check(ctx, ev);
     let mut put = |id: &str, r: R<Verdict>| -> std::result::Result<(), (String, BoundsError)> {
         let entry = match r {
             Ok(mut v) => {
@@ -254,7 +254,7 @@ pub fn evaluate(
                 // Only where the exact bracket decided (not T5(i): then `eta_star_route` is a
                 // diagnostic and the bracket's allowance does not enter the verdict).
                 if id == "T5"
-                    && let Some(c) = rounding_of_k_check(quantities)
+                    && let Some(c) = rounding_of_k_check(ev)
                     && v.check("stability").is_some()
                     && v.diagnostics.iter().all(|d| d.name != "eta_star_route")
                 {
@@ -268,10 +268,10 @@ pub fn evaluate(
         out.set(id, entry);
         Ok(())
     };
-    put("T1", build_t1(ctx, &q))?;
-    put("T2", build_t2(&q, extras))?;
-    let t4 = build_t4(ctx, &q);
-    let mut t5 = build_t5(ctx, &q);
+    put("T1", build_t1(ctx, ev))?;
+    put("T2", build_t2(ev, extras))?;
+    let t4 = build_t4(ctx, ev);
+    let mut t5 = build_t5(ctx, ev);
     let stability = mean_square_stability(&t4, &t5);
     if let (Err(Fail::Missing(reason)), Some(c)) = (&mut t5, &stability)
         && c.status == Status::Violated
@@ -281,18 +281,18 @@ pub fn evaluate(
              THEORY T5g)",
         );
     }
-    put("T3", build_t3(ctx, &q, stability.as_ref()))?;
+    put("T3", build_t3(ctx, ev, stability.as_ref()))?;
     put("T4", t4)?;
-    put(minimum::ID, build_minimum(ctx, &q))?;
+    put(minimum::ID, build_minimum(ctx, ev))?;
     put("T5", t5)?;
-    put("T6", build_t6(ctx, &q, extras, stability.as_ref()))?;
-    put("T7", build_t7(ctx, &q, stability.as_ref()))?;
+    put("T6", build_t6(ctx, ev, extras, stability.as_ref()))?;
+    put("T7", build_t7(ctx, ev, stability.as_ref()))?;
     let robust = robust_or_reason(ctx, extras);
     put(
         "T8",
         robust
             .clone()
-            .and_then(|r| build_t8(ctx, &q, r, extras, stability.as_ref())),
+            .and_then(|r| build_t8(ctx, ev, r, extras, stability.as_ref())),
     )?;
     put("T9", robust.clone().and_then(|r| build_t9(ctx, r)))?;
     put("T10", robust.and_then(|r| build_t10(ctx, r)))?;
@@ -303,15 +303,14 @@ pub fn evaluate(
 /// evaluates per batch size at scale, with the same rules as [`evaluate`].
 pub fn stability_verdicts(
     ctx: &Context,
-    quantities: &QuantityMap,
+    ev: &Evidence,
 ) -> std::result::Result<(Option<Verdict>, Option<Verdict>), BoundsError> {
-    let q = Q(quantities);
     let keep = |r: R<Verdict>| match r {
         Ok(v) => Ok(Some(v)),
         Err(Fail::Missing(_)) => Ok(None),
         Err(Fail::Bounds(e)) => Err(e),
     };
-    Ok((keep(build_t4(ctx, &q))?, keep(build_t5(ctx, &q))?))
+    Ok((keep(build_t4(ctx, ev))?, keep(build_t5(ctx, ev))?))
 }
 
 fn robust_or_reason<'a>(ctx: &Context, extras: Option<&Extras<'a>>) -> R<&'a Robust> {
@@ -335,13 +334,16 @@ fn robust_or_reason<'a>(ctx: &Context, extras: Option<&Extras<'a>>) -> R<&'a Rob
 
 /// T1 from `identity_max_abs_residual` (tol = the expected size 10u‖W‖‖δ‖‖x‖),
 /// `identity_scalar_max_abs_residual` and `identity_points_checked`.
-fn build_t1(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    let r = q.q("identity_max_abs_residual")?;
+fn build_t1(ctx: &Context, ev: &Evidence) -> R<Verdict> {
+    let r = req(
+        &ev.identity.matrix_residual,
+        names::IDENTITY_MAX_ABS_RESIDUAL,
+    )?;
     let independent = r.method.as_deref().is_some_and(|m| m.contains("forward"));
-    let points = q.num("identity_points_checked").unwrap_or(0.0);
+    let points = num(&ev.identity.points_checked).unwrap_or(0.0);
     let input = t1::T1Input {
         max_residual_matrix: r.value,
-        max_residual_scalar: q.num("identity_scalar_max_abs_residual"),
+        max_residual_scalar: num(&ev.identity.scalar_residual),
         scale: r.tol / (10.0 * UNIT_ROUNDOFF),
         points_checked: points as usize,
         points_total: ctx.batch.n,
@@ -350,11 +352,11 @@ fn build_t1(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
     let mut v = t1::check(&input)?;
     // The residuals enter with their own kinds (an edited document may call them estimates or
     // one-sided bounds): t1::check treats them as exact.
-    for (check, name) in [
-        ("identity_matrix", "identity_max_abs_residual"),
-        ("identity_scalar", "identity_scalar_max_abs_residual"),
+    for (check, slot) in [
+        ("identity_matrix", &ev.identity.matrix_residual),
+        ("identity_scalar", &ev.identity.scalar_residual),
     ] {
-        if let Some(res) = q.0.get(name).filter(|x| x.kind != Kind::Exact) {
+        if let Some(res) = slot.as_ref().filter(|x| x.kind != Kind::Exact) {
             rekind_lhs(
                 &mut v.hypotheses,
                 check,
@@ -383,7 +385,7 @@ fn build_t1(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 }
 
 /// T2 on the per-sample norms (certify only): the tightest sample against ‖W‖₂ (upper).
-fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
+fn build_t2(ev: &Evidence, extras: Option<&Extras<'_>>) -> R<Verdict> {
     let Some(e) = extras else {
         return missing(
             "missing per-sample norms ‖J_x(x_i)‖_F, ‖J_W(x_i)‖_F, ‖x_i‖ (a measurements document \
@@ -401,7 +403,10 @@ fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
         })
         .collect();
     let input = t2::T2Input {
-        w_spectral: q.upper("first_layer_spectral_norm")?,
+        w_spectral: upper(
+            &ev.first_layer.spectral_norm,
+            names::FIRST_LAYER_SPECTRAL_NORM,
+        )?,
         s_min: None,
         samples,
         rel_tol: st.rel_tol,
@@ -420,10 +425,10 @@ fn build_t2(q: &Q<'_>, extras: Option<&Extras<'_>>) -> R<Verdict> {
 /// The evidence on H = G from the map (bounds crate rule, [`ResidualEvidence`]):
 /// `max_abs_residual` with its kind and tol, and `near_kink_units` (absent: unknown, so a
 /// piecewise-linear Hessian is not proven to exist).
-pub fn residual_evidence(q: &QuantityMap) -> ResidualEvidence {
-    let kinks = q.get("near_kink_units");
+pub fn residual_evidence(ev: &Evidence) -> ResidualEvidence {
+    let kinks = ev.residual.near_kink_units.as_ref();
     ResidualEvidence {
-        max_abs: q.get("max_abs_residual").map(to_value),
+        max_abs: opt(&ev.residual.max_abs),
         piecewise_linear: kinks.is_none_or(|k| k.value > 0.0),
         near_kink_units: kinks.map(|k| k.value.max(0.0) as usize),
     }
@@ -431,19 +436,28 @@ pub fn residual_evidence(q: &QuantityMap) -> ResidualEvidence {
 
 /// The interpolation hypothesis (all res_i = 0, so H_i = J_iᵀJ_i) of T3's flatness form and T7:
 /// assumed with the rigorous upper bound of max|res_ic| as its size unless H = G is proven.
-fn interpolation_check(q: &Q<'_>) -> Check {
-    residual_evidence(q.0).interpolation_check()
+fn interpolation_check(ev: &Evidence) -> Check {
+    residual_evidence(ev).interpolation_check()
 }
 
 /// T3 from `input_grad_weighted_mean_sq`, ‖W‖₂, `first_layer_gauss_newton_trace`,
 /// `gauss_newton_trace`, `input_norm_min` and (if measured) `hessian_gn_trace_difference`.
-fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
+fn build_t3(ctx: &Context, ev: &Evidence, stability: Option<&Check>) -> R<Verdict> {
     let input = t3::T3Input {
-        weighted_mean: q.val("input_grad_weighted_mean_sq")?,
-        w_spectral: q.upper("first_layer_spectral_norm")?,
-        tr_gw: q.val("first_layer_gauss_newton_trace")?,
-        tr_g: q.val("gauss_newton_trace")?,
-        min_x_norm: q.opt("input_norm_min"),
+        weighted_mean: val(
+            &ev.per_sample.input_grad_weighted_mean_sq,
+            names::INPUT_GRAD_WEIGHTED_MEAN_SQ,
+        )?,
+        w_spectral: upper(
+            &ev.first_layer.spectral_norm,
+            names::FIRST_LAYER_SPECTRAL_NORM,
+        )?,
+        tr_gw: val(
+            &ev.first_layer.gauss_newton_trace,
+            names::FIRST_LAYER_GAUSS_NEWTON_TRACE,
+        )?,
+        tr_g: val(&ev.operator.trace, names::GAUSS_NEWTON_TRACE)?,
+        min_x_norm: opt(&ev.input.norm_min),
         flatness: Some(t3::T3Flatness {
             eta: ctx.eta,
             batch: ctx.batch,
@@ -452,9 +466,9 @@ fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
                 statement: format!("mean-square stability at (η, B): {}", c.statement),
                 ..c.clone()
             }),
-            interpolation: Some(interpolation_check(q)),
+            interpolation: Some(interpolation_check(ev)),
         }),
-        trace_gap: q.opt("hessian_gn_trace_difference"),
+        trace_gap: opt(&ev.residual.hessian_gn_trace_difference),
     };
     Ok(t3::check(&input)?)
 }
@@ -465,14 +479,14 @@ fn build_t3(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
 
 /// The residual numbers, whether G replaced H, and the matching assumed hypothesis (THEORY T5
 /// failure mode (i): every stability verdict with a residual is about the Gauss–Newton model).
-fn residual_info(q: &Q<'_>) -> (t4::ModelInfo, Option<Check>) {
-    let evidence = residual_evidence(q.0);
-    let check = evidence.gauss_newton_check(q.num("loss_gradient_norm"));
+fn residual_info(ev: &Evidence) -> (t4::ModelInfo, Option<Check>) {
+    let evidence = residual_evidence(ev);
+    let check = evidence.gauss_newton_check(num(&ev.residual.loss_gradient_norm));
     let info = t4::ModelInfo {
         gauss_newton: check.is_some(),
-        grad_norm: q.num("loss_gradient_norm"),
-        max_residual: q.num("max_residual_norm"),
-        sqrt_two_loss: q.num("train_loss").map(|l| (2.0 * l.max(0.0)).sqrt()),
+        grad_norm: num(&ev.residual.loss_gradient_norm),
+        max_residual: num(&ev.residual.max_norm),
+        sqrt_two_loss: num(&ev.residual.train_loss).map(|l| (2.0 * l.max(0.0)).sqrt()),
     };
     (info, check)
 }
@@ -480,14 +494,14 @@ fn residual_info(q: &Q<'_>) -> (t4::ModelInfo, Option<Check>) {
 /// T4 from the λ_max(G) bracket (`gauss_newton_lambda_max` upper, `…_lower` lower; the operator
 /// path has only the lower side), plus the residual numbers and, for smooth σ with a residual,
 /// the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`).
-fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    let Some(lambda_max) = q.sharpness() else {
+fn build_t4(ctx: &Context, ev: &Evidence) -> R<Verdict> {
+    let Some(lambda_max) = sharpness(ev) else {
         return missing(
             "missing gauss_newton_lambda_max / gauss_newton_lambda_max_lower (λ_max(G) needs the \
              Gram or the operator path; run flatcert certify)",
         );
     };
-    let (model, assumed) = residual_info(q);
+    let (model, assumed) = residual_info(ev);
     let input = t4::T4Input {
         eta: ctx.eta,
         lambda_max,
@@ -524,37 +538,35 @@ fn build_t4(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 /// `…_lower` lower, `mean_square_batch`, `mean_square_with_replacement`) when present; the
 /// necessary tests of (g) (refutation) and the Wu–Ma–E diagnostics. Without (i), (f) and a (g)
 /// refutation, T5 is not computed (`reason`).
-fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    let sharpness = q.sharpness();
-    let sufficient = match (sharpness, q.opt("per_sample_lambda_max")) {
+fn build_t5(ctx: &Context, ev: &Evidence) -> R<Verdict> {
+    let sharpness = sharpness(ev);
+    let sufficient = match (sharpness, opt(&ev.per_sample.lambda_max)) {
         (Some(a), Some(l)) if a.has_upper() && l.has_upper() => Some(t5::SufficientEvidence {
             sharpness: a,
             per_sample_max: l,
         }),
         _ => None,
     };
-    let (bracket, reason) = exact_route_bracket(ctx, q);
-    let same_run_diag = |name: &str| ctx.same_run.then(|| q.opt(name)).flatten();
+    let (bracket, reason) = exact_route_bracket(ctx, ev);
+    let same_run_diag = |slot: &Slot| ctx.same_run.then(|| opt(slot)).flatten();
     let diag = t5::T5Diagnostics {
-        lambda_max_q_r: same_run_diag("mean_square_rho").filter(|_| bracket.is_some()),
-        lambda_min_kr: q.num("mean_square_lambda_min_kept").map(|x| x.max(0.0)),
-        wme_range: same_run_diag("wme_lambda_max").filter(|_| bracket.is_some()),
+        lambda_max_q_r: same_run_diag(&ev.t5.rho).filter(|_| bracket.is_some()),
+        lambda_min_kr: num(&ev.t5.lambda_min_kept).map(|x| x.max(0.0)),
+        wme_range: same_run_diag(&ev.t5.wme_lambda_max).filter(|_| bracket.is_some()),
         sharpness,
-        trace_h: q.opt("gauss_newton_trace"),
-        mean_hi_fro2: q.opt("per_sample_fro_sq_mean"),
-        mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
-        nonuniformity: q.opt("nonuniformity"),
-        tau: q.num("mean_square_tau").filter(|_| bracket.is_some()),
-        rank: q
-            .num("mean_square_rank")
+        trace_h: opt(&ev.operator.trace),
+        mean_hi_fro2: opt(&ev.per_sample.fro_sq_mean),
+        mean_tr_hi2: opt(&ev.per_sample.trace_sq_mean),
+        nonuniformity: opt(&ev.per_sample.nonuniformity),
+        tau: num(&ev.t5.tau).filter(|_| bracket.is_some()),
+        rank: num(&ev.t5.rank)
             .filter(|_| bracket.is_some())
             .map(|r| r as usize),
-        discarded_mass: q
-            .num("mean_square_discarded_mass")
+        discarded_mass: num(&ev.t5.discarded_mass)
             .filter(|_| bracket.is_some())
             .map(|x| x.max(0.0)),
     };
-    let (model, assumed) = residual_info(q);
+    let (model, assumed) = residual_info(ev);
     let input = t5::T5Input {
         eta: ctx.eta,
         batch: ctx.batch,
@@ -589,14 +601,14 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
         ));
     }
     if bracket.is_some()
-        && let (Some(r), Some(full)) = (q.num("mean_square_rank"), q.num("gauss_newton_rank"))
+        && let (Some(r), Some(full)) = (num(&ev.t5.rank), num(&ev.operator.rank))
         && r < full
     {
         v.notes.push(format!(
             "The λ_max(𝒟̃) bracket was computed on the top {r} of the {full} eigenpairs of K; the \
              proven truncation allowance (1−p)λ_d + 4pω of T5(f) (with the rounding-of-K allowance: \
              {:.4e}) is included in its upper side (--t5-rank raises r).",
-            q.0.get("mean_square_dtilde_lambda_max").map_or(0.0, |x| x.tol)
+            ev.t5.dtilde_upper.as_ref().map_or(0.0, |x| x.tol)
         ));
     }
     if !ctx.same_run && bracket.is_some() {
@@ -612,29 +624,27 @@ fn build_t5(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
 /// `Min` (θ* is a minimum, λ_min(H) ≥ 0) from `max_abs_residual` and, for smooth σ with a
 /// residual, the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`); the rule, and what
 /// `--curvature` changes, is `flatcert_bounds::minimum`.
-fn build_minimum(ctx: &Context, q: &Q<'_>) -> R<Verdict> {
-    let ev = residual_evidence(q.0);
+fn build_minimum(ctx: &Context, ev: &Evidence) -> R<Verdict> {
+    let res = residual_evidence(ev);
     let input = MinimumInput {
         curvature: ctx.curvature,
-        lambda_min: q
-            .0
-            .get("hessian_lambda_min_upper")
+        lambda_min: ev
+            .residual
+            .hessian_lambda_min_upper
+            .as_ref()
             .filter(|x| x.kind == Kind::Upper)
             .map(to_value),
         // Sizes use the rigorous upper side; "certified" needs H = G proven (bounds `residual`).
-        max_abs_residual: ev.max_abs.map(|_| ev.upper()),
-        hessian_is_gauss_newton: ev.hessian_is_gauss_newton(),
+        max_abs_residual: res.max_abs.map(|_| res.upper()),
+        hessian_is_gauss_newton: res.hessian_is_gauss_newton(),
     };
     Ok(minimum::check(&input)?)
 }
 
 /// The certified λ_max(𝒟̃) bracket of T5(f) when the quantities hold one for this batch model,
 /// else `None` with the reason it is not used.
-fn exact_route_bracket(ctx: &Context, q: &Q<'_>) -> (Option<Value>, Option<String>) {
-    let bracket = q.bracket(
-        "mean_square_dtilde_lambda_max",
-        "mean_square_dtilde_lambda_max_lower",
-    );
+fn exact_route_bracket(ctx: &Context, ev: &Evidence) -> (Option<Value>, Option<String>) {
+    let bracket = bracket(&ev.t5.dtilde_upper, &ev.t5.dtilde_lower);
     let d = match (&ctx.t5_reason, bracket) {
         (None, Some(d)) => d,
         (reason, _) => {
@@ -646,8 +656,11 @@ fn exact_route_bracket(ctx: &Context, q: &Q<'_>) -> (Option<Value>, Option<Strin
             return (None, Some(reason));
         }
     };
-    let b = q.num("mean_square_batch");
-    let wr = q.num("mean_square_with_replacement").map(|x| x != 0.0);
+    let b = ev.t5.bracket_batch;
+    let wr = ev
+        .t5
+        .bracket_sampling
+        .map(|s| s == Sampling::WithReplacement);
     let want_wr = ctx.batch.sampling == Sampling::WithReplacement;
     if b != Some(ctx.batch.batch as f64) || wr != Some(want_wr) {
         let reason = format!(
@@ -728,11 +741,11 @@ fn k_stability(k: u32, stability: Option<&Check>) -> Option<Check> {
 /// `k_moment_directional_max_k{k}`), the moment corollary.
 fn build_t6(
     ctx: &Context,
-    q: &Q<'_>,
+    ev: &Evidence,
     extras: Option<&Extras<'_>>,
     stability: Option<&Check>,
 ) -> R<Verdict> {
-    let lmax = q.q("per_sample_lambda_max")?;
+    let lmax = req(&ev.per_sample.lambda_max, names::PER_SAMPLE_LAMBDA_MAX)?;
     let n = ctx.batch.n;
     let (lambdas, rel) = match extras {
         // t6 puts the tol rel·max_i λ_i on max_i λ_i: the per-sample |W| backward bound
@@ -766,18 +779,17 @@ fn build_t6(
                 .find(|(kk, _)| *kk == k)
                 .map(|(_, d)| d.clone())
                 .unwrap_or_default(),
-            None => {
-                q.0.get(&format!("k_moment_directional_max_k{k}"))
-                    .map(|d| {
-                        vec![DirectionalResult {
-                            sample: q
-                                .num(&format!("k_moment_directional_argmax_k{k}"))
-                                .unwrap_or(0.0) as usize,
-                            value: to_value(d),
-                        }]
-                    })
-                    .unwrap_or_default()
-            }
+            None => ev
+                .directional
+                .max
+                .get(&k)
+                .map(|d| {
+                    vec![DirectionalResult {
+                        sample: ev.directional.argmax.get(&k).map_or(0.0, |a| a.value) as usize,
+                        value: to_value(d),
+                    }]
+                })
+                .unwrap_or_default(),
         };
         let no_directional = directional.is_empty();
         let input = t6::T6Input {
@@ -855,33 +867,44 @@ fn rekind_t6(v: &mut Verdict, lmax: Value, k: u32) {
 }
 
 /// T7 for every k, every measured value next to its bound.
-fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
-    let w = q.upper("first_layer_spectral_norm")?;
-    let min_x = q.val("input_norm_min")?;
-    let interpolation = interpolation_check(q);
+fn build_t7(ctx: &Context, ev: &Evidence, stability: Option<&Check>) -> R<Verdict> {
+    let w = upper(
+        &ev.first_layer.spectral_norm,
+        names::FIRST_LAYER_SPECTRAL_NORM,
+    )?;
+    let min_x = val(&ev.input.norm_min, names::INPUT_NORM_MIN)?;
+    let interpolation = interpolation_check(ev);
     // N_2k(W) ≤ rowsum^{1/2k}·colsum^{1−1/2k} from the upper sides of the measured sums (their
     // rounding tol included); a sum that is not a rigorous upper bound leaves (e) uncomputed.
     let n_q = |k: u32| -> Option<Value> {
-        let r = q.upper("first_layer_max_row_sum").ok()?;
-        let c = q.upper("first_layer_max_col_sum").ok()?;
+        let r = upper(&ev.first_layer.max_row_sum, names::FIRST_LAYER_MAX_ROW_SUM).ok()?;
+        let c = upper(&ev.first_layer.max_col_sum, names::FIRST_LAYER_MAX_COL_SUM).ok()?;
         t2::n_q_bound(r, c, 2 * k).ok().map(|v| v.only_upper())
     };
     let mut parts = Vec::new();
     for &k in &ctx.ks {
         let measured = t7::T7Measured {
-            max_jx_spectral: q.opt("input_grad_spectral_max"),
-            max_jx_fro_times_x: q.opt("input_grad_weighted_max"),
-            sobolev: q.opt(&format!("input_grad_moment_k{k}")),
-            sobolev_weighted: q.opt(&format!("input_grad_weighted_moment_k{k}")),
-            sobolev_4: q.opt("input_grad_moment_k2"),
-            sobolev_4_weighted: q.opt("input_grad_weighted_moment_k2"),
-            order2_weighted: q.opt("input_grad_weighted_mean_sq"),
-            mean_tr_hi2: q.opt("per_sample_trace_sq_mean"),
-            trace_h: q.opt("gauss_newton_trace"),
-            g_x: q.opt(&format!("input_grad_elementwise_k{k}")),
-            g_w: q.opt(&format!("param_grad_elementwise_k{k}")),
+            max_jx_spectral: opt(&ev.per_sample.input_grad_spectral_max),
+            max_jx_fro_times_x: opt(&ev.per_sample.input_grad_weighted_max),
+            sobolev: ev.per_sample.input_grad_moment.get(&k).map(to_value),
+            sobolev_weighted: ev
+                .per_sample
+                .input_grad_weighted_moment
+                .get(&k)
+                .map(to_value),
+            sobolev_4: ev.per_sample.input_grad_moment.get(&2).map(to_value),
+            sobolev_4_weighted: ev
+                .per_sample
+                .input_grad_weighted_moment
+                .get(&2)
+                .map(to_value),
+            order2_weighted: opt(&ev.per_sample.input_grad_weighted_mean_sq),
+            mean_tr_hi2: opt(&ev.per_sample.trace_sq_mean),
+            trace_h: opt(&ev.operator.trace),
+            g_x: ev.per_sample.input_grad_elementwise.get(&k).map(to_value),
+            g_w: ev.per_sample.param_grad_elementwise.get(&k).map(to_value),
             n_2k: n_q(k),
-            min_x_2k: q.opt(&format!("input_lq_norm_min_k{k}")),
+            min_x_2k: ev.input.lq_norm_min.get(&k).map(to_value),
         };
         let input = t7::T7Input {
             eta: ctx.eta,
@@ -890,7 +913,7 @@ fn build_t7(ctx: &Context, q: &Q<'_>, stability: Option<&Check>) -> R<Verdict> {
             outputs: ctx.outputs,
             w_spectral: w,
             min_x_norm: min_x,
-            mean_x_norm: q.num("input_norm_mean"),
+            mean_x_norm: num(&ev.input.norm_mean),
             measured,
             k_stability: k_stability(k, stability),
             interpolation: Some(interpolation.clone()),
@@ -947,7 +970,7 @@ fn t9_points(r: &Robust) -> Vec<T9Point> {
 /// with β_k at the smallest k, and the held-out coverage.
 fn build_t8(
     ctx: &Context,
-    q: &Q<'_>,
+    ev: &Evidence,
     r: &Robust,
     _extras: Option<&Extras<'_>>,
     stability: Option<&Check>,
@@ -975,9 +998,12 @@ fn build_t8(
         });
     }
     let theory = T8Theory {
-        w_spectral: q.upper("first_layer_spectral_norm")?,
+        w_spectral: upper(
+            &ev.first_layer.spectral_norm,
+            names::FIRST_LAYER_SPECTRAL_NORM,
+        )?,
         beta_k: t6::beta_k(ctx.eta, &ctx.batch, k)?,
-        min_x_norm: q.val("input_norm_min")?,
+        min_x_norm: val(&ev.input.norm_min, names::INPUT_NORM_MIN)?,
         k_stability: k_stability(k, stability),
     };
     let input = T8Input {
@@ -989,7 +1015,7 @@ fn build_t8(
         theory: Some(theory),
         coverage: r.coverage,
         failure: None,
-        mean_x_norm: q.num("input_norm_mean"),
+        mean_x_norm: num(&ev.input.norm_mean),
     };
     let mut v = t8::check(&input)?;
     v.notes.push(format!(
@@ -1269,6 +1295,7 @@ impl ConcludePublic for Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::QuantityMap;
 
     fn verdict_with(name: &str, x: f64) -> Verdict {
         let mut v = Verdict::new("T6", "t");
@@ -1329,7 +1356,7 @@ mod tests {
             curvature: Curvature::Exact,
             kinks_strict: false,
         };
-        let vs = evaluate(&ctx, &map, None).unwrap();
+        let vs = evaluate(&ctx, &Evidence::from_map(&map), None).unwrap();
         let t4 = vs.verdict("T4").unwrap();
         assert_eq!(t4.status(), Status::Certified, "{t4:?}");
         assert!(t4.check("psd").is_none());
@@ -1350,7 +1377,7 @@ mod tests {
         );
 
         ctx.curvature = Curvature::GaussNewton;
-        let vs = evaluate(&ctx, &map, None).unwrap();
+        let vs = evaluate(&ctx, &Evidence::from_map(&map), None).unwrap();
         let s = summarize(&vs, None, String::new());
         let min = vs.verdict(minimum::ID).unwrap();
         assert_eq!(min.status(), Status::Assumed);
@@ -1367,18 +1394,16 @@ mod tests {
 
     #[test]
     fn brackets_become_intervals() {
-        let mut map = QuantityMap::new();
-        map.insert("a".into(), Quantity::upper(2.0, 0.0));
-        map.insert("a_lower".into(), Quantity::lower(1.0, 0.0));
-        let q = Q(&map);
-        let b = q.bracket("a", "a_lower").unwrap();
+        let up = Some(Quantity::upper(2.0, 0.0));
+        let lo = Some(Quantity::lower(1.0, 0.0));
+        let b = bracket(&up, &lo).unwrap();
         assert_eq!((b.lower(), b.upper()), (1.0, 2.0));
-        map.remove("a");
-        let q = Q(&map);
         assert_eq!(
-            q.bracket("a", "a_lower").unwrap().kind,
+            bracket(&None, &lo).unwrap().kind,
             flatcert_bounds::Kind::Lower
         );
-        assert!(matches!(q.val("a"), Err(Fail::Missing(m)) if m == "missing a"));
+        // A side of the wrong kind is ignored.
+        assert!(bracket(&lo, &up).is_none());
+        assert!(matches!(val(&None, "a"), Err(Fail::Missing(m)) if m == "missing a"));
     }
 }
