@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::certificate::{Certificate, Verdicts};
+use super::evidence::Evidence;
 use super::pipeline::gauss_newton_line;
 use super::plan::{Hyper, Plan};
 use super::summary::{Summary, summarize};
@@ -205,7 +206,8 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
                 .as_ref()
                 .is_some_and(|h| h.kinks == super::plan::KinksMode::Strict),
     };
-    let verdicts = evaluate(&ctx, &src.quantities, None).map_err(|(id, e)| {
+    let evidence = Evidence::from_map(&src.quantities);
+    let verdicts = evaluate(&ctx, &evidence, None).map_err(|(id, e)| {
         Error::bad_input(
             file,
             format!("verdicts.{id}"),
@@ -214,7 +216,7 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
     })?;
     let summary = summarize(
         &verdicts,
-        gauss_newton_line(&src.quantities),
+        gauss_newton_line(&evidence),
         hyper.sampling_model.clone(),
     );
     Ok(BoundReport {

@@ -7,7 +7,9 @@
 //! |---|---|
 //! | [`plan`] | validated hyper-parameters (η in the theory convention, B, sampling, k, ε, τ) |
 //! | [`collect`] | the measurement stage (per-sample engine, Gram or operator path, residual, T8–T10 evidence) |
+//! | [`evidence`] | the typed evidence collect produces and the theorems consume; the one table of canonical names |
 //! | [`theorems`] | measured numbers → bounds-crate inputs → verdicts T1 … T10 |
+//! | [`verdicts`] | one entry per theorem (verdict or `not_computed` reason), in report order |
 //! | [`summary`] | overall status and the lists of open / assumed hypotheses |
 //! | [`certificate`] | the document and its JSON (every float finite; ±∞ as `"+inf"`/`"-inf"`) |
 //! | [`inputs`] | reloading the recorded files (and the bundled example's held-out split) |
@@ -18,15 +20,18 @@
 pub mod bound;
 pub mod certificate;
 pub mod collect;
+pub mod evidence;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;
 pub mod scale;
 pub mod summary;
 pub mod theorems;
+pub mod verdicts;
 pub mod verify;
 
-pub use certificate::{CERTIFICATE_SCHEMA, Certificate, VerdictEntry, Verdicts};
+pub use certificate::{CERTIFICATE_SCHEMA, Certificate};
 pub use pipeline::run;
 pub use plan::{Hyper, KinksMode, LrConventionName, Plan, Provenance};
 pub use summary::Summary;
+pub use verdicts::{VerdictEntry, Verdicts};

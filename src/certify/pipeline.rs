@@ -4,6 +4,7 @@ use flatcert_bounds::BatchModel;
 
 use super::certificate::{CERTIFICATE_SCHEMA, Certificate, CertificateInputs, Measurements};
 use super::collect::{CurvaturePath, RADIUS_SEARCH_FACTOR, collect};
+use super::evidence::Evidence;
 use super::plan::{Hyper, Plan};
 use super::summary::summarize;
 use super::theorems::{Context, Extras, evaluate};
@@ -124,14 +125,14 @@ pub fn run_detailed(
         directional: &col.directional,
         robust: col.robust.as_ref(),
     };
-    let verdicts = evaluate(&ctx, &col.quantities, Some(&extras)).map_err(|(id, e)| {
+    let verdicts = evaluate(&ctx, &col.evidence, Some(&extras)).map_err(|(id, e)| {
         Error::Internal(format!(
             "{id}: the bounds crate rejected the measured numbers: {e}"
         ))
     })?;
     let mut notes = plan.notes.clone();
     notes.extend(col.notes);
-    let gauss_newton = gauss_newton_line(&col.quantities);
+    let gauss_newton = gauss_newton_line(&col.evidence);
     let summary = summarize(&verdicts, gauss_newton, hyper.sampling_model.clone());
     let radii: Option<Vec<f64>> = col.robust.as_ref().and_then(|r| {
         r.certs
@@ -161,7 +162,7 @@ pub fn run_detailed(
         hyper,
         measurements: Measurements {
             notes,
-            quantities: col.quantities,
+            quantities: col.evidence.to_map(),
         },
         verdicts,
         summary,
@@ -177,20 +178,22 @@ pub fn run_detailed(
 /// The summary's Gauss–Newton line unless H = G is proven (bounds crate rule,
 /// [`super::theorems::residual_evidence`]): a computed 0 residual with a positive rounding bound
 /// keeps it.
-pub fn gauss_newton_line(q: &crate::measure::QuantityMap) -> Option<String> {
+pub fn gauss_newton_line(q: &Evidence) -> Option<String> {
     let ev = super::theorems::residual_evidence(q);
     if ev.hessian_is_gauss_newton() {
         return None;
     }
-    match q.get("max_abs_residual") {
+    let res = &q.residual;
+    match &res.max_abs {
         Some(r) => Some(format!(
             "Gauss–Newton model: G replaced H in T4–T7 because the residual is not proven 0 \
              (max|res_ic| = {:.3e}, rigorously ≤ {:.3e}{}{})",
             r.value,
             ev.upper(),
-            q.get("loss_gradient_norm")
+            res.loss_gradient_norm
+                .as_ref()
                 .map_or(String::new(), |g| format!(", ‖∇ℒ‖ = {:.3e}", g.value)),
-            q.get("train_loss").map_or(String::new(), |l| format!(
+            res.train_loss.as_ref().map_or(String::new(), |l| format!(
                 ", √(2ℒ) = {:.3e}",
                 (2.0 * l.value.max(0.0)).sqrt()
             )),

@@ -10,6 +10,7 @@
 use flatcert_bounds::{BatchModel, Sampling, Value, Verdict};
 
 use super::collect::extra_first_order;
+use super::evidence::Evidence;
 use super::theorems::{Context, stability_verdicts};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -109,7 +110,7 @@ pub fn scale_row(
         // The near-kink hypothesis, if any, is listed as assumed (what `certify` does by default).
         kinks_strict: false,
     };
-    let (t4, t5) = stability_verdicts(&ctx, &ev.quantities)
+    let (t4, t5) = stability_verdicts(&ctx, &Evidence::from_map(&ev.quantities))
         .map_err(|e| Error::Internal(format!("T4/T5 at scale: {e}")))?;
     let t5 = t5.ok_or_else(|| {
         Error::Internal("T5 at scale: the per-sample λ_i or λ_max(G) bound is missing".into())

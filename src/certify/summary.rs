@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use flatcert_bounds::{Check, Confidence, Status};
 
-use super::certificate::{VerdictEntry, Verdicts};
+use super::verdicts::{VerdictEntry, Verdicts};
 
 /// One hypothesis (or diagnostic) referenced by the summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

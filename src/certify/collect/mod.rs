@@ -1,18 +1,15 @@
 //! The measurement stage of `certify` (issue 4 pipeline steps 2–3): the per-sample engine and
 //! the first-order quantities, the exact Gram path when nC ≤ `--gram-limit` (else the operator
 //! path), the residual-honesty numbers, the T6(d) directional tests and, with ε, the T8–T10
-//! evidence. Every number enters the [`QuantityMap`] under a canonical name
-//! (`docs/measurements.md`) with its kind; the vectors the theorem layer needs go to
+//! evidence. Every number enters the typed [`Evidence`] with its kind (its canonical name,
+//! `docs/measurements.md`, is given once, in [`super::evidence`]); the maps of the `measure`
+//! engine are read into it through that table. The vectors the theorem layer needs go to
 //! [`Collected`].
 
-use nalgebra::DMatrix;
-use rand::rngs::ChaCha8Rng;
-use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, StandardNormal};
-
+use flatcert_bounds::BatchModel;
 use flatcert_bounds::t6::{DirectionalResult, directional_test};
-use flatcert_bounds::{BatchModel, Sampling};
 
+use super::evidence::{Evidence, names, per_k};
 use super::plan::Plan;
 use super::theorems::{Robust, to_value};
 use crate::data::Dataset;
@@ -27,13 +24,16 @@ use crate::measure::lanczos::{
     LanczosOptions, Target, UpperBoundOptions, gauss_newton_lambda_max_randomized, hessian_extreme,
     hessian_trace,
 };
-use crate::measure::lipschitz::{BallNorm, output_enclosure};
 use crate::measure::per_sample::{PerSampleOptions, PerSampleStats, per_sample_stats};
-use crate::measure::robustness::{RadiusSearch, RobustnessConfig, Task, certify_points, coverage};
 use crate::measure::stability::{BracketOptions, gd_critical_lr, mean_square_rho, wme_quantities};
 use crate::measure::truncation::{Goal, RankBudget};
 use crate::model::Mlp;
-use crate::quantity::{Quantity, gamma, round_down, round_up};
+use crate::quantity::{Quantity, gamma, round_up};
+use robust::{robustness, robustness_quantities};
+
+mod robust;
+
+pub use robust::targets_are_one_hot;
 
 /// The T9 certified-radius search runs on [0, RADIUS_SEARCH_FACTOR·ε].
 pub const RADIUS_SEARCH_FACTOR: f64 = 4.0;
@@ -54,8 +54,8 @@ pub enum CurvaturePath {
 /// Everything the measurement stage produced.
 #[derive(Debug, Clone)]
 pub struct Collected {
-    /// Every quantity by canonical name.
-    pub quantities: QuantityMap,
+    /// Every measured quantity, typed ([`Evidence::to_map`] gives the certificate's map).
+    pub evidence: Evidence,
     /// Notes for the certificate.
     pub notes: Vec<String>,
     /// Per-sample statistics.
@@ -96,7 +96,7 @@ pub fn collect(
     };
     let stats = per_sample_stats(mlp, data, &opts, &|_| {})?;
     let norms = first_layer_norms(mlp)?;
-    let mut q = first_order_quantities(mlp, &stats, &norms, &ks);
+    let mut first = first_order_quantities(mlp, &stats, &norms, &ks);
     let mut notes = Vec::new();
     if let Some(d) = stats.near_kink_description(mlp.activation()) {
         notes.push(format!(
@@ -105,14 +105,16 @@ pub fn collect(
              the kink."
         ));
     }
-    extra_first_order(&mut q, mlp, data, &stats, &norms, &plan.ks);
+    extra_first_order(&mut first, mlp, data, &stats, &norms, &plan.ks);
+    let mut q = Evidence::from_map(&first);
+    drop(first);
     // Residual honesty (THEORY T5 failure mode (i)).
     let op = CurvatureOperator::new(
         mlp,
         data,
         OperatorOptions::within_memory(plan.memory_limit_bytes),
     )?;
-    let max_abs = q.get("max_abs_residual").map_or(0.0, |r| r.value);
+    let max_abs = q.residual.max_abs.as_ref().map_or(0.0, |r| r.value);
     residual_quantities(&mut q, &op, &stats)?;
     let evidence = super::theorems::residual_evidence(&q);
     if !evidence.hessian_is_gauss_newton() {
@@ -135,8 +137,7 @@ pub fn collect(
                 ));
             }
         } else {
-            let m = hessian_trace(&op, 1, plan.seed)?;
-            q.extend(m);
+            q.absorb(hessian_trace(&op, 1, plan.seed)?);
         }
     }
     // Curvature: the exact Gram path or the operator path.
@@ -172,8 +173,8 @@ pub fn collect(
                 .max_by(|a, b| a.1.value.value.total_cmp(&b.1.value.value))
                 .map(|(_, r)| (r.sample, r.value))
             {
-                q.insert(
-                    format!("k_moment_directional_max_k{k}"),
+                q.directional.max.insert(
+                    k,
                     Quantity::exact(worst.value, worst.tol)
                         .with_method("T6d exact (dynamic programme or closed form on z = 1 − ηx)")
                         .with_note(format!(
@@ -183,10 +184,9 @@ pub fn collect(
                             batch.batch
                         )),
                 );
-                q.insert(
-                    format!("k_moment_directional_argmax_k{k}"),
-                    Quantity::exact(i as f64, 0.0).with_method("argmax"),
-                );
+                q.directional
+                    .argmax
+                    .insert(k, Quantity::exact(i as f64, 0.0).with_method("argmax"));
             }
             directional.push((k, d));
         }
@@ -200,14 +200,17 @@ pub fn collect(
         };
         let p = batch.p();
         let l_upper = q
-            .get("per_sample_lambda_max")
+            .per_sample
+            .lambda_max
+            .as_ref()
             .map_or(f64::INFINITY, |l| to_value(l).upper());
         let spec = gauss_newton_lambda_max_randomized(&op, &uopts, |lo, up| {
             flatcert_bounds::t5::sharpness_decides(eta, p, l_upper, lo, up)
         })?;
-        spec.insert_into(&mut q);
-        q.insert(
-            "gauss_newton_lanczos_products".into(),
+        let mut bounds = QuantityMap::new();
+        spec.insert_into(&mut bounds);
+        q.absorb(bounds);
+        q.operator.lanczos_products = Some(
             Quantity::exact(spec.spectral.lanczos.products as f64, 0.0).with_note(format!(
                 "operator products of the randomized λ_max(G) bound (budget --max-products {}, \
                  seed {}, δ = {:e})",
@@ -254,7 +257,7 @@ pub fn collect(
         }
     };
     Ok(Collected {
-        quantities: q,
+        evidence: q,
         notes,
         stats,
         directional,
@@ -281,28 +284,28 @@ pub fn extra_first_order(
     let rel = st.rel_tol;
     let d = mlp.input_dim();
     q.insert(
-        "identity_scalar_max_abs_residual".into(),
+        names::IDENTITY_SCALAR_MAX_ABS_RESIDUAL.into(),
         Quantity::exact(st.t1.max_scalar_residual, st.t1.expected_size).with_method(
             "T1b: max |⟨x, ∇_x f_c⟩ − ⟨W, ∇_W f_c⟩_F| by forward mode (one JVP along x)",
         ),
     );
     q.insert(
-        "identity_points_checked".into(),
+        names::IDENTITY_POINTS_CHECKED.into(),
         Quantity::exact(st.t1.points as f64, 0.0)
             .with_method("points at which T1a was checked by forward mode"),
     );
     let xtol = gamma(d + 2);
     let mean_x = st.x_norm.iter().sum::<f64>() / n;
     q.insert(
-        "input_norm_mean".into(),
+        names::INPUT_NORM_MEAN.into(),
         ex(mean_x, xtol + gamma(st.len() + 1)).with_method("(1/n) Σ_i ‖x_i‖₂"),
     );
     q.insert(
-        "first_layer_max_row_sum".into(),
+        names::FIRST_LAYER_MAX_ROW_SUM.into(),
         ex(norms.max_row_sum, gamma(d + 1)).with_method("max_j Σ_k |W_jk| (T2c, T7e)"),
     );
     q.insert(
-        "first_layer_max_col_sum".into(),
+        names::FIRST_LAYER_MAX_COL_SUM.into(),
         ex(norms.max_col_sum, gamma(mlp.first_layer().fan_out() + 1))
             .with_method("max_k Σ_j |W_jk| (T2c, T7e)"),
     );
@@ -317,7 +320,7 @@ pub fn extra_first_order(
         / n;
     let tr_gw = st.first_layer_sq.iter().sum::<f64>() / n;
     q.insert(
-        "first_layer_gauss_newton_trace".into(),
+        names::FIRST_LAYER_GAUSS_NEWTON_TRACE.into(),
         Quantity::exact(
             tr_gw,
             round_up(gw_err * (1.0 + gamma(st.len() + 2)) + tr_gw * (rel + gamma(st.len() + 1))),
@@ -334,7 +337,7 @@ pub fn extra_first_order(
         / n;
     let wm = weighted.iter().sum::<f64>() / n;
     q.insert(
-        "input_grad_weighted_mean_sq".into(),
+        names::INPUT_GRAD_WEIGHTED_MEAN_SQ.into(),
         Quantity::exact(
             wm,
             round_up(wm_err * (1.0 + gamma(st.len() + 2)) + wm * (wrel + gamma(st.len() + 1))),
@@ -354,13 +357,13 @@ pub fn extra_first_order(
     });
     let smax = smax.sqrt();
     q.insert(
-        "input_grad_spectral_max".into(),
+        names::INPUT_GRAD_SPECTRAL_MAX.into(),
         Quantity::exact(smax, round_up(jx_err + smax * rel))
             .with_method("max_i ‖J_x(x_i)‖₂ (T7b); tol: |W| backward pass"),
     );
     let wmax = wmax.sqrt();
     q.insert(
-        "input_grad_weighted_max".into(),
+        names::INPUT_GRAD_WEIGHTED_MAX.into(),
         Quantity::exact(wmax, round_up(jxw_err + wmax * wrel))
             .with_method("max_i ‖J_x(x_i)‖_F ‖x_i‖ (T7a); tol: |W| backward pass"),
     );
@@ -370,7 +373,7 @@ pub fn extra_first_order(
     kk.dedup();
     for &k in &kk {
         q.insert(
-            format!("input_grad_weighted_moment_k{k}"),
+            per_k(names::INPUT_GRAD_WEIGHTED_MOMENT_K, k),
             {
                 let m = moment_of_squares(&weighted, k);
                 Quantity::exact(m, round_up(jxw_err + m * (wrel + gamma(st.len() + 2))))
@@ -395,7 +398,7 @@ pub fn extra_first_order(
             })
             .fold(f64::INFINITY, f64::min);
         q.insert(
-            format!("input_lq_norm_min_k{k}"),
+            per_k(names::INPUT_LQ_NORM_MIN_K, k),
             ex(min_lq, gamma(d + 5)).with_method(format!("min_i ‖x_i‖_{} (T7e)", 2 * k)),
         );
     }
@@ -412,7 +415,7 @@ pub fn extra_first_order(
         .sum::<f64>()
         / n;
     q.insert(
-        "per_sample_trace_sq_mean".into(),
+        names::PER_SAMPLE_TRACE_SQ_MEAN.into(),
         Quantity::exact(
             tr2,
             round_up(tr2_err * (1.0 + gamma(st.len() + 4)) + tr2 * gamma(st.len() + 2)),
@@ -439,7 +442,7 @@ pub fn extra_first_order(
         .sum::<f64>()
         / n;
     q.insert(
-        "per_sample_fro_sq_mean".into(),
+        names::PER_SAMPLE_FRO_SQ_MEAN.into(),
         Quantity::exact(
             fro2,
             round_up(fro2_err * (1.0 + gamma(st.len() + 4)) + fro2 * gamma(c * c + st.len() + 2)),
@@ -450,7 +453,7 @@ pub fn extra_first_order(
 
 /// ‖∇ℒ‖, max_i ‖res_i‖ (THEORY T5 failure mode (i)).
 fn residual_quantities(
-    q: &mut QuantityMap,
+    q: &mut Evidence,
     op: &CurvatureOperator<'_>,
     st: &PerSampleStats,
 ) -> Result<()> {
@@ -474,8 +477,7 @@ fn residual_quantities(
         }
         let n = st.len().max(1) as f64;
         let slack = 1.0 + gamma(res.len() + 4);
-        q.insert(
-            "max_residual_norm".into(),
+        q.residual.max_norm = Some(
             Quantity::exact(max_norm, round_up_or_zero(max_norm_tol * slack)).with_method(
                 "max_i ‖f(x_i) − y_i‖₂; tol: running forward bound of the residual (THEORY §3 item 1)",
             ),
@@ -487,8 +489,7 @@ fn residual_quantities(
         let g = op.loss_gradient()?.norm();
         let k = op.rounding_depth() + op.len();
         let tol = round_up_or_zero((je + gamma(k) * jr) / n * slack);
-        q.insert(
-            "loss_gradient_norm".into(),
+        q.residual.loss_gradient_norm = Some(
             Quantity::exact(g, tol).with_method(
                 "‖∇ℒ‖ = ‖(1/n) Σ_i J_iᵀ res_i‖ (one VJP with the residuals); tol: (1/n)Σ‖J_i‖_F‖E_i‖ \
                  (running forward bound E_i of res_i) + γ_k(1/n)Σ‖J_i‖_F‖res_i‖ (a-priori VJP rounding)",
@@ -499,7 +500,7 @@ fn residual_quantities(
 }
 
 /// λ_min(H) by Lanczos on R-op products and |tr H − tr G| by Hutchinson (smooth σ, residual ≠ 0).
-fn smooth_hessian(q: &mut QuantityMap, op: &CurvatureOperator<'_>, seed: u64) -> Result<()> {
+fn smooth_hessian(q: &mut Evidence, op: &CurvatureOperator<'_>, seed: u64) -> Result<()> {
     let lopts = LanczosOptions {
         target: Target::Smallest,
         tol: 1e-6,
@@ -509,15 +510,17 @@ fn smooth_hessian(q: &mut QuantityMap, op: &CurvatureOperator<'_>, seed: u64) ->
         ..LanczosOptions::default()
     };
     let est = hessian_extreme(op, Target::Smallest, &lopts)?;
-    est.insert_into(q, "hessian_lambda_min", "upper");
-    q.extend(hessian_trace(op, 16, seed)?);
+    let mut m = QuantityMap::new();
+    est.insert_into(&mut m, "hessian_lambda_min", "upper");
+    q.absorb(m);
+    q.absorb(hessian_trace(op, 16, seed)?);
     Ok(())
 }
 
 /// The Gram-path quantities: λ_max(G) bracket, spectrum facts, T4 (η_GD*), T5 (the certified
 /// λ_max(𝒟̃) bracket at B, η* and the margin) and the T5 diagnostics.
 fn gram_quantities(
-    q: &mut QuantityMap,
+    q: &mut Evidence,
     notes: &mut Vec<String>,
     spec: &GramSpectrum,
     eta: f64,
@@ -525,18 +528,13 @@ fn gram_quantities(
     batch: &BatchModel,
 ) -> Result<()> {
     let mut gq = spec.quantities(3);
-    gq.remove("gauss_newton_trace"); // the per-sample engine's value is kept
-    q.extend(gq);
-    q.insert(
-        "gauss_newton_tau".into(),
-        Quantity::exact(spec.tau, 0.0).with_method("rank threshold τ relative to λ_max(K)"),
-    );
+    gq.remove(names::GAUSS_NEWTON_TRACE); // the per-sample engine's value is kept
+    q.absorb(gq);
+    q.operator.tau =
+        Some(Quantity::exact(spec.tau, 0.0).with_method("rank threshold τ relative to λ_max(K)"));
     // THEORY T5: decide by the matrix-free sufficient condition (i) first; run the exact route
     // (f) only where (i) is inconclusive.
-    if let (Some(a), Some(l)) = (
-        q.get("gauss_newton_lambda_max"),
-        q.get("per_sample_lambda_max"),
-    ) {
+    if let (Some(a), Some(l)) = (&q.operator.lambda_max, &q.per_sample.lambda_max) {
         let ev = flatcert_bounds::t5::SufficientEvidence {
             sharpness: to_value(a),
             per_sample_max: to_value(l),
@@ -566,8 +564,8 @@ fn gram_quantities(
         &bopts,
         Goal::DecideAt(eta),
     )?;
-    q.extend(gd_critical_lr(&model, Some(eta)));
-    q.extend(crit.quantities(Some(eta)));
+    q.absorb(gd_critical_lr(&model, Some(eta)));
+    q.absorb(crit.quantities(Some(eta)));
     let kept = model.rank();
     let ctx = format!(
         "B = {}, {}, p = {:.6}, {kept} of {} eigenpairs of K kept",
@@ -576,36 +574,29 @@ fn gram_quantities(
         crit.p,
         spec.rank
     );
-    q.insert(
-        "mean_square_rank".into(),
-        Quantity::exact(kept as f64, 0.0).with_note(format!(
-            "eigenpairs of K kept for T5 (of {} above τ = {:e}); the rest enter the proven T5(f) \
+    q.t5.rank = Some(Quantity::exact(kept as f64, 0.0).with_note(format!(
+        "eigenpairs of K kept for T5 (of {} above τ = {:e}); the rest enter the proven T5(f) \
              truncation allowance",
-            spec.rank, spec.tau
-        )),
-    );
-    q.insert(
-        "mean_square_tau".into(),
+        spec.rank, spec.tau
+    )));
+    q.t5.tau = Some(
         Quantity::exact(model.tau, 0.0).with_note("relative threshold of the kept eigenvalues"),
     );
     let kept_mass: f64 = model.lambda.iter().sum();
     let disc = spec.values.iter().map(|v| v.max(0.0)).sum::<f64>() - kept_mass;
-    q.insert(
-        "mean_square_discarded_mass".into(),
+    q.t5.discarded_mass = Some(
         Quantity::exact(disc.max(0.0), spec.rounding_phi())
             .with_note("sum of the eigenvalues of K not kept for T5"),
     );
     if let Some(&lmin) = model.lambda.last() {
-        q.insert(
-            "mean_square_lambda_min_kept".into(),
+        q.t5.lambda_min_kept = Some(
             Quantity::exact(lmin, spec.rounding_phi())
                 .with_note("smallest eigenvalue of K kept for T5, λ_min(K_r) (T5e)"),
         );
     }
     match &crit.bracket {
         Some(b) => {
-            q.insert(
-                "mean_square_dtilde_lambda_max".into(),
+            q.t5.dtilde_upper = Some(
                 Quantity::upper(b.upper, round_up(b.truncation_allowance + b.phi_allowance))
                     .with_method(
                         "dtilde cone/dense bracket + truncation and rounding-of-K allowances",
@@ -615,8 +606,7 @@ fn gram_quantities(
                         b.steps
                     )),
             );
-            q.insert(
-                "mean_square_dtilde_lambda_max_lower".into(),
+            q.t5.dtilde_lower = Some(
                 Quantity::lower(b.lower, b.phi_allowance)
                     .with_method(
                         "dtilde Rayleigh quotient minus rounding and rounding-of-K allowance",
@@ -624,48 +614,28 @@ fn gram_quantities(
                     .with_note(format!("certified lower bound of λ_max(𝒟̃) (T5h); {ctx}")),
             );
             // Issue 15 item 5: the assumed allowance, by itself, for summary.assumed.
-            q.insert(
-                "mean_square_rounding_allowance".into(),
-                Quantity::estimate(b.phi_allowance, 0.0).with_method(
-                    "rounding-of-K allowance (1−p)φ + 4pnφ of T5(f), φ the a-priori estimate of \
+            q.t5.rounding_allowance = Some(Quantity::estimate(b.phi_allowance, 0.0).with_method(
+                "rounding-of-K allowance (1−p)φ + 4pnφ of T5(f), φ the a-priori estimate of \
                      ‖K − ÛΛ̂Ûᵀ‖₂ (assumed, THEORY §3 item 7)",
-                ),
-            );
+            ));
         }
         None => {
             // r = 0: G = 0, η* = +∞.
-            q.insert(
-                "mean_square_dtilde_lambda_max".into(),
+            q.t5.dtilde_upper = Some(
                 Quantity::upper(0.0, 0.0).with_note(format!("G = 0 (r = 0): λ_max(𝒟̃) = 0; {ctx}")),
             );
-            q.insert(
-                "mean_square_dtilde_lambda_max_lower".into(),
-                Quantity::lower(0.0, 0.0).with_note(format!("G = 0 (r = 0); {ctx}")),
-            );
+            q.t5.dtilde_lower =
+                Some(Quantity::lower(0.0, 0.0).with_note(format!("G = 0 (r = 0); {ctx}")));
         }
     }
-    q.insert(
-        "mean_square_batch".into(),
-        Quantity::exact(batch.batch as f64, 0.0)
-            .with_note("the batch size B of the λ_max(𝒟̃) bracket"),
-    );
-    q.insert(
-        "mean_square_with_replacement".into(),
-        Quantity::exact(
-            f64::from(u8::from(plan.sampling == Sampling::WithReplacement)),
-            0.0,
-        )
-        .with_note("1 if the λ_max(𝒟̃) bracket is for sampling with replacement (model S′), else 0"),
-    );
+    q.t5.bracket_batch = Some(batch.batch as f64);
+    q.t5.bracket_sampling = Some(plan.sampling);
     if model.rank() > 0 {
         let r = model.rank();
         if r * (r + 1) / 2 <= RHO_DENSE_LIMIT {
-            q.insert(
-                "mean_square_rho".into(),
-                mean_square_rho(&model, eta, crit.p, &bopts)?,
-            );
+            q.t5.rho = Some(mean_square_rho(&model, eta, crit.p, &bopts)?);
         }
-        q.extend(wme_quantities(&model, eta, crit.p)?);
+        q.absorb(wme_quantities(&model, eta, crit.p)?);
     }
     Ok(())
 }
@@ -687,187 +657,4 @@ fn directional_tests(
             Ok(DirectionalResult { sample: i, value })
         })
         .collect()
-}
-
-/// True when every target row is one-hot (one entry 1, the others 0) and C ≥ 2.
-pub fn targets_are_one_hot(data: &Dataset) -> bool {
-    let Some(c) = data.outputs() else {
-        return false;
-    };
-    c >= 2
-        && (0..data.len()).all(|i| {
-            data.y_row(i).is_some_and(|r| {
-                r.iter().filter(|v| **v == 1.0).count() == 1
-                    && r.iter().all(|v| *v == 0.0 || *v == 1.0)
-            })
-        })
-}
-
-/// ‖A‖₂ of a small matrix (C × d): √λ_max(AAᵀ) or √λ_max(AᵀA), whichever is smaller.
-fn spectral_norm_small(a: &DMatrix<f64>) -> f64 {
-    let g = if a.nrows() <= a.ncols() {
-        a * a.transpose()
-    } else {
-        a.transpose() * a
-    };
-    g.symmetric_eigenvalues()
-        .iter()
-        .fold(0.0f64, |m, v| m.max(*v))
-        .sqrt()
-}
-
-/// A uniform random point of the ℓ2 ball B(x0, ε).
-fn ball_point(rng: &mut ChaCha8Rng, x0: &[f64], eps: f64) -> Vec<f64> {
-    let d = x0.len();
-    let g: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
-    let norm = g
-        .iter()
-        .map(|v| v * v)
-        .sum::<f64>()
-        .sqrt()
-        .max(f64::MIN_POSITIVE);
-    let u: f64 = rng.random::<f64>();
-    let r = eps * u.powf(1.0 / d as f64);
-    x0.iter().zip(&g).map(|(x, gi)| x + r * gi / norm).collect()
-}
-
-fn forward_point(mlp: &Mlp, x: &[f64]) -> Vec<f64> {
-    let xv = DMatrix::from_column_slice(x.len(), 1, x);
-    mlp.forward(xv.as_view()).as_slice().to_vec()
-}
-
-/// T8–T10 evidence at radius ε: T10 at every training point, the T9 per-point data (rigorous
-/// output enclosures for the gaps), T10 confronted with samples at the point with the largest
-/// L_i(ε), and the held-out coverage.
-fn robustness(
-    mlp: &Mlp,
-    data: &Dataset,
-    test: Option<&Dataset>,
-    plan: &Plan,
-    eps: f64,
-) -> Result<Robust> {
-    let classification = targets_are_one_hot(data);
-    let task = if classification {
-        Some(Task::Classification)
-    } else {
-        plan.tau.map(|tau| Task::Regression { tau })
-    };
-    let mut cfg = RobustnessConfig::new(
-        eps,
-        BallNorm::L2,
-        task.unwrap_or(Task::Regression { tau: 0.0 }),
-    );
-    if plan.radius_steps > 0 {
-        cfg.radius = Some(RadiusSearch {
-            eps_max: RADIUS_SEARCH_FACTOR * eps,
-            steps: plan.radius_steps,
-        });
-    }
-    let certs = certify_points(mlp, data, &cfg)?;
-    let mut gaps = Vec::new();
-    if classification {
-        for (i, p) in certs.points.iter().enumerate() {
-            let out = output_enclosure(mlp, data.x_row(i), 0.0, BallNorm::L2)?;
-            let y = p.label.unwrap_or(0);
-            gaps.push(
-                (0..out.lo.len())
-                    .map(|c| round_down(out.lo[y] - out.hi[c]))
-                    .collect(),
-            );
-        }
-    }
-    let t10_index = certs
-        .points
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.lipschitz.lip.value.total_cmp(&b.1.lipschitz.lip.value))
-        .map_or(0, |(i, _)| i);
-    let x0 = data.x_row(t10_index);
-    let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let mut pts = vec![x0.to_vec()];
-    for _ in 0..plan.t10_samples {
-        pts.push(ball_point(&mut rng, x0, eps));
-    }
-    let t10_jacobians: Vec<f64> = pts
-        .iter()
-        .map(|x| spectral_norm_small(&mlp.input_jacobian_forward(x)))
-        .collect();
-    let outs: Vec<Vec<f64>> = pts.iter().map(|x| forward_point(mlp, x)).collect();
-    let mut t10_slopes = Vec::new();
-    for j in 1..pts.len() {
-        let (a, b) = (j - 1, j);
-        let dx = pts[a]
-            .iter()
-            .zip(&pts[b])
-            .map(|(u, v)| (u - v) * (u - v))
-            .sum::<f64>()
-            .sqrt();
-        if dx > 0.0 {
-            let df = outs[a]
-                .iter()
-                .zip(&outs[b])
-                .map(|(u, v)| (u - v) * (u - v))
-                .sum::<f64>()
-                .sqrt();
-            t10_slopes.push(df / dx);
-        }
-    }
-    let coverage = match test {
-        Some(t) => {
-            let cv = coverage(data, t, eps)?;
-            let mut d = cv
-                .nearest_label_distances
-                .clone()
-                .unwrap_or_else(|| cv.nearest_distances.clone());
-            d.sort_by(f64::total_cmp);
-            let frac = cv
-                .fraction_within_eps_same_label
-                .as_ref()
-                .unwrap_or(&cv.fraction_within_eps);
-            Some(flatcert_bounds::t8::Coverage {
-                test_points: t.len(),
-                fraction_within: frac.value,
-                fraction_tol: frac.tol,
-                median_distance: d.get(d.len() / 2).copied().filter(|v| v.is_finite()),
-                max_distance: d.last().copied().filter(|v| v.is_finite()),
-            })
-        }
-        None => None,
-    };
-    Ok(Robust {
-        certs,
-        task,
-        gaps,
-        t10_index,
-        t10_jacobians,
-        t10_slopes,
-        coverage,
-    })
-}
-
-/// Summary quantities of the robustness stage (the full per-point data is in T8–T10).
-fn robustness_quantities(q: &mut QuantityMap, r: &Robust, eps: f64) {
-    let s = r.certs.summary();
-    q.insert(
-        "lipschitz_max".into(),
-        s.lipschitz_max
-            .clone()
-            .with_note(format!("max_i L_i(ε), ε = {eps} (T10, ℓ2 ball)")),
-    );
-    q.insert(
-        "lipschitz_mean".into(),
-        s.lipschitz_mean
-            .clone()
-            .with_note(format!("mean_i L_i(ε), ε = {eps} (T10, ℓ2 ball)")),
-    );
-    if let Some(c) = &r.coverage {
-        q.insert(
-            "coverage_fraction".into(),
-            Quantity::exact(c.fraction_within, c.fraction_tol).with_note(format!(
-                "fraction of the {} held-out points within ε = {eps} of a training point (same \
-                 class when labelled) (T8 D_ε)",
-                c.test_points
-            )),
-        );
-    }
 }

@@ -1,0 +1,575 @@
+//! Typed evidence (issue 13 item 2): what the measurement stage ([`super::collect`]) produces and
+//! the theorem layer ([`super::theorems`]) consumes, grouped by what it is evidence of, instead of
+//! a map keyed by strings.
+//!
+//! The canonical names of `docs/measurements.md` stay the contract **at the edge**: a measurements
+//! document, a certificate's `measurements` and the maps of the `measure` engine are
+//! `name → {value, kind, tol, …}`. This module is the one serialization layer between the two: one
+//! table (the `canonical_names!` invocation below) gives every name once, with the typed field it fills, and
+//! [`Evidence::from_map`] / [`Evidence::to_map`] go through that table only. Quantities the
+//! theorems do not read stay under their names in [`Evidence::other`], so the certificate's map is
+//! unchanged by the round trip.
+//!
+//! Every field is a [`Quantity`] with its kind (THEORY §3: exact with its tol, upper, lower,
+//! estimate) or absent (`None`: not measured — the theorem layer turns a missing input into a
+//! `not_computed` reason that names it). Two numbers are typed further: the batch size and the
+//! sampling model of the λ_max(𝒟̃) bracket ([`T5Evidence::bracket_batch`],
+//! [`T5Evidence::bracket_sampling`]), which the map stores as floats (the sampling as 0/1).
+
+use std::collections::BTreeMap;
+
+use flatcert_bounds::Sampling;
+
+use crate::measure::QuantityMap;
+use crate::quantity::{Kind, Quantity};
+
+/// One measured quantity; `None` when it was not measured.
+pub type Slot = Option<Quantity>;
+
+/// A quantity per moment order k (names `…_k{k}`).
+pub type PerK = BTreeMap<u32, Quantity>;
+
+/// T1's evidence: the first-layer identity residuals.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IdentityEvidence {
+    /// max |∇_x f·xᵀ − Wᵀ∇_W f| over the checked points (tol: its expected size 10u‖W‖‖δ‖‖x‖).
+    pub matrix_residual: Slot,
+    /// T1b: max |⟨x, ∇_x f_c⟩ − ⟨W, ∇_W f_c⟩_F|.
+    pub scalar_residual: Slot,
+    /// Number of points at which T1a was checked.
+    pub points_checked: Slot,
+}
+
+/// The first layer W (T2, T3, T7, T8).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FirstLayerEvidence {
+    /// ‖W‖₂ (only its rigorous upper side is used).
+    pub spectral_norm: Slot,
+    /// max_j Σ_k |W_jk| (T2c, T7e).
+    pub max_row_sum: Slot,
+    /// max_k Σ_j |W_jk| (T2c, T7e).
+    pub max_col_sum: Slot,
+    /// tr G_W = (1/n) Σ_i ‖J_W(x_i)‖_F² (T3).
+    pub gauss_newton_trace: Slot,
+}
+
+/// The training inputs x_i (T3, T7, T8).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InputEvidence {
+    /// min_i ‖x_i‖₂.
+    pub norm_min: Slot,
+    /// (1/n) Σ_i ‖x_i‖₂.
+    pub norm_mean: Slot,
+    /// min_i ‖x_i‖_{2k} per k (T7e).
+    pub lq_norm_min: PerK,
+}
+
+/// Per-sample first-order evidence: input- and parameter-gradient moments and maxima (T3, T7).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PerSampleEvidence {
+    /// max_i λ_i, λ_i = λ_max(J_iᵀJ_i) (T5(i), T6).
+    pub lambda_max: Slot,
+    /// (1/n) Σ_i (tr H_i)² (T5g, T7d).
+    pub trace_sq_mean: Slot,
+    /// (1/n) Σ_i ‖H_i‖_F² (T5g).
+    pub fro_sq_mean: Slot,
+    /// The Wu–Ma–E non-uniformity (T5 diagnostic).
+    pub nonuniformity: Slot,
+    /// (1/n) Σ_i ‖J_x(x_i)‖_F² ‖x_i‖² (T3).
+    pub input_grad_weighted_mean_sq: Slot,
+    /// max_i ‖J_x(x_i)‖₂ (T7b).
+    pub input_grad_spectral_max: Slot,
+    /// max_i ‖J_x(x_i)‖_F ‖x_i‖ (T7a).
+    pub input_grad_weighted_max: Slot,
+    /// ((1/n) Σ_i ‖J_x(x_i)‖_F^{2k})^{1/2k} per k (T7c).
+    pub input_grad_moment: PerK,
+    /// ((1/n) Σ_i (‖J_x(x_i)‖_F ‖x_i‖)^{2k})^{1/2k} per k (T7c).
+    pub input_grad_weighted_moment: PerK,
+    /// Entrywise input-gradient moment G_x per k (T7e).
+    pub input_grad_elementwise: PerK,
+    /// Entrywise parameter-gradient moment G_W per k (T7e).
+    pub param_grad_elementwise: PerK,
+}
+
+/// The residual and what it says about H = G (THEORY T5 failure mode (i), `Min`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResidualQuantities {
+    /// max_ic |f_c(x_i) − y_ic|.
+    pub max_abs: Slot,
+    /// max_i ‖f(x_i) − y_i‖₂.
+    pub max_norm: Slot,
+    /// ‖∇ℒ‖.
+    pub loss_gradient_norm: Slot,
+    /// ℒ.
+    pub train_loss: Slot,
+    /// Units whose pre-activation is within rounding of a kink (the count; its note describes it).
+    pub near_kink_units: Slot,
+    /// Smooth σ: the relative a-priori size 2γ_K of the Jacobian tolerances (0 otherwise).
+    pub smooth_backward_rounding: Slot,
+    /// Lanczos upper bound of λ_min(H) (smooth σ with a residual).
+    pub hessian_lambda_min_upper: Slot,
+    /// |tr H − tr G| (Hutchinson, smooth σ with a residual).
+    pub hessian_gn_trace_difference: Slot,
+}
+
+/// λ_max(G) and the spectrum of G: the exact Gram path's rigorous bracket, or the operator path's
+/// Lanczos lower bound and randomized upper bound (THEORY §3 item 8).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OperatorEvidence {
+    /// λ_max(G): rigorous upper bound (Gram path) or estimate (operator path).
+    pub lambda_max: Slot,
+    /// Rigorous lower bound of λ_max(G).
+    pub lambda_max_lower: Slot,
+    /// Randomized upper bound of λ_max(G), with its confidence (operator path).
+    pub lambda_max_upper: Slot,
+    /// tr G.
+    pub trace: Slot,
+    /// rank of K above τ.
+    pub rank: Slot,
+    /// τ of the rank.
+    pub tau: Slot,
+    /// Operator products of the randomized bound.
+    pub lanczos_products: Slot,
+}
+
+/// T5's exact route (f): the certified λ_max(𝒟̃) bracket and the model it was computed on, and
+/// the η-dependent diagnostics of the same run.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct T5Evidence {
+    /// Certified upper bound of λ_max(𝒟̃) (allowances included).
+    pub dtilde_upper: Slot,
+    /// Certified lower bound of λ_max(𝒟̃).
+    pub dtilde_lower: Slot,
+    /// The batch size B the bracket is for, as recorded (a document may hold any number).
+    pub bracket_batch: Option<f64>,
+    /// The sampling model the bracket is for.
+    pub bracket_sampling: Option<Sampling>,
+    /// Eigenpairs of K kept.
+    pub rank: Slot,
+    /// Relative threshold of the kept eigenvalues.
+    pub tau: Slot,
+    /// Sum of the eigenvalues of K not kept.
+    pub discarded_mass: Slot,
+    /// λ_min(K_r).
+    pub lambda_min_kept: Slot,
+    /// λ_max(𝒬_r) (diagnostic at the run's η).
+    pub rho: Slot,
+    /// Wu–Ma–E λ_max (diagnostic at the run's η).
+    pub wme_lambda_max: Slot,
+    /// The assumed rounding-of-K allowance (issue 15 item 5).
+    pub rounding_allowance: Slot,
+}
+
+/// T6(d)'s directional tests as a document keeps them: the worst value per k and its sample.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DirectionalEvidence {
+    /// max_i E[(1 − η v_iᵀH_ξv_i)^k] per k.
+    pub max: PerK,
+    /// The sample of that maximum, per k.
+    pub argmax: PerK,
+}
+
+/// Summary numbers of the robustness stage (T8–T10; the per-point data is in
+/// [`super::theorems::Robust`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RobustnessEvidence {
+    /// max_i L_i(ε) (T10).
+    pub lipschitz_max: Slot,
+    /// mean_i L_i(ε) (T10).
+    pub lipschitz_mean: Slot,
+    /// Held-out coverage of (D_ε) (T8).
+    pub coverage_fraction: Slot,
+}
+
+/// Everything measured, typed (see the module docs).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Evidence {
+    /// T1.
+    pub identity: IdentityEvidence,
+    /// The first layer.
+    pub first_layer: FirstLayerEvidence,
+    /// The training inputs.
+    pub input: InputEvidence,
+    /// Per-sample moments and maxima.
+    pub per_sample: PerSampleEvidence,
+    /// The residual.
+    pub residual: ResidualQuantities,
+    /// λ_max(G) and the spectrum of G.
+    pub operator: OperatorEvidence,
+    /// T5's exact route.
+    pub t5: T5Evidence,
+    /// T6(d).
+    pub directional: DirectionalEvidence,
+    /// T8–T10 summary numbers.
+    pub robustness: RobustnessEvidence,
+    /// Every other quantity, under its canonical name (reported, not read by a theorem).
+    pub other: QuantityMap,
+}
+
+/// The one table of canonical names of single quantities: `CONST = "name" => group.field`.
+macro_rules! canonical_names {
+    ($( $(#[$doc:meta])* $konst:ident = $name:literal => $group:ident . $field:ident ; )*) => {
+        /// The canonical names (`docs/measurements.md`), one constant per quantity; the names of
+        /// the per-k families are `PREFIX{k}` ([`per_k`](crate::certify::evidence::per_k)).
+        pub mod names {
+            $( $(#[$doc])* pub const $konst: &str = $name; )*
+            pub use super::per_k_names::*;
+        }
+
+        impl Evidence {
+            fn slot_mut(&mut self, name: &str) -> Option<&mut Slot> {
+                match name {
+                    $( $name => Some(&mut self.$group.$field), )*
+                    _ => None,
+                }
+            }
+
+            fn slots(&self) -> Vec<(&'static str, &Slot)> {
+                vec![$( (names::$konst, &self.$group.$field) ),*]
+            }
+        }
+    };
+}
+
+/// The table of per-k families: `CONST = "prefix" => group.field` for the names `prefix{k}`.
+macro_rules! per_k_families {
+    ($( $(#[$doc:meta])* $konst:ident = $prefix:literal => $group:ident . $field:ident ; )*) => {
+        mod per_k_names {
+            $( $(#[$doc])* pub const $konst: &str = $prefix; )*
+        }
+
+        impl Evidence {
+            fn family_mut(&mut self, prefix: &str) -> Option<&mut PerK> {
+                match prefix {
+                    $( $prefix => Some(&mut self.$group.$field), )*
+                    _ => None,
+                }
+            }
+
+            fn families(&self) -> Vec<(&'static str, &PerK)> {
+                vec![$( (per_k_names::$konst, &self.$group.$field) ),*]
+            }
+        }
+    };
+}
+
+canonical_names! {
+    /// T1a residual.
+    IDENTITY_MAX_ABS_RESIDUAL = "identity_max_abs_residual" => identity.matrix_residual;
+    /// T1b residual.
+    IDENTITY_SCALAR_MAX_ABS_RESIDUAL = "identity_scalar_max_abs_residual" => identity.scalar_residual;
+    /// T1 points checked.
+    IDENTITY_POINTS_CHECKED = "identity_points_checked" => identity.points_checked;
+    /// ‖W‖₂.
+    FIRST_LAYER_SPECTRAL_NORM = "first_layer_spectral_norm" => first_layer.spectral_norm;
+    /// max row sum of |W|.
+    FIRST_LAYER_MAX_ROW_SUM = "first_layer_max_row_sum" => first_layer.max_row_sum;
+    /// max column sum of |W|.
+    FIRST_LAYER_MAX_COL_SUM = "first_layer_max_col_sum" => first_layer.max_col_sum;
+    /// tr G_W.
+    FIRST_LAYER_GAUSS_NEWTON_TRACE = "first_layer_gauss_newton_trace" => first_layer.gauss_newton_trace;
+    /// min_i ‖x_i‖.
+    INPUT_NORM_MIN = "input_norm_min" => input.norm_min;
+    /// mean_i ‖x_i‖.
+    INPUT_NORM_MEAN = "input_norm_mean" => input.norm_mean;
+    /// max_i λ_i.
+    PER_SAMPLE_LAMBDA_MAX = "per_sample_lambda_max" => per_sample.lambda_max;
+    /// (1/n) Σ (tr H_i)².
+    PER_SAMPLE_TRACE_SQ_MEAN = "per_sample_trace_sq_mean" => per_sample.trace_sq_mean;
+    /// (1/n) Σ ‖H_i‖_F².
+    PER_SAMPLE_FRO_SQ_MEAN = "per_sample_fro_sq_mean" => per_sample.fro_sq_mean;
+    /// Wu–Ma–E non-uniformity.
+    NONUNIFORMITY = "nonuniformity" => per_sample.nonuniformity;
+    /// (1/n) Σ ‖J_x‖_F² ‖x‖².
+    INPUT_GRAD_WEIGHTED_MEAN_SQ = "input_grad_weighted_mean_sq" => per_sample.input_grad_weighted_mean_sq;
+    /// max_i ‖J_x‖₂.
+    INPUT_GRAD_SPECTRAL_MAX = "input_grad_spectral_max" => per_sample.input_grad_spectral_max;
+    /// max_i ‖J_x‖_F ‖x‖.
+    INPUT_GRAD_WEIGHTED_MAX = "input_grad_weighted_max" => per_sample.input_grad_weighted_max;
+    /// max |res_ic|.
+    MAX_ABS_RESIDUAL = "max_abs_residual" => residual.max_abs;
+    /// max_i ‖res_i‖.
+    MAX_RESIDUAL_NORM = "max_residual_norm" => residual.max_norm;
+    /// ‖∇ℒ‖.
+    LOSS_GRADIENT_NORM = "loss_gradient_norm" => residual.loss_gradient_norm;
+    /// ℒ.
+    TRAIN_LOSS = "train_loss" => residual.train_loss;
+    /// Near-kink units.
+    NEAR_KINK_UNITS = "near_kink_units" => residual.near_kink_units;
+    /// Smooth-σ backward-rounding size (THEORY §3 item 1).
+    SMOOTH_BACKWARD_ROUNDING = "smooth_backward_rounding" => residual.smooth_backward_rounding;
+    /// Upper bound of λ_min(H).
+    HESSIAN_LAMBDA_MIN_UPPER = "hessian_lambda_min_upper" => residual.hessian_lambda_min_upper;
+    /// |tr H − tr G|.
+    HESSIAN_GN_TRACE_DIFFERENCE = "hessian_gn_trace_difference" => residual.hessian_gn_trace_difference;
+    /// λ_max(G) (upper on the Gram path, estimate on the operator path).
+    GAUSS_NEWTON_LAMBDA_MAX = "gauss_newton_lambda_max" => operator.lambda_max;
+    /// Rigorous lower bound of λ_max(G).
+    GAUSS_NEWTON_LAMBDA_MAX_LOWER = "gauss_newton_lambda_max_lower" => operator.lambda_max_lower;
+    /// Randomized upper bound of λ_max(G).
+    GAUSS_NEWTON_LAMBDA_MAX_UPPER = "gauss_newton_lambda_max_upper" => operator.lambda_max_upper;
+    /// tr G.
+    GAUSS_NEWTON_TRACE = "gauss_newton_trace" => operator.trace;
+    /// rank of K.
+    GAUSS_NEWTON_RANK = "gauss_newton_rank" => operator.rank;
+    /// τ of the rank.
+    GAUSS_NEWTON_TAU = "gauss_newton_tau" => operator.tau;
+    /// Operator products of the randomized bound.
+    GAUSS_NEWTON_LANCZOS_PRODUCTS = "gauss_newton_lanczos_products" => operator.lanczos_products;
+    /// Upper side of the λ_max(𝒟̃) bracket.
+    MEAN_SQUARE_DTILDE_LAMBDA_MAX = "mean_square_dtilde_lambda_max" => t5.dtilde_upper;
+    /// Lower side of the λ_max(𝒟̃) bracket.
+    MEAN_SQUARE_DTILDE_LAMBDA_MAX_LOWER = "mean_square_dtilde_lambda_max_lower" => t5.dtilde_lower;
+    /// Eigenpairs kept for T5.
+    MEAN_SQUARE_RANK = "mean_square_rank" => t5.rank;
+    /// Relative threshold of the kept eigenvalues.
+    MEAN_SQUARE_TAU = "mean_square_tau" => t5.tau;
+    /// Discarded mass.
+    MEAN_SQUARE_DISCARDED_MASS = "mean_square_discarded_mass" => t5.discarded_mass;
+    /// λ_min(K_r).
+    MEAN_SQUARE_LAMBDA_MIN_KEPT = "mean_square_lambda_min_kept" => t5.lambda_min_kept;
+    /// λ_max(𝒬_r).
+    MEAN_SQUARE_RHO = "mean_square_rho" => t5.rho;
+    /// Wu–Ma–E λ_max.
+    WME_LAMBDA_MAX = "wme_lambda_max" => t5.wme_lambda_max;
+    /// Rounding-of-K allowance.
+    MEAN_SQUARE_ROUNDING_ALLOWANCE = "mean_square_rounding_allowance" => t5.rounding_allowance;
+    /// max_i L_i(ε).
+    LIPSCHITZ_MAX = "lipschitz_max" => robustness.lipschitz_max;
+    /// mean_i L_i(ε).
+    LIPSCHITZ_MEAN = "lipschitz_mean" => robustness.lipschitz_mean;
+    /// Held-out coverage.
+    COVERAGE_FRACTION = "coverage_fraction" => robustness.coverage_fraction;
+}
+
+per_k_families! {
+    /// `input_lq_norm_min_k{k}`.
+    INPUT_LQ_NORM_MIN_K = "input_lq_norm_min_k" => input.lq_norm_min;
+    /// `input_grad_moment_k{k}`.
+    INPUT_GRAD_MOMENT_K = "input_grad_moment_k" => per_sample.input_grad_moment;
+    /// `input_grad_weighted_moment_k{k}`.
+    INPUT_GRAD_WEIGHTED_MOMENT_K = "input_grad_weighted_moment_k" => per_sample.input_grad_weighted_moment;
+    /// `input_grad_elementwise_k{k}`.
+    INPUT_GRAD_ELEMENTWISE_K = "input_grad_elementwise_k" => per_sample.input_grad_elementwise;
+    /// `param_grad_elementwise_k{k}`.
+    PARAM_GRAD_ELEMENTWISE_K = "param_grad_elementwise_k" => per_sample.param_grad_elementwise;
+    /// `k_moment_directional_max_k{k}`.
+    K_MOMENT_DIRECTIONAL_MAX_K = "k_moment_directional_max_k" => directional.max;
+    /// `k_moment_directional_argmax_k{k}`.
+    K_MOMENT_DIRECTIONAL_ARGMAX_K = "k_moment_directional_argmax_k" => directional.argmax;
+}
+
+/// The canonical name of the `k`-th member of the per-k family `prefix` (e.g.
+/// `per_k(names::INPUT_GRAD_MOMENT_K, 2)` = `"input_grad_moment_k2"`).
+pub fn per_k(prefix: &str, k: u32) -> String {
+    format!("{prefix}{k}")
+}
+
+/// `mean_square_batch`: the batch size B of the λ_max(𝒟̃) bracket ([`T5Evidence::bracket_batch`]).
+pub const MEAN_SQUARE_BATCH: &str = "mean_square_batch";
+/// `mean_square_with_replacement`: 1 with replacement, 0 without
+/// ([`T5Evidence::bracket_sampling`]).
+pub const MEAN_SQUARE_WITH_REPLACEMENT: &str = "mean_square_with_replacement";
+
+impl Evidence {
+    /// The typed evidence of a map of canonical names (a measurements document, a certificate's
+    /// `measurements`, or a map of the `measure` engine).
+    pub fn from_map(map: &QuantityMap) -> Self {
+        let mut ev = Evidence::default();
+        ev.absorb(map.clone());
+        ev
+    }
+
+    /// Add (or replace) the quantities of `map`, each into its typed field (the semantics of
+    /// inserting into the map of canonical names).
+    pub fn absorb(&mut self, map: QuantityMap) {
+        for (name, q) in map {
+            self.insert(name, q);
+        }
+    }
+
+    /// Set the quantity named `name` (a canonical name of the table, else kept in
+    /// [`Self::other`]).
+    pub fn insert(&mut self, name: String, q: Quantity) {
+        if let Some(slot) = self.slot_mut(&name) {
+            *slot = Some(q);
+            return;
+        }
+        match name.as_str() {
+            MEAN_SQUARE_BATCH => {
+                self.t5.bracket_batch = Some(q.value);
+                return;
+            }
+            // The rule of the map: any value other than 0 is "with replacement".
+            MEAN_SQUARE_WITH_REPLACEMENT => {
+                self.t5.bracket_sampling = Some(if q.value != 0.0 {
+                    Sampling::WithReplacement
+                } else {
+                    Sampling::WithoutReplacement
+                });
+                return;
+            }
+            _ => {}
+        }
+        if let Some((prefix, k)) = split_per_k(&name)
+            && let Some(family) = self.family_mut(prefix)
+        {
+            family.insert(k, q);
+            return;
+        }
+        self.other.insert(name, q);
+    }
+
+    /// The map of canonical names (the certificate's `measurements`, `docs/measurements.md`).
+    pub fn to_map(&self) -> QuantityMap {
+        let mut map = self.other.clone();
+        for (name, slot) in self.slots() {
+            if let Some(q) = slot {
+                map.insert(name.to_string(), q.clone());
+            }
+        }
+        for (prefix, family) in self.families() {
+            for (k, q) in family {
+                map.insert(per_k(prefix, *k), q.clone());
+            }
+        }
+        if let Some(b) = self.t5.bracket_batch {
+            map.insert(
+                MEAN_SQUARE_BATCH.into(),
+                Quantity::exact(b, 0.0).with_note("the batch size B of the λ_max(𝒟̃) bracket"),
+            );
+        }
+        if let Some(s) = self.t5.bracket_sampling {
+            map.insert(
+                MEAN_SQUARE_WITH_REPLACEMENT.into(),
+                Quantity::exact(
+                    f64::from(u8::from(s == Sampling::WithReplacement)),
+                    0.0,
+                )
+                .with_note(
+                    "1 if the λ_max(𝒟̃) bracket is for sampling with replacement (model S′), else 0",
+                ),
+            );
+        }
+        map
+    }
+}
+
+/// `prefix{k}` → (prefix, k) when the name ends in `k` followed by the decimal k as [`per_k`]
+/// writes it (so `…_k02` is not a family member and keeps its name).
+fn split_per_k(name: &str) -> Option<(&str, u32)> {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
+    }
+    let (prefix, tail) = name.split_at(name.len() - digits);
+    let k: u32 = tail.parse().ok()?;
+    (prefix.ends_with('k') && per_k(prefix, k) == name).then_some((prefix, k))
+}
+
+impl OperatorEvidence {
+    /// λ_max(G) with every rigorous side known: the upper side from the Gram path's
+    /// `gauss_newton_lambda_max` (deterministic) or, at scale, `gauss_newton_lambda_max_upper`
+    /// (with its confidence, THEORY §3 item 8); the lower side from `…_lower`. Sides of another
+    /// kind are ignored.
+    pub fn upper_side(&self) -> Option<&Quantity> {
+        [&self.lambda_max, &self.lambda_max_upper]
+            .into_iter()
+            .find_map(|s| s.as_ref().filter(|q| q.kind == Kind::Upper))
+    }
+
+    /// The rigorous lower side of λ_max(G), if its quantity is a lower bound.
+    pub fn lower_side(&self) -> Option<&Quantity> {
+        self.lambda_max_lower
+            .as_ref()
+            .filter(|q| q.kind == Kind::Lower)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(v: f64) -> Quantity {
+        Quantity::exact(v, 0.0)
+    }
+
+    #[test]
+    fn names_fill_their_typed_fields() {
+        let mut map = QuantityMap::new();
+        map.insert(names::FIRST_LAYER_SPECTRAL_NORM.into(), q(2.0));
+        map.insert("input_grad_moment_k4".into(), q(3.0));
+        map.insert(MEAN_SQUARE_WITH_REPLACEMENT.into(), q(1.0));
+        map.insert(MEAN_SQUARE_BATCH.into(), q(8.0));
+        map.insert("param_grad_moment_k2".into(), q(5.0));
+        let ev = Evidence::from_map(&map);
+        assert_eq!(
+            ev.first_layer.spectral_norm.as_ref().map(|x| x.value),
+            Some(2.0)
+        );
+        assert_eq!(
+            ev.per_sample.input_grad_moment.get(&4).map(|x| x.value),
+            Some(3.0)
+        );
+        assert_eq!(ev.t5.bracket_sampling, Some(Sampling::WithReplacement));
+        assert_eq!(ev.t5.bracket_batch, Some(8.0));
+        // Not read by a theorem: kept under its name.
+        assert!(ev.other.contains_key("param_grad_moment_k2"));
+        assert_eq!(ev.other.len(), 1);
+    }
+
+    /// The map written is the map read, name for name (what keeps the certificate's
+    /// `measurements` unchanged), including names that only look like a family member.
+    #[test]
+    fn the_round_trip_keeps_every_name() {
+        let mut map = QuantityMap::new();
+        for (i, name) in [
+            names::GAUSS_NEWTON_LAMBDA_MAX,
+            names::MEAN_SQUARE_DTILDE_LAMBDA_MAX_LOWER,
+            names::LIPSCHITZ_MEAN,
+            "k_moment_directional_argmax_k6",
+            "input_lq_norm_min_k02",
+            "input_grad_moment_k",
+            "something_else",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            map.insert(name.into(), Quantity::upper(i as f64, 0.5).with_note("n"));
+        }
+        let ev = Evidence::from_map(&map);
+        assert!(ev.other.contains_key("input_lq_norm_min_k02"));
+        assert!(ev.other.contains_key("input_grad_moment_k"));
+        assert_eq!(ev.to_map(), map);
+    }
+
+    #[test]
+    fn the_sampling_flag_is_typed_both_ways() {
+        let mut ev = Evidence::default();
+        ev.t5.bracket_sampling = Some(Sampling::WithoutReplacement);
+        let map = ev.to_map();
+        assert_eq!(map[MEAN_SQUARE_WITH_REPLACEMENT].value, 0.0);
+        assert_eq!(Evidence::from_map(&map), ev);
+        // Any nonzero value of an edited document means "with replacement" (the map's rule).
+        let mut map = QuantityMap::new();
+        map.insert(MEAN_SQUARE_WITH_REPLACEMENT.into(), q(0.5));
+        assert_eq!(
+            Evidence::from_map(&map).t5.bracket_sampling,
+            Some(Sampling::WithReplacement)
+        );
+    }
+
+    #[test]
+    fn only_rigorous_sides_bound_lambda_max() {
+        let mut op = OperatorEvidence {
+            lambda_max: Some(Quantity::estimate(1.0, 0.1)),
+            lambda_max_upper: Some(Quantity::upper(1.5, 0.0)),
+            lambda_max_lower: Some(Quantity::estimate(0.9, 0.0)),
+            ..OperatorEvidence::default()
+        };
+        assert_eq!(op.upper_side().map(|q| q.value), Some(1.5));
+        assert!(op.lower_side().is_none());
+        op.lambda_max = Some(Quantity::upper(1.2, 0.0));
+        assert_eq!(op.upper_side().map(|q| q.value), Some(1.2));
+    }
+}
