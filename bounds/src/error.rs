@@ -25,7 +25,7 @@ pub enum BoundsError {
     #[error("the moment order k = {0} must be even and at least 2 (THEORY T6)")]
     InvalidMomentOrder(u32),
     /// A power-mean order k (the power is 2k: G_{2k}, THEORY T7–T9) must be ≥ 1.
-    #[error("the power-mean order k = {0} must be at least 1 (the power is 2k)")]
+    #[error("k must be ≥ 1 (a power mean of order 2k), got {0}")]
     InvalidPowerMeanOrder(u32),
     /// An empty list of moment orders.
     #[error("give at least one {} k ≥ {}", if *even { "even order" } else { "order" }, if *even { 2 } else { 1 })]

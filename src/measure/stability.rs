@@ -48,24 +48,11 @@ fn check_batch(n: usize, batch: usize, sampling: Sampling) -> Result<()> {
 }
 
 /// The noise parameter p (THEORY.md §0): `(n−B)/(B(n−1))` without replacement (`0` at n = 1),
-/// `1/B` with replacement.
+/// `1/B` with replacement — [`flatcert_bounds::sampling::p`], with the batch checked first.
 pub fn noise_p(n: usize, batch: usize, sampling: Sampling) -> Result<f64> {
     check_batch(n, batch, sampling)?;
-    Ok(match sampling {
-        Sampling::WithoutReplacement if n == 1 => 0.0,
-        Sampling::WithoutReplacement => (n - batch) as f64 / (batch as f64 * (n - 1) as f64),
-        Sampling::WithReplacement => 1.0 / batch as f64,
-    })
-}
-
-/// The inclusion probability π = P(i ∈ ξ) (THEORY.md §0): `B/n` without replacement,
-/// `1 − (1 − 1/n)^B` with replacement.
-pub fn inclusion_pi(n: usize, batch: usize, sampling: Sampling) -> Result<f64> {
-    check_batch(n, batch, sampling)?;
-    Ok(match sampling {
-        Sampling::WithoutReplacement => batch as f64 / n as f64,
-        Sampling::WithReplacement => 1.0 - (1.0 - 1.0 / n as f64).powi(batch as i32),
-    })
+    flatcert_bounds::sampling::p(n, batch, sampling)
+        .map_err(|e| Error::invalid_argument("--batch", e.to_string()))
 }
 
 /// `Σ ↦ 𝒩∘Σ`-style entrywise weight matrix.
@@ -1370,6 +1357,23 @@ mod tests {
         assert!(noise_p(3, 4, Sampling::WithoutReplacement).is_err());
         assert_eq!(noise_p(1, 1, Sampling::WithoutReplacement).unwrap(), 0.0);
         assert_eq!(noise_p(3, 4, Sampling::WithReplacement).unwrap(), 0.25);
+        // The vacuous verdict: stable at every η, no finite margin.
+        assert_eq!(crit.verdict(1e6), (Verdict::CertifiedStable, None));
+    }
+
+    /// `noise_p` is the bounds crate's p (bit for bit) wherever the batch is valid, and refuses
+    /// the same batches (B = 0; B > n without replacement; n = 0).
+    #[test]
+    fn noise_p_is_the_bounds_p() {
+        for s in [Sampling::WithoutReplacement, Sampling::WithReplacement] {
+            for n in 0..7 {
+                for b in 0..9 {
+                    let ours = noise_p(n, b, s).ok();
+                    let theirs = flatcert_bounds::sampling::p(n, b, s).ok();
+                    assert_eq!(ours, theirs, "n = {n}, B = {b}, {s:?}");
+                }
+            }
+        }
     }
 
     /// Monte Carlo of u ← (I − ηH_ξ)u: (mean ‖u_T‖², its standard error).
