@@ -243,7 +243,9 @@ impl MsStatus {
 /// assert_eq!(ms_status(0.0, 0.0, 10.0), (MsStatus::CertifiedStable, f64::INFINITY)); // r = 0
 /// ```
 pub fn ms_status(d_lower: f64, d_upper: f64, eta: f64) -> (MsStatus, f64) {
-    let d = Value::interval(d_lower, d_upper);
+    // λ_max(𝒟̃) ≥ 0 (𝒟̃ maps PSD to PSD): a lower side below 0 says nothing more than 0, as in
+    // [`check`].
+    let d = Value::interval(d_lower, d_upper).clamp_nonneg();
     let eta = Value::constant(eta);
     let c = Check::le("stability", "η·λ_max(𝒟̃) ≤ 1", eta * d, Value::constant(1.0));
     (
@@ -265,7 +267,7 @@ pub fn ms_status(d_lower: f64, d_upper: f64, eta: f64) -> (MsStatus, f64) {
 /// assert_eq!(eta_star_bracket(0.0, 5.0).1, None);
 /// ```
 pub fn eta_star_bracket(d_lower: f64, d_upper: f64) -> (Option<f64>, Option<f64>) {
-    let e = eta_star(Value::interval(d_lower, d_upper));
+    let e = eta_star(Value::interval(d_lower, d_upper).clamp_nonneg());
     let finite = |x: f64| x.is_finite().then_some(x);
     (finite(e.lower()), finite(e.upper()))
 }
@@ -812,6 +814,13 @@ mod tests {
         assert!(hi >= 1.0 / 3.0 && hi <= (1.0f64 / 3.0).next_up());
         assert_eq!(eta_star_bracket(0.0, 7.0).1, None);
         assert_eq!(eta_star_bracket(0.0, 0.0), (None, None));
+        // A lower side ≤ 0 drops only the upper end of η*: 1/upper stays certified.
+        for lo in [0.0, -1e-300, -1.0] {
+            let (l, h) = eta_star_bracket(lo, 8.0);
+            assert_eq!((l, h), (Some(0.125), None), "{lo}");
+            let (s, m) = ms_status(lo, 8.0, 0.125);
+            assert_eq!((s, m), (MsStatus::CertifiedStable, 0.0), "{lo}");
+        }
     }
 
     #[test]
