@@ -88,8 +88,8 @@ impl Quantity {
     }
 }
 
-/// Unit roundoff of f64, u = 2⁻⁵³.
-pub const UNIT_ROUNDOFF: f64 = f64::EPSILON / 2.0;
+/// Unit roundoff of f64, u = 2⁻⁵³ (the bounds crate's constant).
+pub use flatcert_bounds::round::UNIT_ROUNDOFF;
 
 /// Higham's γ_k = k·u / (1 − k·u), the relative error bound of a length-k dot product
 /// (THEORY.md §3). Returns +∞ when k·u ≥ 1.
@@ -102,8 +102,12 @@ pub fn gamma(k: usize) -> f64 {
     }
 }
 
-/// Round a nonnegative-result computation up by one relative ulp step: `x·(1 + 2u)` (for
-/// `x ≥ 0`), used to make sums and products of bounds upward-rounded (THEORY.md §3).
+/// Pad a computed result upward: `x·(1 + 2u) + MIN_POSITIVE` (`x·(1 − 2u) + MIN_POSITIVE` for
+/// `x < 0`): at least one ulp of `x` above `x` in the normal range (`MIN_POSITIVE` covers
+/// underflow), so a value produced by one round-to-nearest operation becomes an upper bound of
+/// the exact result; used to make sums and products of bounds upward-rounded (THEORY.md §3). A pad, not an exact directed rounding: the
+/// bounds crate's `round::{add_up, mul_up, …}` round the operation itself, and
+/// `round::ulp_up` steps exactly one ulp.
 pub fn round_up(x: f64) -> f64 {
     if x >= 0.0 {
         x * (1.0 + 2.0 * UNIT_ROUNDOFF) + f64::MIN_POSITIVE
@@ -112,7 +116,7 @@ pub fn round_up(x: f64) -> f64 {
     }
 }
 
-/// Round down by one relative ulp step (mirror of [`round_up`]).
+/// Pad a computed result downward (mirror of [`round_up`]: `−round_up(−x)`).
 pub fn round_down(x: f64) -> f64 {
     -round_up(-x)
 }
@@ -156,8 +160,9 @@ mod tests {
     #[test]
     fn rounding_brackets_the_value() {
         for &x in &[0.0, 1.0, -1.0, 1e-300, -3.5e200, 7.25] {
-            assert!(round_up(x) >= x);
-            assert!(round_down(x) <= x);
+            // The pad moves at least as far as the bounds crate's one-ulp step.
+            assert!(round_up(x) >= flatcert_bounds::round::ulp_up(x), "{x}");
+            assert!(round_down(x) <= flatcert_bounds::round::ulp_down(x), "{x}");
         }
         assert!(gamma(10) > 10.0 * UNIT_ROUNDOFF);
         assert!(gamma(usize::MAX).is_infinite());

@@ -24,6 +24,27 @@ pub enum BoundsError {
     /// The moment order k must be even and ≥ 2 (THEORY T6(e): odd k proves nothing).
     #[error("the moment order k = {0} must be even and at least 2 (THEORY T6)")]
     InvalidMomentOrder(u32),
+    /// A power-mean order k (the power is 2k: G_{2k}, THEORY T7–T9) must be ≥ 1.
+    #[error("k must be ≥ 1 (a power mean of order 2k), got {0}")]
+    InvalidPowerMeanOrder(u32),
+    /// An empty list of moment orders.
+    #[error("give at least one {} k ≥ {}", if *even { "even order" } else { "order" }, if *even { 2 } else { 1 })]
+    NoMomentOrder {
+        /// Whether the orders must be even (k-th moment stability).
+        even: bool,
+    },
+    /// A moment order outside the domain of a command ([`crate::moments::KDomain`]).
+    #[error("{}", moment_domain_message(*k, *min, *max, *even))]
+    MomentOrderOutOfDomain {
+        /// The offending k.
+        k: u32,
+        /// The smallest accepted k.
+        min: u32,
+        /// The largest accepted k.
+        max: u32,
+        /// Whether k must be even.
+        even: bool,
+    },
     /// A number that must be finite (or ±∞ where allowed) is NaN or infinite.
     #[error("{what} must be finite, got {value}")]
     NonFinite {
@@ -122,10 +143,17 @@ pub(crate) fn learning_rate(eta: f64) -> Result<f64> {
 
 /// k must be even and ≥ 2 (T6(e)).
 pub(crate) fn even_order(k: u32) -> Result<u32> {
-    if k >= 2 && k.is_multiple_of(2) {
-        Ok(k)
+    crate::moments::stability_order(k)
+}
+
+fn moment_domain_message(k: u32, min: u32, max: u32, even: bool) -> String {
+    if even {
+        format!(
+            "each k must be even and in {min}..={max} (THEORY T6/T7 need even k; odd k prove \
+             nothing), got {k}"
+        )
     } else {
-        Err(BoundsError::InvalidMomentOrder(k))
+        format!("each k must lie in {min}..={max}, got {k}")
     }
 }
 

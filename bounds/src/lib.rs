@@ -22,7 +22,8 @@
 //! | T10 | [`t10`] | certified local Lipschitz bound: min of three bounds, looseness |
 //!
 //! Shared pieces: [`kind`] (values and their arithmetic), [`verdict`] (the §3 rules),
-//! [`sampling`] (p, π, the learning-rate convention), [`round`] (directed rounding, γ_k).
+//! [`sampling`] (p, π, the learning-rate convention), [`moments`] (the orders k each theorem and
+//! command accepts), [`round`] (directed rounding, γ_k).
 //!
 //! **JSON.** Every type is `Serialize + Deserialize`. Infinite floats (vacuous bounds such as
 //! 2C/(ηp) at p = 0, η* = +∞ at r = 0, one-sided margins) are written as the strings `"+inf"` and
@@ -55,6 +56,7 @@
 pub mod error;
 pub mod kind;
 pub mod minimum;
+pub mod moments;
 pub mod randomized;
 pub mod residual;
 pub mod round;

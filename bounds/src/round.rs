@@ -34,13 +34,14 @@ pub fn gamma(k: usize) -> f64 {
     }
 }
 
-/// One ulp towards +∞ (identity on ±∞ and NaN).
-pub fn round_up(x: f64) -> f64 {
+/// One ulp towards +∞ (identity on ±∞ and NaN; unlike `f64::next_up`, −∞ stays −∞). Not to be
+/// confused with `flatcert::quantity::round_up`, which pads a computed value by a relative 2u.
+pub fn ulp_up(x: f64) -> f64 {
     if x.is_finite() { x.next_up() } else { x }
 }
 
-/// One ulp towards −∞ (identity on ±∞ and NaN).
-pub fn round_down(x: f64) -> f64 {
+/// One ulp towards −∞ (identity on ±∞ and NaN; +∞ stays +∞).
+pub fn ulp_down(x: f64) -> f64 {
     if x.is_finite() { x.next_down() } else { x }
 }
 
@@ -292,7 +293,11 @@ mod tests {
         assert_eq!(mul_up(0.0, f64::INFINITY), 0.0);
         assert_eq!(div_up(2.0, 0.0), f64::INFINITY);
         assert_eq!(div_down(2.0, 0.0), f64::INFINITY);
-        assert_eq!(round_up(f64::INFINITY), f64::INFINITY);
+        assert_eq!(ulp_up(f64::INFINITY), f64::INFINITY);
+        assert_eq!(ulp_up(f64::NEG_INFINITY), f64::NEG_INFINITY);
+        assert_eq!(ulp_down(f64::INFINITY), f64::INFINITY);
+        assert_eq!(ulp_up(1.0), 1.0f64.next_up());
+        assert_eq!(ulp_down(1.0), 1.0f64.next_down());
         assert_eq!(add_up(f64::MAX, f64::MAX), f64::INFINITY);
         assert_eq!(add_down(f64::MAX, f64::MAX), f64::MAX);
         assert_eq!(pow_up(0.0, -0.5), f64::INFINITY);

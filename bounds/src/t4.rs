@@ -109,12 +109,10 @@ pub fn gd_status(lambda_lower: f64, lambda_upper: f64, eta: f64) -> (GdStatus, f
         Value::interval(lambda_lower, lambda_upper),
         Value::constant(2.0) / Value::constant(eta),
     );
-    let status = match c.status {
-        crate::verdict::Status::Certified => GdStatus::Stable,
-        crate::verdict::Status::Violated => GdStatus::Unstable,
-        _ => GdStatus::Inconclusive,
-    };
-    (status, c.margin.unwrap_or(f64::NEG_INFINITY))
+    (
+        GdStatus::from_status(c.status),
+        c.margin.unwrap_or(f64::NEG_INFINITY),
+    )
 }
 
 /// The first-moment verdict at η (T4).
@@ -129,6 +127,16 @@ pub enum GdStatus {
 }
 
 impl GdStatus {
+    /// The first-moment verdict of a [`Check`] status of "λ_max ≤ 2/η" (certified ⇒ stable,
+    /// violated ⇒ unstable, anything else ⇒ inconclusive), e.g. of [`check`]'s `gd_condition`.
+    pub fn from_status(status: crate::verdict::Status) -> GdStatus {
+        match status {
+            crate::verdict::Status::Certified => GdStatus::Stable,
+            crate::verdict::Status::Violated => GdStatus::Unstable,
+            _ => GdStatus::Inconclusive,
+        }
+    }
+
     /// `stable`, `unstable` or `inconclusive` (the words of the stability and simulate reports).
     pub fn name(self) -> &'static str {
         match self {
@@ -247,6 +255,14 @@ mod tests {
             Status::Inconclusive
         );
         assert_eq!(v.check("psd").unwrap().status, Status::Violated);
+        // The words of the reports come from the one mapping (estimated ⇒ inconclusive too).
+        let gd = v.check("gd_condition").unwrap().status;
+        assert_eq!(GdStatus::from_status(gd), GdStatus::Inconclusive);
+        assert_eq!(
+            GdStatus::from_status(Status::Estimated),
+            GdStatus::Inconclusive
+        );
+        assert_eq!(GdStatus::from_status(Status::Violated).name(), "unstable");
         assert!(v.notes.iter().any(|n| n.contains("Gauss–Newton model")));
         // η_GD* from a lower bound of λ_max is an upper bound of η_GD*.
         let e = v.conclusion("eta_gd").unwrap().value;

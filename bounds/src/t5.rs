@@ -193,9 +193,103 @@ pub fn relative_margin<N: Scalar>(eta: N, lambda_max_d: N) -> N {
     N::constant(1.0) / (eta * lambda_max_d) - N::constant(1.0)
 }
 
+/// The mean-square verdict at η (T5f): the one definition used by `stability`, `simulate`, the
+/// truncation study and the Gram-path quantities, which have the bracket of λ_max(𝒟̃) but no
+/// [`T5Input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsStatus {
+    /// η·upper(λ_max(𝒟̃)) ≤ 1: certified mean-square stable.
+    CertifiedStable,
+    /// η·lower(λ_max(𝒟̃)) > 1: certified mean-square unstable.
+    CertifiedUnstable,
+    /// The bracket straddles 1/η.
+    Inconclusive,
+}
+
+impl MsStatus {
+    /// `certified stable`, `certified unstable` or `inconclusive` (the words of the stability and
+    /// simulate reports).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MsStatus::CertifiedStable => "certified stable",
+            MsStatus::CertifiedUnstable => "certified unstable",
+            MsStatus::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// The mean-square verdict of a [`Check`] status of "η·λ_max(𝒟̃) ≤ 1" (certified ⇒ stable,
+    /// violated ⇒ unstable, anything else ⇒ inconclusive).
+    pub fn from_status(status: Status) -> MsStatus {
+        match status {
+            Status::Certified => MsStatus::CertifiedStable,
+            Status::Violated => MsStatus::CertifiedUnstable,
+            _ => MsStatus::Inconclusive,
+        }
+    }
+}
+
+/// T5(f)'s decision on a bracket [lower, upper] of λ_max(𝒟̃) (every allowance included) at η, with
+/// the rule of [`check`] (outward-rounded η·λ_max(𝒟̃) ≤ 1): `stable` iff η·upper ≤ 1, `unstable`
+/// iff η·lower > 1, else `inconclusive`. Also returns the certified relative margin
+/// 1/(η·upper) − 1 (the lower side of [`relative_margin`], a lower bound of η*/η − 1; +∞ when
+/// upper = 0, i.e. r = 0).
+///
+/// ```
+/// use flatcert_bounds::t5::{ms_status, MsStatus};
+/// // THEORY §5, B = 1: λ_max(𝒟̃) ∈ [2.3077922965, 4.5257492320].
+/// assert_eq!(ms_status(2.3077922965, 4.5257492320, 0.22).0, MsStatus::CertifiedStable);
+/// assert_eq!(ms_status(2.3077922965, 4.5257492320, 0.3).0, MsStatus::Inconclusive);
+/// assert_eq!(ms_status(2.3077922965, 4.5257492320, 0.5).0, MsStatus::CertifiedUnstable);
+/// assert_eq!(ms_status(0.0, 0.0, 10.0), (MsStatus::CertifiedStable, f64::INFINITY)); // r = 0
+/// ```
+pub fn ms_status(d_lower: f64, d_upper: f64, eta: f64) -> (MsStatus, f64) {
+    // λ_max(𝒟̃) ≥ 0 (𝒟̃ maps PSD to PSD): a lower side below 0 says nothing more than 0, as in
+    // [`check`].
+    let d = Value::interval(d_lower, d_upper).clamp_nonneg();
+    let eta = Value::constant(eta);
+    let c = Check::le("stability", "η·λ_max(𝒟̃) ≤ 1", eta * d, Value::constant(1.0));
+    (
+        MsStatus::from_status(c.status),
+        relative_margin(eta, d).lower(),
+    )
+}
+
+/// η*(B) = 1/λ_max(𝒟̃) from a bracket [lower, upper] of λ_max(𝒟̃), rounded outward: the
+/// certified lower end 1/upper and the upper end 1/lower (None where infinite: lower = 0, or
+/// upper = 0 for the lower end).
+///
+/// ```
+/// use flatcert_bounds::t5::eta_star_bracket;
+/// let (lo, hi) = eta_star_bracket(4.0, 8.0);
+/// assert!(lo == Some(0.125) && hi == Some(0.25)); // exact in binary
+/// let (lo, hi) = eta_star_bracket(4.0, 5.0);
+/// assert!(lo.unwrap() < 0.2 && hi == Some(0.25)); // 1/5 is not a float: rounded down
+/// assert_eq!(eta_star_bracket(0.0, 5.0).1, None);
+/// ```
+pub fn eta_star_bracket(d_lower: f64, d_upper: f64) -> (Option<f64>, Option<f64>) {
+    let e = eta_star(Value::interval(d_lower, d_upper).clamp_nonneg());
+    let finite = |x: f64| x.is_finite().then_some(x);
+    (finite(e.lower()), finite(e.upper()))
+}
+
+/// 2ηλ_min(K_r): by T5(e), 1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r) (the [`Q_R_CAVEAT`] number).
+pub fn q_r_floor_gap<N: Scalar>(eta: N, lambda_min_kr: N) -> N {
+    N::constant(2.0) * eta * lambda_min_kr
+}
+
 /// 2C/(ηp): the T5(g) bound on tr H (+∞ at p = 0).
 pub fn trace_bound<N: Scalar>(outputs: N, eta: N, p: N) -> N {
     N::constant(2.0) * outputs / (eta * p)
+}
+
+/// 2·tr H/(ηp): the T5(g) bound on (1/n)Σ‖H_i‖_F² (+∞ at p = 0).
+pub fn fro_trace_bound<N: Scalar>(trace_h: N, eta: N, p: N) -> N {
+    N::constant(2.0) * trace_h / (eta * p)
+}
+
+/// 2C·tr H/(ηp): the T5(g) bound on (1/n)Σ(tr H_i)² (+∞ at p = 0).
+pub fn trace_sq_trace_bound<N: Scalar>(outputs: N, trace_h: N, eta: N, p: N) -> N {
+    N::constant(2.0) * outputs * trace_h / (eta * p)
 }
 
 /// 1/(η√p): the Wu–Ma–E non-uniformity bound (+∞ at p = 0). Implied by their sufficient
@@ -399,7 +493,7 @@ fn diagnostics(v: &mut Verdict, input: &T5Input, eta: Value, p: Value) -> Result
                 "necessary_trace_sq_trace",
                 format!("(1/n)Σ(tr H_i)² ≤ 2C·tr H/(ηp) (necessary, T5g){vac}"),
                 m,
-                two * c * t / eta_p,
+                trace_sq_trace_bound(c, t, eta, p),
             ));
         }
         v.diag(Check::le(
@@ -443,7 +537,7 @@ fn diagnostics(v: &mut Verdict, input: &T5Input, eta: Value, p: Value) -> Result
         v.conclude(
             "contraction_floor",
             format!("1 − 2ηλ_min(K_r) ≤ λ_max(𝒬_r) ({Q_R_CAVEAT})"),
-            Value::constant(1.0) - two * eta * Value::constant(lk),
+            Value::constant(1.0) - q_r_floor_gap(eta, Value::constant(lk)),
         );
     }
     if let Some(t) = dg.tau {
@@ -657,6 +751,76 @@ mod tests {
         assert!(v.is_well_formed());
         let json = serde_json::to_string(&v).unwrap();
         assert!(json.contains("\"+inf\""));
+    }
+
+    /// `ms_status` (the bracket-only rule of `stability`/`simulate`) and [`check`] (the certify
+    /// rule) decide alike, edges included: η·upper = 1 exactly is stable (≤), η·lower = 1 exactly
+    /// is not unstable (>), r = 0 is stable with margin +∞.
+    #[test]
+    fn ms_status_agrees_with_check_at_the_edges() {
+        let cases = [
+            (2.3077922965, 4.5257492320, 0.22),
+            (2.3077922965, 4.5257492320, 0.2400821025),
+            (2.3077922965, 4.5257492320, 0.5),
+            (4.0, 8.0, 0.125), // η·upper = 1 exactly (binary): certified stable
+            (4.0, 8.0, 0.25),  // η·lower = 1 exactly: not refuted
+            (4.0, 8.0, 0.125f64.next_up()),
+            (4.0, 8.0, 0.25f64.next_up()),
+            (4.0, 5.0, 0.2), // 0.2 > 1/5 in binary: η·upper > 1, not certified
+            (0.0, 0.0, 3.0), // r = 0
+        ];
+        for (lo, hi, eta) in cases {
+            let (s, margin) = ms_status(lo, hi, eta);
+            let v = check(&input(
+                1,
+                Sampling::WithoutReplacement,
+                eta,
+                Value::interval(lo, hi),
+            ))
+            .unwrap();
+            assert_eq!(s, MsStatus::from_status(v.status()), "{lo} {hi} {eta}");
+            let rm = relative_margin(Value::constant(eta), Value::interval(lo, hi)).lower();
+            assert_eq!(margin, rm);
+        }
+        assert_eq!(ms_status(4.0, 8.0, 0.125), (MsStatus::CertifiedStable, 0.0));
+        assert_eq!(
+            ms_status(4.0, 8.0, 0.125f64.next_up()).0,
+            MsStatus::Inconclusive
+        );
+        assert_eq!(ms_status(4.0, 8.0, 0.25).0, MsStatus::Inconclusive);
+        assert_eq!(
+            ms_status(4.0, 8.0, 0.25f64.next_up()).0,
+            MsStatus::CertifiedUnstable
+        );
+        assert_eq!(ms_status(4.0, 5.0, 0.2).0, MsStatus::Inconclusive);
+        assert_eq!(
+            ms_status(0.0, 0.0, 3.0),
+            (MsStatus::CertifiedStable, f64::INFINITY)
+        );
+        // The margin is a lower bound of η*/η − 1 = 1/(η·upper) − 1.
+        let (_, m) = ms_status(2.3077922965, 4.5257492320, 0.22);
+        assert!(m <= 1.0 / (0.22 * 4.5257492320) - 1.0 && m > 0.0043);
+        assert_eq!(MsStatus::CertifiedStable.name(), "certified stable");
+        assert_eq!(MsStatus::CertifiedUnstable.name(), "certified unstable");
+        assert_eq!(MsStatus::Inconclusive.name(), "inconclusive");
+    }
+
+    /// η*'s bracket rounds outward and drops infinite ends.
+    #[test]
+    fn eta_star_bracket_rounds_outward() {
+        let (lo, hi) = eta_star_bracket(3.0, 7.0);
+        let (lo, hi) = (lo.unwrap(), hi.unwrap());
+        assert!(lo <= 1.0 / 7.0 && lo >= (1.0f64 / 7.0).next_down());
+        assert!(hi >= 1.0 / 3.0 && hi <= (1.0f64 / 3.0).next_up());
+        assert_eq!(eta_star_bracket(0.0, 7.0).1, None);
+        assert_eq!(eta_star_bracket(0.0, 0.0), (None, None));
+        // A lower side ≤ 0 drops only the upper end of η*: 1/upper stays certified.
+        for lo in [0.0, -1e-300, -1.0] {
+            let (l, h) = eta_star_bracket(lo, 8.0);
+            assert_eq!((l, h), (Some(0.125), None), "{lo}");
+            let (s, m) = ms_status(lo, 8.0, 0.125);
+            assert_eq!((s, m), (MsStatus::CertifiedStable, 0.0), "{lo}");
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, even_order, non_empty, nonneg};
+use crate::error::{Result, non_empty, nonneg};
 use crate::kind::{Scalar, Value};
+use crate::moments::power_mean_order;
 use crate::round::{div_down, div_up, mul_up, pow_down, pow_up, sub_down};
 use crate::verdict::{Check, Status, Verdict};
 
@@ -28,16 +29,16 @@ pub struct PairGap {
     pub lipschitz: Option<Value>,
 }
 
-/// The task.
+/// What "robust" means at a point (T9(b) or T9(c)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum Task {
-    /// Regression with output tolerance τ.
+    /// T9(b): `sup_{‖δ‖≤ε} ‖f(x_i+δ) − f(x_i)‖ ≤ ε·L_i(ε) ≤ τ`.
     Regression {
-        /// τ > 0.
+        /// The tolerated output change τ ≥ 0.
         tau: f64,
     },
-    /// Classification by argmax.
+    /// T9(c): the argmax stays the label on the whole ball (needs `C ≥ 2` and targets).
     Classification,
 }
 
@@ -54,7 +55,7 @@ pub struct T9Point {
 /// Inputs of the Markov fraction bound (d).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MarkovInput {
-    /// Even k.
+    /// The order k ≥ 1 (the power is 2k; [`crate::moments::power_mean_order`]).
     pub k: u32,
     /// G_{2k} = ((1/n)Σ‖J_x(x_i)‖₂^{2k})^{1/(2k)} (upper side used).
     pub g_2k: Value,
@@ -138,7 +139,8 @@ pub fn certified_fraction(flags: &[bool]) -> Result<f64> {
 }
 
 /// (d) regression: (εG_{2k})^{2k}/(τ − εω_max)^{2k}, rounded up; +∞ (vacuous) when
-/// τ ≤ εω_max. `g_2k` and `omega_max` must be upper bounds.
+/// τ ≤ εω_max. `g_2k` and `omega_max` must be upper bounds. Any k ≥ 1 (the power 2k is even).
+/// Not clamped at 1 (THEORY errata, revision 2): a value ≥ 1 is vacuous and [`check`] says so.
 ///
 /// ```
 /// use flatcert_bounds::t9::markov_fraction_bound_regression;
@@ -152,7 +154,7 @@ pub fn markov_fraction_bound_regression(
     omega_max: f64,
     tau: f64,
 ) -> Result<f64> {
-    even_order(k)?;
+    power_mean_order(k)?;
     let (eps, g, om, tau) = (
         nonneg("ε", eps)?,
         nonneg("G_2k", g_2k)?,
@@ -167,7 +169,8 @@ pub fn markov_fraction_bound_regression(
 }
 
 /// (d) classification: frac_le_gamma + (√2εG_{2k})^{2k}/(γ − √2εω_max)^{2k}, rounded up; +∞
-/// when γ ≤ √2εω_max. `frac_le_gamma` = (1/n)#{m_i ≤ γ}.
+/// when γ ≤ √2εω_max. `frac_le_gamma` = (1/n)#{m_i ≤ γ} (count `m_i^lower ≤ γ` with the
+/// rigorous margin lower bounds: over-counting keeps the bound sound). Any k ≥ 1; not clamped.
 pub fn markov_fraction_bound_classification(
     eps: f64,
     g_2k: f64,
@@ -176,7 +179,7 @@ pub fn markov_fraction_bound_classification(
     gamma: f64,
     frac_le_gamma: f64,
 ) -> Result<f64> {
-    even_order(k)?;
+    power_mean_order(k)?;
     let (eps, g, om, gamma, frac) = (
         nonneg("ε", eps)?,
         nonneg("G_2k", g_2k)?,
@@ -360,9 +363,57 @@ mod tests {
                 .unwrap()
                 .is_infinite()
         );
-        assert!(markov_fraction_bound_regression(1.0, 1.0, 3, 0.0, 0.5).is_err());
+        // k = 0 has no power mean; every k ≥ 1, odd included, is valid (the power is 2k).
+        assert!(markov_fraction_bound_regression(1.0, 1.0, 0, 0.0, 0.5).is_err());
+        assert!(markov_fraction_bound_classification(0.1, 1.0, 0, 0.0, 1.0, 0.25).is_err());
         let b = markov_fraction_bound_classification(0.1, 1.0, 2, 0.0, 1.0, 0.25).unwrap();
         let expect = 0.25 + (2f64.sqrt() * 0.1).powi(4);
         assert!(b >= expect && b - expect < 1e-15);
+    }
+
+    /// The closed forms of the former `measure::robustness` copies, at odd k: (0.1·1)²/0.5² = 0.04
+    /// (k = 1) and 1/4 + (√2·0.1)²/0.5² = 0.33; and a bound above 1 is returned as is, never
+    /// capped (THEORY revision 2 errata), and reported vacuous by [`check`].
+    #[test]
+    fn markov_odd_k_and_bounds_above_one() {
+        let b = markov_fraction_bound_regression(0.1, 1.0, 1, 0.0, 0.5).unwrap();
+        assert!((0.04..=0.04 * (1.0 + 1e-14)).contains(&b), "{b}");
+        let b = markov_fraction_bound_regression(0.1, 1.0, 3, 0.0, 0.5).unwrap();
+        assert!(
+            (0.2f64.powi(6)..=0.2f64.powi(6) * (1.0 + 1e-14)).contains(&b),
+            "{b}"
+        );
+        let c = markov_fraction_bound_classification(0.1, 1.0, 1, 0.0, 0.5, 0.25).unwrap();
+        assert!((0.33..=0.33 * (1.0 + 1e-14)).contains(&c), "{c}");
+        // (1·1)^6/0.5^6 = 64 at k = 3: a fraction bound above 1, not capped.
+        let big = markov_fraction_bound_regression(1.0, 1.0, 3, 0.0, 0.5).unwrap();
+        assert!((64.0..=64.0 * (1.0 + 1e-14)).contains(&big), "{big}");
+        let c = markov_fraction_bound_classification(1.0, 1.0, 1, 0.0, 0.5, 0.5).unwrap();
+        assert!(c > 1.0, "{c}");
+        let input = T9Input {
+            epsilon: 1.0,
+            task: Task::Regression { tau: 0.5 },
+            points: vec![T9Point {
+                lipschitz: Value::upper_bound(1.0, 0.0),
+                pairs: vec![],
+            }],
+            markov: Some(MarkovInput {
+                k: 3,
+                g_2k: Value::upper_bound(1.0, 0.0),
+                omega_max: Value::upper_bound(0.0, 0.0),
+                margin_level: None,
+            }),
+        };
+        let v = check(&input).unwrap();
+        let m = v.conclusion("markov_regression").unwrap().value;
+        assert!(m.upper() >= 64.0);
+        assert!(
+            v.notes
+                .iter()
+                .any(|n| n.contains("≥ 1 and therefore vacuous"))
+        );
+        // τ ≤ εω_max: +∞, vacuous.
+        let inf = markov_fraction_bound_regression(1.0, 1.0, 1, 0.5, 0.5).unwrap();
+        assert!(inf.is_infinite());
     }
 }

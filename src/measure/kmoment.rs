@@ -140,12 +140,9 @@ pub fn exact_qk(
     k: usize,
     sampling: Sampling,
 ) -> Result<ExactQk> {
-    if k == 0 || k % 2 == 1 {
-        return Err(Error::invalid_argument(
-            "--k",
-            format!("k must be even and ≥ 2, got {k}"),
-        ));
-    }
+    // k-th moment stability needs even k ≥ 2 (T6); a k beyond u32 saturates to an odd number.
+    flatcert_bounds::moments::stability_order(u32::try_from(k).unwrap_or(u32::MAX))
+        .map_err(|e| Error::invalid_argument("--k", e.to_string()))?;
     let r = model.rank();
     let n = model.n;
     noise_p(n, batch, sampling)?;

@@ -468,11 +468,9 @@ pub fn per_sample_stats(
             ),
         ));
     }
-    if let Some(&k) = opts.ks.iter().find(|&&k| k == 0) {
-        return Err(Error::invalid_argument(
-            "--k",
-            format!("k must be ≥ 1, got {k}"),
-        ));
+    for &k in &opts.ks {
+        flatcert_bounds::moments::power_mean_order(k)
+            .map_err(|e| Error::invalid_argument("--k", e.to_string()))?;
     }
     let backward = Backward::choose(mlp);
     per_sample_stats_with(mlp, ds, opts, progress, backward)

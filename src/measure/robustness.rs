@@ -18,8 +18,8 @@
 //!   is computed from a **lower** bound of `g_i`: `ω_i := up(L_i^upper − g_i^lower)`. Conversely, a
 //!   measured `G_{2k}` must be built from **upper** bounds of `g_i`.
 //!
-//! Summaries: the exact certified fraction at ε (a count), radius quantiles, the T9(d) Markov
-//! fraction bounds ([`markov_fraction_bound`], [`markov_classification_bound`]), the T8(b)/(c)
+//! Summaries: the exact certified fraction at ε (a count), radius quantiles, `G_{2k}` for the
+//! T9(d) Markov fraction bounds (whose rule is `flatcert_bounds::t9`), the T8(b)/(c)
 //! generalization bounds ([`generalization_bound`]) and held-out coverage ([`coverage`]) for the
 //! hypothesis (D_ε) that no training-set computation can verify.
 
@@ -46,18 +46,8 @@ pub const DEFAULT_BISECTION_STEPS: usize = 30;
 /// The quantile levels reported for the certified radii.
 pub const RADIUS_QUANTILES: [f64; 7] = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0];
 
-/// What "robust" means at a point (T9(b) or T9(c)).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "task", rename_all = "snake_case")]
-pub enum Task {
-    /// T9(b): `sup_{‖δ‖≤ε} ‖f(x_i+δ) − f(x_i)‖ ≤ ε·L_i(ε) ≤ τ`.
-    Regression {
-        /// The tolerated output change τ ≥ 0.
-        tau: f64,
-    },
-    /// T9(c): the argmax stays the label on the whole ball (needs `C ≥ 2` and targets).
-    Classification,
-}
+/// What "robust" means at a point (T9(b) or T9(c)): the theorem layer's task.
+pub use flatcert_bounds::t9::Task;
 
 /// The certified-radius search of T9(b)/(c).
 ///
@@ -777,12 +767,8 @@ impl PointCertificates {
     /// A measured `G_{2k} = ((1/n) Σ g_i^{2k})^{1/(2k)}` from the **upper** bounds of
     /// `g_i = ‖J_x(x_i)‖₂` (T8c), kind upper. Errors on k = 0.
     pub fn input_jacobian_moment(&self, k: u32) -> Result<Quantity> {
-        if k == 0 {
-            return Err(Error::invalid_argument(
-                "k",
-                "the moment order must be >= 1",
-            ));
-        }
+        flatcert_bounds::moments::power_mean_order(k)
+            .map_err(|e| Error::invalid_argument("k", e.to_string()))?;
         let n = self.points.len().max(1) as f64;
         let s = sum_up(
             self.points
@@ -807,78 +793,6 @@ impl PointCertificates {
         }
         Ok(Quantity::upper(v, 0.0).with_method(format!("power-mean-2k={}", 2 * k)))
     }
-}
-
-/// T9(d) Markov fraction bound (regression form): for `τ > ε·ω_max`,
-/// `(1/n)#{i : sup_{‖δ‖≤ε}‖f(x_i+δ) − f(x_i)‖ > τ} ≤ (εG_{2k})^{2k} / (τ − εω_max)^{2k}`,
-/// capped at 1, kind upper, rounded outward. `G_{2k}` must bound the **exact** per-point
-/// Jacobian norms (T7 or [`PointCertificates::input_jacobian_moment`]) and `ω_max` must come from
-/// lower bounds of `g_i` (module docs). For `τ ≤ εω_max` the bound is vacuous: 1, with a note.
-pub fn markov_fraction_bound(
-    eps: f64,
-    g2k: f64,
-    k: u32,
-    omega_max: f64,
-    tau: f64,
-) -> Result<Quantity> {
-    check_eps("eps", eps, false)?;
-    check_eps("g2k", g2k, true)?;
-    check_eps("omega_max", omega_max, true)?;
-    check_eps("tau", tau, false)?;
-    if k == 0 {
-        return Err(Error::invalid_argument(
-            "k",
-            "the moment order must be >= 1",
-        ));
-    }
-    let denom = round_down(tau - round_up(eps * omega_max));
-    if denom <= 0.0 {
-        return Ok(Quantity::upper(1.0, 0.0)
-            .with_method("markov")
-            .with_note("vacuous: tau <= eps * omega_max"));
-    }
-    let num = pow_up(round_up(eps * g2k), 2 * k);
-    let v = round_up(num / pow_down(denom, 2 * k)).min(1.0);
-    Ok(Quantity::upper(v, 0.0).with_method("markov"))
-}
-
-/// T9(d) classification form: for a margin level `γ > √2·ε·ω_max`, the fraction not certified is
-/// at most `(1/n)#{m_i ≤ γ} + (√2εG_{2k})^{2k}/(γ − √2εω_max)^{2k}`, capped at 1, kind upper.
-/// `margins` should be the rigorous margin lower bounds (counting `m_i^lower ≤ γ` over-counts
-/// `m_i ≤ γ`, which keeps the bound sound).
-pub fn markov_classification_bound(
-    eps: f64,
-    g2k: f64,
-    k: u32,
-    omega_max: f64,
-    gamma_level: f64,
-    margins: &[f64],
-) -> Result<Quantity> {
-    check_eps("eps", eps, false)?;
-    check_eps("g2k", g2k, true)?;
-    check_eps("omega_max", omega_max, true)?;
-    check_eps("gamma", gamma_level, false)?;
-    if k == 0 || margins.is_empty() {
-        return Err(Error::invalid_argument(
-            "k/margins",
-            "need k >= 1 and at least one margin",
-        ));
-    }
-    let s2 = round_up(std::f64::consts::SQRT_2);
-    let denom = round_down(gamma_level - round_up(s2 * round_up(eps * omega_max)));
-    if denom <= 0.0 {
-        return Ok(Quantity::upper(1.0, 0.0)
-            .with_method("markov-classification")
-            .with_note("vacuous: gamma <= sqrt(2) * eps * omega_max"));
-    }
-    let low = margins
-        .iter()
-        .filter(|&&m| m.is_nan() || m <= gamma_level)
-        .count();
-    let frac = round_up(low as f64 / margins.len() as f64);
-    let num = pow_up(round_up(s2 * round_up(eps * g2k)), 2 * k);
-    let v = round_up(frac + round_up(num / pow_down(denom, 2 * k))).min(1.0);
-    Ok(Quantity::upper(v, 0.0).with_method("markov-classification"))
 }
 
 /// T8: certified generalization bounds from per-point certificates computed with ℓ2 balls and
@@ -1259,6 +1173,7 @@ mod tests {
     use crate::measure::lipschitz::tests::{ALL, abs_net, normal, random_net, sample_ball};
     use crate::model::Activation;
     use crate::quantity::Kind;
+    use flatcert_bounds::t9::markov_fraction_bound_regression;
     use nalgebra::DVector;
     use rand::rngs::ChaCha8Rng;
     use rand::{RngExt, SeedableRng};
@@ -1545,22 +1460,13 @@ mod tests {
                         .filter(|p| eps * p.lipschitz.lip.value > tau)
                         .count() as f64
                         / n as f64;
-                    let bound = markov_fraction_bound(eps, g, k, wmax, tau).unwrap();
-                    assert!(frac <= bound.value, "{act} k={k}: {frac} > {}", bound.value);
+                    let bound = markov_fraction_bound_regression(eps, g, k, wmax, tau).unwrap();
+                    assert!(frac <= bound, "{act} k={k}: {frac} > {bound}");
                 }
             }
         }
-        // Closed form: (0.1·1)²/(0.5 − 0)² = 0.04; vacuous case.
-        let b = markov_fraction_bound(0.1, 1.0, 1, 0.0, 0.5).unwrap().value;
-        assert!((0.04..=0.04 * (1.0 + 1e-14)).contains(&b));
-        assert_eq!(
-            markov_fraction_bound(0.1, 1.0, 1, 10.0, 0.5).unwrap().value,
-            1.0
-        );
-        let c = markov_classification_bound(0.1, 1.0, 1, 0.0, 0.5, &[0.1, 1.0, 2.0, 3.0]).unwrap();
-        // 1/4 + (√2·0.1)²/0.25 = 0.25 + 0.08.
-        assert!(c.value >= 0.33 && c.value <= 0.33 * (1.0 + 1e-14));
-        assert!(markov_fraction_bound(0.0, 1.0, 1, 0.0, 0.5).is_err());
+        // The closed forms and edges (odd k, bounds above 1, vacuous) are tested in
+        // `flatcert_bounds::t9`.
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::hvp::mm;
 use crate::error::{Error, Result};
 use crate::linalg::{SymEigen, eigen_bounds, sym_eigen};
 use crate::quantity::{Quantity, UNIT_ROUNDOFF, gamma, round_down, round_up};
+use flatcert_bounds::Value;
 
 /// The batch sampling scheme (THEORY.md §0, §6 item 3), shared with the theorem layer. Never mix
 /// schemes in one η*(B) curve.
@@ -47,24 +48,11 @@ fn check_batch(n: usize, batch: usize, sampling: Sampling) -> Result<()> {
 }
 
 /// The noise parameter p (THEORY.md §0): `(n−B)/(B(n−1))` without replacement (`0` at n = 1),
-/// `1/B` with replacement.
+/// `1/B` with replacement — [`flatcert_bounds::sampling::p`], with the batch checked first.
 pub fn noise_p(n: usize, batch: usize, sampling: Sampling) -> Result<f64> {
     check_batch(n, batch, sampling)?;
-    Ok(match sampling {
-        Sampling::WithoutReplacement if n == 1 => 0.0,
-        Sampling::WithoutReplacement => (n - batch) as f64 / (batch as f64 * (n - 1) as f64),
-        Sampling::WithReplacement => 1.0 / batch as f64,
-    })
-}
-
-/// The inclusion probability π = P(i ∈ ξ) (THEORY.md §0): `B/n` without replacement,
-/// `1 − (1 − 1/n)^B` with replacement.
-pub fn inclusion_pi(n: usize, batch: usize, sampling: Sampling) -> Result<f64> {
-    check_batch(n, batch, sampling)?;
-    Ok(match sampling {
-        Sampling::WithoutReplacement => batch as f64 / n as f64,
-        Sampling::WithReplacement => 1.0 - (1.0 - 1.0 / n as f64).powi(batch as i32),
-    })
+    flatcert_bounds::sampling::p(n, batch, sampling)
+        .map_err(|e| Error::invalid_argument("--batch", e.to_string()))
 }
 
 /// `Σ ↦ 𝒩∘Σ`-style entrywise weight matrix.
@@ -620,27 +608,9 @@ pub fn d_tilde_bracket(
     bracket_with(model, p, opts, dense.as_ref())
 }
 
-/// The stability verdict at (η, B) (THEORY.md T5f, §3 "Verdicts").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// η·upper(λ_max(𝒟̃)) ≤ 1.
-    CertifiedStable,
-    /// η·lower(λ_max(𝒟̃)) > 1.
-    CertifiedUnstable,
-    /// Neither.
-    Inconclusive,
-}
-
-impl Verdict {
-    /// Lowercase name for reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Verdict::CertifiedStable => "certified stable",
-            Verdict::CertifiedUnstable => "certified unstable",
-            Verdict::Inconclusive => "inconclusive",
-        }
-    }
-}
+/// The stability verdict at (η, B) (THEORY.md T5f, §3 "Verdicts"): the theorem layer's
+/// [`flatcert_bounds::t5::MsStatus`], under the name the stability and simulate code uses.
+pub use flatcert_bounds::t5::MsStatus as Verdict;
 
 /// The mean-square critical learning rate η*(B) = 1/λ_max(𝒟̃) (THEORY.md T5f).
 #[derive(Debug, Clone, PartialEq)]
@@ -658,34 +628,33 @@ pub struct CriticalLr {
 }
 
 impl CriticalLr {
-    /// Certified lower end `1/upper` of η* (None when vacuous: η* = +∞).
-    pub fn eta_lower(&self) -> Option<f64> {
-        self.bracket.as_ref().map(|b| round_down(1.0 / b.upper))
-    }
-
-    /// Upper end `1/lower` of η* (None when vacuous or when lower ≤ 0).
-    pub fn eta_upper(&self) -> Option<f64> {
+    /// The λ_max(𝒟̃) bracket `[lower, upper]`, `[0, 0]` when vacuous (r = 0: 𝒟̃ = 0).
+    fn d_bracket(&self) -> (f64, f64) {
         self.bracket
             .as_ref()
-            .filter(|b| b.lower > 0.0)
-            .map(|b| round_up(1.0 / b.lower))
+            .map_or((0.0, 0.0), |b| (b.lower, b.upper))
+    }
+
+    /// Certified lower end `1/upper` of η*, rounded down (None when vacuous: η* = +∞;
+    /// [`flatcert_bounds::t5::eta_star_bracket`]).
+    pub fn eta_lower(&self) -> Option<f64> {
+        let (lo, hi) = self.d_bracket();
+        flatcert_bounds::t5::eta_star_bracket(lo, hi).0
+    }
+
+    /// Upper end `1/lower` of η*, rounded up (None when vacuous or when lower ≤ 0).
+    pub fn eta_upper(&self) -> Option<f64> {
+        let (lo, hi) = self.d_bracket();
+        flatcert_bounds::t5::eta_star_bracket(lo, hi).1
     }
 
     /// The verdict at η and the certified relative margin `1/(η·upper) − 1` (rounded down; a
-    /// lower bound of η*/η − 1; None when vacuous, where the margin is +∞).
+    /// lower bound of η*/η − 1; None when vacuous, where the margin is +∞). The rule is
+    /// [`flatcert_bounds::t5::ms_status`].
     pub fn verdict(&self, eta: f64) -> (Verdict, Option<f64>) {
-        let Some(b) = &self.bracket else {
-            return (Verdict::CertifiedStable, None);
-        };
-        let verdict = if round_up(eta * b.upper) <= 1.0 {
-            Verdict::CertifiedStable
-        } else if round_down(eta * b.lower) > 1.0 {
-            Verdict::CertifiedUnstable
-        } else {
-            Verdict::Inconclusive
-        };
-        let margin = round_down(round_down(1.0 / round_up(eta * b.upper)) - 1.0);
-        (verdict, Some(margin))
+        let (lo, hi) = self.d_bracket();
+        let (verdict, margin) = flatcert_bounds::t5::ms_status(lo, hi, eta);
+        (verdict, margin.is_finite().then_some(margin))
     }
 
     /// Quantities: `mean_square_critical_lr` (lower end, kind lower), `mean_square_critical_lr_upper`
@@ -806,11 +775,13 @@ pub fn gd_critical_lr(model: &ReducedModel, eta: Option<f64>) -> QuantityMap {
         );
         return map;
     }
-    let e_lo = round_down(2.0 / hi);
+    // η_GD* = 2/λ_max ∈ [2/upper, 2/lower], rounded outward (T4; upper side +∞ when lower ≤ 0).
+    let eta_gd = flatcert_bounds::t4::eta_gd(Value::interval(lo, hi).clamp_nonneg());
+    let e_lo = eta_gd.lower();
     let note =
         format!("2/λ_max(G), λ_max ∈ [{lo:.10e}, {hi:.10e}] (Gauss–Newton model unless H = G)");
-    if lo > 0.0 {
-        let e_hi = round_up(2.0 / lo);
+    if eta_gd.upper().is_finite() {
+        let e_hi = eta_gd.upper();
         map.insert(
             "gd_critical_lr_upper".into(),
             Quantity::upper(e_hi, e_hi - e_lo)
@@ -871,7 +842,7 @@ pub fn mean_square_rho(
     let lam_min = model.lambda.last().copied().unwrap_or(0.0);
     Ok(Quantity::estimate(value, tol).with_method(method).with_note(format!(
         "diagnostic, not a margin: 1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r) = {:.6e}; it depends on τ = {:e}",
-        2.0 * eta * lam_min,
+        flatcert_bounds::t5::q_r_floor_gap(eta, lam_min),
         model.tau
     )))
 }
@@ -897,7 +868,10 @@ pub fn wme_quantities(model: &ReducedModel, eta: f64, p: f64) -> Result<Quantity
     );
     let s2 = sym_eigen(&model.nonuniformity_matrix())?.values[0].max(0.0);
     let bound = if p > 0.0 {
-        format!("s ≤ 1/(η√p) = {:.6e}", 1.0 / (eta * p.sqrt()))
+        format!(
+            "s ≤ 1/(η√p) = {:.6e}",
+            flatcert_bounds::t5::nonuniformity_bound(eta, p)
+        )
     } else {
         "p = 0: the bound 1/(η√p) is vacuous".to_string()
     };
@@ -955,16 +929,17 @@ pub fn t5g_quantities(model: &ReducedModel, eta: f64, p: f64) -> QuantityMap {
     };
     margin("sharpness", a_hi, flatcert_bounds::t4::gd_threshold(eta));
     if p > 0.0 {
-        margin("trace", tr, 2.0 * c / (eta * p));
+        use flatcert_bounds::t5::{fro_trace_bound, trace_bound, trace_sq_trace_bound};
+        margin("trace", tr, trace_bound(c, eta, p));
         margin(
             "mean_sq_frobenius",
             model.mean_sq_frobenius,
-            2.0 * tr / (eta * p),
+            fro_trace_bound(tr, eta, p),
         );
         margin(
             "mean_sq_trace",
             model.mean_sq_trace,
-            2.0 * c * tr / (eta * p),
+            trace_sq_trace_bound(c, tr, eta, p),
         );
     }
     map
@@ -1382,6 +1357,23 @@ mod tests {
         assert!(noise_p(3, 4, Sampling::WithoutReplacement).is_err());
         assert_eq!(noise_p(1, 1, Sampling::WithoutReplacement).unwrap(), 0.0);
         assert_eq!(noise_p(3, 4, Sampling::WithReplacement).unwrap(), 0.25);
+        // The vacuous verdict: stable at every η, no finite margin.
+        assert_eq!(crit.verdict(1e6), (Verdict::CertifiedStable, None));
+    }
+
+    /// `noise_p` is the bounds crate's p (bit for bit) wherever the batch is valid, and refuses
+    /// the same batches (B = 0; B > n without replacement; n = 0).
+    #[test]
+    fn noise_p_is_the_bounds_p() {
+        for s in [Sampling::WithoutReplacement, Sampling::WithReplacement] {
+            for n in 0..7 {
+                for b in 0..9 {
+                    let ours = noise_p(n, b, s).ok();
+                    let theirs = flatcert_bounds::sampling::p(n, b, s).ok();
+                    assert_eq!(ours, theirs, "n = {n}, B = {b}, {s:?}");
+                }
+            }
+        }
     }
 
     /// Monte Carlo of u ← (I − ηH_ξ)u: (mean ‖u_T‖², its standard error).

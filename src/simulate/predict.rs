@@ -289,10 +289,13 @@ pub fn predict(
 
     let (lo, hi) = model.lambda_max_bracket;
     if hi > 0.0 {
+        // η_GD* = 2/λ_max ∈ [2/upper, 2/lower], rounded outward (T4).
+        let eta_gd =
+            flatcert_bounds::t4::eta_gd(flatcert_bounds::Value::interval(lo, hi).clamp_nonneg());
         pred.gd = Some(GdPrediction {
             lambda_max: (lo, hi),
-            eta_star_lower: 2.0 / hi,
-            eta_star_upper: (lo > 0.0).then(|| 2.0 / lo),
+            eta_star_lower: eta_gd.lower(),
+            eta_star_upper: Some(eta_gd.upper()).filter(|e| e.is_finite()),
             verdict: flatcert_bounds::t4::gd_status(lo, hi, eta).0.name().into(),
         });
     }
