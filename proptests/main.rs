@@ -1,4 +1,4 @@
-//! Property-based suite on random networks (DESIGN.md §7): widths 1–16, depths 1–4, every
+//! Property-based suite on random networks: widths 1–16, depths 1–4, every
 //! activation, random data. Case count from `PROPTEST_CASES` (CI sets a small one).
 
 mod first_order;

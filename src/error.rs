@@ -1,7 +1,7 @@
 //! Typed errors of the flatcert library.
 //!
 //! Every error that depends on user input names the file (or argument), the field and what was
-//! expected, so that the CLI can print one line and exit with code 2 (DESIGN.md §4). Numerical
+//! expected, so that the CLI can print one line and exit with code 2 (`docs/bad_inputs.md`). Numerical
 //! breakdowns and invariant violations map to exit code 3.
 
 use std::path::PathBuf;
@@ -48,7 +48,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// Exit code of the CLI for this error (DESIGN.md §4): 2 for bad input or usage, 3 otherwise.
+    /// Exit code of the CLI for this error (`docs/bad_inputs.md`): 2 for bad input or usage, 3
+    /// otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { .. }

@@ -24,8 +24,8 @@ pub mod linalg;
 pub mod measure;
 pub mod measurements;
 pub mod model;
-pub mod plot;
 pub mod quantity;
+pub mod render;
 pub mod report;
 pub mod simulate;
 #[doc(hidden)]

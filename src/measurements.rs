@@ -1,7 +1,7 @@
 //! The measurements document (`flatcert measure --json`): every quantity under its canonical
 //! name at the top level, as `{value, kind, tol, method?, note?}`, plus the inputs that produced
-//! it. The same document is what the bound calculator reads (DESIGN.md §1). Field names are a
-//! contract, documented in `docs/measurements.md`.
+//! it. The same document is what the bound calculator reads (`flatcert bound --measurements`).
+//! Field names are a contract, documented in `docs/measurements.md`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -387,7 +387,7 @@ fn short(v: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // The readers, exactly as the fuzz targets call them.
 
-/// Ok, or an error that is a non-empty one-line bad-input message (exit code 2, DESIGN.md §4).
+/// Ok, or an error that is a non-empty one-line bad-input message (exit code 2, docs/bad_inputs.md).
 fn check<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
     let Err(e) = r else {
         return Ok(());

@@ -1,5 +1,5 @@
 //! End-to-end tests of the `flatcert` binary (issue 2, "Tests … CLI end to end" and "Bad input";
-//! DESIGN.md §4 exit codes). Every input is built at run time in a temporary directory; every
+//! docs/bad_inputs.md exit codes). Every input is built at run time in a temporary directory; every
 //! output goes to its (initially empty) `out/` sub-directory, so "no partial output file" is
 //! checked by that directory staying empty after a failure.
 
@@ -1239,7 +1239,7 @@ fn certify_report_writes_report_md_and_every_svg_it_links() {
     for l in &links {
         let svg = std::fs::read_to_string(dir.join(l)).expect("linked SVG written");
         assert!(svg.starts_with("<svg"), "{l}");
-        flatcert::report::figures::xml::well_formed(&svg).unwrap_or_else(|e| panic!("{l}: {e}"));
+        flatcert::render::svg::xml::well_formed(&svg).unwrap_or_else(|e| panic!("{l}: {e}"));
     }
     // Exactly report.md and the linked figures: no temporary file is left.
     let mut entries: Vec<String> = std::fs::read_dir(&dir)

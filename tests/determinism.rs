@@ -1,4 +1,4 @@
-//! Determinism (DESIGN.md §6, issue 6 item 4): documents are bit-identical with 1 and 2 threads
+//! Determinism (docs/measurements.md "Determinism", issue 6 item 4): documents are bit-identical with 1 and 2 threads
 //! and across repeated runs — reductions run over a fixed block partition in a fixed order.
 
 use assert_cmd::Command;

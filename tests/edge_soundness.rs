@@ -726,14 +726,14 @@ fn near_kink_units_are_an_assumed_hypothesis() {
     }
     assert!(h.statement.contains("σ′ used"), "{}", h.statement);
     // The table and the Markdown report show it.
-    let table = flatcert::report::render(
+    let table = flatcert::render::render(
         &[],
         &cert.verdicts,
         &cert.summary,
-        flatcert::report::Style::default(),
+        flatcert::render::Style::default(),
     );
     assert!(table.contains("near-kink units"), "{table}");
-    let md = flatcert::report::render_markdown(&cert, &[]);
+    let md = flatcert::render::render_markdown(&cert, &[]);
     assert!(
         md.contains("near-kink units"),
         "markdown report lacks the hypothesis"

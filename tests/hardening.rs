@@ -1,7 +1,7 @@
 //! Hardening (issue 6): resource limits and interrupts (item 2), the bad-input catalogue of
 //! `docs/bad_inputs.md` (item 3) and the soundness audit of `docs/soundness.md` (item 5).
 //!
-//! Every bad-input test checks the DESIGN.md §4 contract: the exit code, exactly one stderr line
+//! Every bad-input test checks the contract of docs/bad_inputs.md: the exit code, exactly one stderr line
 //! `error: …` naming the file or flag and the field, no panic, and nothing written to `out/`.
 
 mod common;

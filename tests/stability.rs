@@ -15,7 +15,7 @@ use flatcert::io::{CheckpointOptions, DataOptions, SaveDtype};
 use flatcert::measure::gram::{GramOptions, gauss_newton_gram};
 use flatcert::measure::stability::Verdict;
 use flatcert::measure::stability::{BracketOptions, ReducedModel, Sampling, critical_lr_sweep};
-use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
+use flatcert::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
 use flatcert::{Dataset, Mlp};
 
 /// η*₂(B) of THEORY §5 for B = 1, 2, 3 (without replacement) and B = 2 with replacement.

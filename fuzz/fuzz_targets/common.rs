@@ -4,7 +4,7 @@
 use flatcert::Error;
 
 /// Panic (so that libFuzzer records a crasher) unless `r` is `Ok` or a well-formed input error:
-/// exit code 2 (DESIGN.md §4) and a non-empty message on one line.
+/// exit code 2 (docs/bad_inputs.md) and a non-empty message on one line.
 pub fn check<T>(what: &str, r: &Result<T, Error>) {
     if let Err(e) = r {
         let msg = e.to_string();
@@ -12,7 +12,7 @@ pub fn check<T>(what: &str, r: &Result<T, Error>) {
         assert_eq!(
             e.exit_code(),
             2,
-            "{what}: bad input must be exit code 2 (DESIGN.md §4), got {e:?}"
+            "{what}: bad input must be exit code 2 (docs/bad_inputs.md), got {e:?}"
         );
         assert!(
             !msg.contains(['\n', '\r']),

@@ -70,7 +70,7 @@ pub struct BoundReport {
 
 /// Read a measurements document (`flatcert.measurements/v1`) or a certificate
 /// (`flatcert.certificate/v1`); `file` names it in errors (exit code 2), which stay on one line
-/// whatever the document contains (control characters are escaped, DESIGN.md §4).
+/// whatever the document contains (control characters are escaped, `docs/bad_inputs.md`).
 pub fn read_source(text: &str, file: &str) -> Result<Source> {
     read_source_unescaped(text, file).map_err(crate::io::one_line)
 }

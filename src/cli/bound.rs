@@ -11,8 +11,8 @@ use flatcert::quantity::shortest;
 use flatcert::certify::bound::{compute, read_source};
 use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, parse_curvature, parse_sampling};
 use flatcert::certify::{LrConventionName, Plan};
-use flatcert::report::markdown::render_bound_markdown;
-use flatcert::report::{Style, render};
+use flatcert::render::markdown::render_bound_markdown;
+use flatcert::render::{Style, render};
 use flatcert_bounds::minimum::Curvature;
 
 use super::certify::{Format, parse_format};

@@ -17,7 +17,8 @@ use flatcert::certify::plan::{
 };
 use flatcert::certify::{Certificate, KinksMode, LrConventionName, Plan, Provenance};
 use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
-use flatcert::report::{Style, bundle, render, render_markdown};
+use flatcert::render::{Style, render, render_markdown};
+use flatcert::report as bundle;
 
 use super::inputs::InputArgs;
 

@@ -20,9 +20,9 @@ use flatcert::Error;
 use flatcert::certify::LrConventionName;
 use flatcert::measure::stability::{BracketOptions, Sampling as TheorySampling};
 use flatcert::measurements::InputFile;
+use flatcert::render::figures::simulation::{Panel, Series, render_svg};
 use flatcert::simulate::exact::{reduced_log_trace_curve, reduced_start_moment};
 use flatcert::simulate::growth::curve_rate;
-use flatcert::simulate::plot::{Panel, Series, render_svg};
 use flatcert::simulate::predict::not_computed;
 use flatcert::simulate::{
     GrowthFit, GrowthOptions, LinearizedRun, LinearizedSgd, Prediction, PredictionOptions,

@@ -37,8 +37,8 @@ use flatcert::measure::stability::{
 };
 use flatcert::measure::truncation::{Goal, RankBudget};
 use flatcert::measurements::MeasurementInputs;
-use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
 use flatcert::quantity::{round_down, round_up};
+use flatcert::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot, stability_svg};
 use flatcert::{Error, Mlp};
 use flatcert_bounds::Confidence;
 

@@ -11,7 +11,7 @@ use flatcert::certify::scale::{scale_evidence, scale_row};
 use flatcert::certify::summary::status_label;
 use flatcert::measure::lanczos::UpperBoundOptions;
 use flatcert::measure::stability::{Sampling, Verdict};
-use flatcert::plot::{PlotMarker, PlotRow, StabilityPlot};
+use flatcert::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
 use flatcert_bounds::{Status, Value};
 
 use super::inputs::Loaded;

@@ -1,5 +1,5 @@
 //! safetensors checkpoints of dense MLPs, as written by
-//! `safetensors.torch.save_file(model.state_dict(), path)` (DESIGN.md §4).
+//! `safetensors.torch.save_file(model.state_dict(), path)` (`docs/checkpoints.md`).
 //!
 //! The file layout is validated here before anything is trusted: the 8-byte little-endian header
 //! length against the file size, the JSON header (duplicate names rejected), each tensor's dtype,

@@ -1,4 +1,4 @@
-//! Loading a [`Dataset`] from `.npy`/`.csv` files (DESIGN.md §4 "Data"): inputs `x` as
+//! Loading a [`Dataset`] from `.npy`/`.csv` files (`docs/checkpoints.md`, "Data files"): inputs `x` as
 //! `[n, d]` (N-D arrays flattened per sample), targets `y` as real `[n, C]` or integer labels
 //! `[n]` / `[n, 1]` turned into one-hot rows with `--one-hot C`, optional `--x-scale`.
 

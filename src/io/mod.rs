@@ -4,7 +4,7 @@
 //! Every loader validates its input completely before trusting it: sizes declared by a header are
 //! checked against the actual file length before anything is allocated, and every problem becomes
 //! an [`crate::Error::BadInput`] naming the file, the field and what was expected
-//! (DESIGN.md §4). Nothing here panics on any input.
+//! (`docs/bad_inputs.md`). Nothing here panics on any input.
 
 pub mod atomic;
 pub mod checkpoint;
@@ -85,7 +85,7 @@ pub(crate) fn display_name(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// Keep an error about untrusted input printable on one line (DESIGN.md §4): control characters
+/// Keep an error about untrusted input printable on one line (`docs/bad_inputs.md`): control characters
 /// that a file smuggled into a message — a tensor name, dtype string, CSV cell or JSON string
 /// with a newline or a terminal escape sequence — are replaced by their Rust escapes (`\n`,
 /// `\u{1b}`). Every reader applies this to the errors of its public entry points.

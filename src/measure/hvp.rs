@@ -11,7 +11,8 @@
 //! The forward pass of every block (`z_l`, `h_l`, `σ′(z_l)`) is computed once and cached when it fits
 //! under [`OperatorOptions::cache_limit_bytes`], so that a product costs only its GEMMs. Blocks are
 //! processed with rayon in groups of [`REDUCE_GROUP`] and their partial sums are added in block
-//! order, so every product is **bit-identical for any thread count** (DESIGN.md §6).
+//! order, so every product is **bit-identical for any thread count** (`docs/measurements.md`,
+//! "Determinism").
 
 use std::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! Measurements of a checkpoint on its data, one module per quantity (DESIGN.md §2). Each
+//! Measurements of a checkpoint on its data, one module per quantity (README.md, "Architecture"). Each
 //! returns [`crate::Quantity`] values that say whether they are exact, bounds or estimates, under
 //! the canonical names documented in `docs/measurements.md`.
 

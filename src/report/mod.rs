@@ -1,250 +1,206 @@
-//! Renderers for people (DESIGN.md §2 `report/`): the terminal table of a certificate or a
-//! bound-calculator result ([`table`]), the Markdown report ([`markdown`]) with its SVG figures
-//! ([`figures`]) and the report directory of `certify --report DIR` ([`bundle`]), and the
-//! one-sentence "what this means" of each verdict ([`meaning`]).
+//! The report directory of `flatcert certify --report DIR` (`docs/report.md`): `report.md` and
+//! the SVG figures it links (relative links), built in memory first by [`crate::render`] and then
+//! written file by file atomically (each to a temporary file in DIR, renamed into place), the
+//! figures before `report.md`. On a write failure the files already written by this call are
+//! removed again (and DIR, if this call created it), so nothing that looks like a result is left.
+//!
+//! This module is the only part of the report that touches the file system; every byte of it is
+//! rendered by [`crate::render`] (Markdown by [`crate::render::markdown`], figures by
+//! [`crate::render::figures`]), so `render` stays pure and testable in memory.
 
-pub mod bundle;
-pub mod figures;
-pub mod markdown;
-pub mod table;
-#[cfg(test)]
-pub(crate) mod test_support;
+use std::path::{Path, PathBuf};
 
-use flatcert_bounds::{Status, Value, Verdict};
+use crate::certify::Certificate;
+use crate::certify::pipeline::Details;
+use crate::error::{Error, Result};
+use crate::render::figures::{Figure, curvature, radii, sobolev};
+use crate::render::markdown::{FigureLink, render_markdown};
 
-pub use markdown::render_markdown;
-pub use table::{Style, render};
+/// Name of the Markdown file inside the report directory.
+pub const REPORT_FILE: &str = "report.md";
 
-/// A number for people: 5 significant digits, `+∞`/`−∞` for the infinities.
-pub fn num(x: f64) -> String {
-    if x == f64::INFINITY {
-        "+∞".into()
-    } else if x == f64::NEG_INFINITY {
-        "−∞".into()
-    } else if x == 0.0 {
-        "0".into()
-    } else if (1e-3..1e5).contains(&x.abs()) {
-        let digits = (4 - x.abs().log10().floor() as i32).clamp(0, 8) as usize;
-        format!("{x:.digits$}")
-    } else {
-        format!("{x:.4e}")
-    }
+/// A rendered report: the Markdown and the figures it links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// `report.md`.
+    pub markdown: String,
+    /// The SVG figures (file names relative to the report directory).
+    pub figures: Vec<Figure>,
 }
 
-/// A value with its kind: `1.2345 (exact)`, `≤ 3.2 (upper)`, `[1, 2] (interval)`, `≈ 0.97
-/// (estimate)`.
-pub fn value(v: &Value) -> String {
-    use flatcert_bounds::Kind;
-    match v.kind {
-        Kind::Exact => format!("{} (exact)", num(v.value)),
-        Kind::Upper => format!("≤ {} (upper)", num(v.upper())),
-        Kind::Lower => format!("≥ {} (lower)", num(v.lower())),
-        Kind::Interval => format!("[{}, {}] (interval)", num(v.lower()), num(v.upper())),
-        Kind::Estimate => format!("≈ {} (estimate)", num(v.value)),
-    }
+/// The figures of `cert` that can be drawn: T6(e) from the per-sample λ_i, T7 from the
+/// certificate, T9 from the certified radii (with `--epsilon` and a radius search).
+pub fn figures(cert: &Certificate, details: &Details) -> Result<Vec<Figure>> {
+    let mut out = Vec::new();
+    out.extend(curvature::figure(cert, &details.lambdas)?);
+    out.extend(sobolev::figure(cert)?);
+    out.extend(radii::figure(
+        cert,
+        details.radii.as_deref(),
+        details.radius_cap,
+    )?);
+    Ok(out)
 }
 
-fn conc(v: &Verdict, name: &str) -> Option<Value> {
-    v.conclusion(name).map(|c| c.value)
-}
-
-/// The largest value of the conclusions named `name` or `name_k{k}`.
-fn conc_any(v: &Verdict, name: &str) -> Option<Value> {
-    v.conclusions
+/// Render the whole report in memory.
+pub fn build(cert: &Certificate, details: &Details) -> Result<Report> {
+    let figures = figures(cert, details)?;
+    let links: Vec<FigureLink> = figures
         .iter()
-        .filter(|c| c.name == name || c.name.starts_with(&format!("{name}_k")))
-        .map(|c| c.value)
-        .max_by(|a, b| a.value.total_cmp(&b.value))
+        .map(|f| FigureLink {
+            theorem: f.theorem.to_string(),
+            file: f.file.to_string(),
+            title: f.title.clone(),
+            caption: f.caption.clone(),
+        })
+        .collect();
+    Ok(Report {
+        markdown: render_markdown(cert, &links),
+        figures,
+    })
 }
 
-/// True when a violated hypothesis of `v` is one of its own tests, not the stability it borrows
-/// from T5 (`k_stable…`).
-fn own_test_violated(v: &Verdict) -> bool {
-    v.hypotheses
-        .iter()
-        .any(|c| c.status == Status::Violated && !c.name.starts_with("k_stable"))
-}
-
-/// True when the stability hypothesis `v` borrows from T5 (`k_stable…`) is violated.
-fn borrowed_violated(v: &Verdict) -> bool {
-    v.hypotheses
-        .iter()
-        .any(|c| c.status == Status::Violated && c.name.starts_with("k_stable"))
-}
-
-/// One sentence saying what the verdict means for the user.
-pub fn meaning(v: &Verdict) -> String {
-    let st = v.status();
-    let ok = matches!(st, Status::Certified | Status::Assumed);
-    match v.theorem.as_str() {
-        "T1" if ok => "The first-layer identity ∇_x f·xᵀ = Wᵀ∇_W f holds to rounding on the checked \
-                       points: input and weight gradients are consistent, so the first-layer \
-                       statements below rest on sound gradients."
-            .into(),
-        "T1" => "The engine's input and weight gradients disagree beyond rounding: the first-layer \
-                 statements (T2, T3, T7) cannot be trusted on this input."
-            .into(),
-        "T2" if ok => format!(
-            "At every training point the input gradient is at most ‖W‖₂/‖x_i‖ times the \
-             first-layer weight gradient (the tightest point uses {} of that room).",
-            conc(v, "max_tightness").map_or("?".into(), |x| num(x.value))
-        ),
-        "T2" => "The per-sample inequality failed: the measured norms are inconsistent (a bug or \
-                 a wrong ‖W‖₂ bound)."
-            .into(),
-        "T3" => format!(
-            "Flatness bounds input sensitivity on the data: (1/n)Σ‖J_x(x_i)‖_F²‖x_i‖² = {} is at \
-             most ‖W‖₂²·tr G ≤ {}.",
-            conc(v, "left").map_or("?".into(), |x| num(x.value)),
-            conc(v, "right").map_or("?".into(), |x| num(x.upper()))
-        ),
-        "T4" => {
-            let e = conc(v, "eta_gd").map_or("?".into(), |x| value(&x));
-            match st {
-                Status::Violated => format!(
-                    "λ_max(G) > 2/η: even the mean of SGD's linearization diverges at this η \
-                     (largest stable GD step η_GD* {e})."
-                ),
-                Status::Certified | Status::Assumed => format!(
-                    "First-moment (GD) stability holds: λ_max(G) ≤ 2/η; the largest stable GD step \
-                     is η_GD* {e}."
-                ),
-                _ => format!(
-                    "First-moment stability is not decided: λ_max(G) is not known tightly enough \
-                     (η_GD* {e})."
-                ),
-            }
-        }
-        "Min" => match st {
-            Status::Violated => "θ* is NOT a minimum of the training loss: the Hessian H has a \
-                                 certified negative eigenvalue, so SGD's linearization with H is \
-                                 unstable for every η. The other stability verdicts are about the \
-                                 Gauss–Newton model G (--curvature gauss-newton accepts it)."
-                .into(),
-            Status::Certified => {
-                "θ* is a minimum: every residual is 0, so H = G ⪰ 0.".into()
-            }
-            _ => "θ* being a minimum (λ_min(H) ≥ 0) is assumed, not proven: see its size.".into(),
-        },
-        "T5" => {
-            let es = conc(v, "eta_star").map_or("?".into(), |x| {
-                format!("[{}, {}]", num(x.lower()), num(x.upper()))
-            });
-            match st {
-                Status::Certified | Status::Assumed => format!(
-                    "SGD at this (η, B) is mean-square stable at this minimum: η can grow by at \
-                     least {}% before stability is lost (η* ∈ {es}).",
-                    conc(v, "relative_margin")
-                        .map_or("?".into(), |m| num(100.0 * m.lower().max(0.0)))
-                ),
-                Status::Violated => format!(
-                    "SGD at this (η, B) is certified mean-square UNSTABLE here: η exceeds the \
-                     critical η* ∈ {es}, so SGD with these hyper-parameters cannot stay at this \
-                     minimum."
-                ),
-                _ => format!(
-                    "η lies within the uncertainty of the critical η* ∈ {es}: neither stability \
-                     nor instability is certified."
-                ),
-            }
-        }
-        "T6" if st == Status::Violated && !own_test_violated(v) => format!(
-            "The hypothesis of T6 fails: SGD is certified mean-square unstable at (η, B) (T5, or T4's first-moment instability), so \
-             T6's conclusions do not apply. Its own necessary tests did not detect it (they are \
-             weaker than T5): the sharpest sample uses {} of β_k.",
-            conc_any(v, "max_ratio").map_or("?".into(), |x| num(x.value))
-        ),
-        "T6" if st == Status::Violated && borrowed_violated(v) => "A necessary test of k-th \
-             moment stability fails: the k-th moment of SGD's linearization is not stable at (η, B), \
-             in agreement with T5, which certifies mean-square instability here."
-            .into(),
-        "T6" if st == Status::Violated => "A necessary test of k-th moment stability fails: the \
-             k-th moment of SGD's linearization is not stable at (η, B) (mean-square stability, T5, \
-             may still hold)."
-            .into(),
-        "T6" => format!(
-            "If SGD's k-th moment is stable at (η, B), no single sample can be sharper than β_k: the \
-             sharpest sample uses {} of that budget.",
-            conc_any(v, "max_ratio").map_or("?".into(), |x| num(x.value))
-        ),
-        "T7" if st == Status::Violated && !borrowed_violated(v) => "A hypothesis of T7 fails \
-                 (see the hypotheses): its Sobolev bounds are not established here; each is still \
-                 listed next to the measured value with their ratio."
-            .into(),
-        "T7" if st == Status::Violated => "The stability hypothesis of T7 fails at (η, B) \
-                 (certified mean-square unstable: T5, or T4's first-moment instability), so these Sobolev bounds are not implied by SGD \
-                 stability here; each is still listed next to the measured value with their ratio."
-            .into(),
-        "T7" => "SGD stability caps the model's input gradients on the training data (Sobolev \
-                 regularization); each bound is listed next to the measured value with their ratio."
-            .into(),
-        "T8" => format!(
-            "Near the training set the expected error is at most {} — provided every test input \
-             lies within ε of a training input (assumed, not verifiable from training data{}).",
-            conc(v, "expected_error").map_or("?".into(), |x| num(x.upper())),
-            conc(v, "coverage").map_or(String::new(), |c| format!(
-                "; held-out coverage {}",
-                num(c.value)
-            ))
-        ),
-        "T9" => format!(
-            "A fraction {} of the training points is certified robust: no perturbation of ℓ2 size \
-             ≤ ε changes their {}.",
-            conc(v, "certified_fraction").map_or("?".into(), |x| num(x.value)),
-            if v.conclusion("markov_regression").is_some() {
-                "output by more than τ"
+/// Check, before any long computation, that `dir` can hold a report: it is an existing directory,
+/// or it does not exist and its parent directory does.
+pub fn check_dir(dir: &Path) -> Result<()> {
+    let bad = |msg: &str| Error::invalid_argument("--report", format!("{}: {msg}", dir.display()));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(bad("exists and is not a directory")),
+        Err(_) => {
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
             } else {
-                "predicted class"
+                Err(bad("its parent directory does not exist"))
             }
-        ),
-        "T10" => format!(
-            "Around the least smooth training point the network is Lipschitz with constant ≤ {} on \
-             the whole ε-ball (certified by interval propagation).",
-            conc(v, "lipschitz").map_or("?".into(), |x| num(x.upper()))
-        ),
-        _ => String::new(),
+        }
     }
+}
+
+/// Write `report` into `dir` (created if missing; its parent must exist): every figure, then
+/// `report.md`, each atomically. On failure, what this call wrote is removed.
+pub fn write(dir: &Path, report: &Report) -> Result<PathBuf> {
+    check_dir(dir)?;
+    let created = if dir.is_dir() {
+        false
+    } else {
+        std::fs::create_dir(dir).map_err(|source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        true
+    };
+    let mut written: Vec<PathBuf> = Vec::new();
+    let md_path = dir.join(REPORT_FILE);
+    let result = (|| -> Result<()> {
+        for f in &report.figures {
+            let p = dir.join(f.file);
+            crate::io::write_atomic(&p, f.svg.as_bytes())?;
+            written.push(p);
+        }
+        crate::io::write_atomic(&md_path, report.markdown.as_bytes())
+    })();
+    if let Err(e) = result {
+        for p in &written {
+            let _ = std::fs::remove_file(p);
+        }
+        if created {
+            let _ = std::fs::remove_dir(dir);
+        }
+        return Err(e);
+    }
+    Ok(md_path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::svg::xml::well_formed;
+    use crate::render::test_support::certificate_with;
+    use flatcert_bounds::{Check, Value, Verdict};
 
-    #[test]
-    fn numbers_for_people() {
-        assert_eq!(num(f64::INFINITY), "+∞");
-        assert_eq!(num(0.0912822842), "0.091282");
-        assert_eq!(num(4.1652417631), "4.1652");
-        assert_eq!(num(1e-9), "1.0000e-9");
-        assert_eq!(value(&Value::upper_bound(2.0, 0.0)), "≤ 2.0000 (upper)");
-        assert!(value(&Value::interval(1.0, 2.0)).starts_with("[1.0000, 2.0000]"));
+    fn cert() -> Certificate {
+        let mut t6 = Verdict::new("T6", "k-th moments");
+        t6.hypotheses.push(Check::le(
+            "per_sample",
+            "max_i λ_i ≤ β_2",
+            Value::exact(5.0, 0.0),
+            Value::exact(400.0, 0.0),
+        ));
+        let mut t7 = Verdict::new("T7", "Sobolev regularization of SGD");
+        t7.diagnostics.push(Check::le_bound(
+            "b",
+            "max_i ‖J_x(x_i)‖₂ ≤ bound",
+            Value::exact(2.0, 0.0),
+            Value::upper_bound(11.0, 0.0),
+        ));
+        certificate_with(vec![t6, t7], &[2], None)
+    }
+
+    fn details() -> Details {
+        Details {
+            lambdas: vec![1.0, 5.0, 2.5],
+            radii: None,
+            radius_cap: None,
+        }
     }
 
     #[test]
-    fn t6_says_whether_its_own_test_or_the_borrowed_stability_failed() {
-        use flatcert_bounds::Check;
-        let mut v = Verdict::new("T6", "k-th moments");
-        v.hypotheses.push(Check::le(
-            "k_stable_k2",
-            "η·λ_max(𝒟̃) ≤ 1",
-            Value::exact(1.2, 0.0),
-            Value::exact(1.0, 0.0),
-        ));
-        v.hypotheses.push(Check::le(
-            "per_sample_k2",
-            "max λ ≤ β",
-            Value::exact(51.0, 0.0),
-            Value::exact(200.0, 0.0),
-        ));
-        assert!(meaning(&v).starts_with("The hypothesis of T6 fails"));
-        v.hypotheses.push(Check::le(
-            "directional_k2",
-            "E ≤ 1",
-            Value::exact(2.0, 0.0),
-            Value::exact(1.0, 0.0),
-        ));
-        assert!(meaning(&v).contains("in agreement with T5"));
-        v.hypotheses.remove(0);
-        assert!(meaning(&v).contains("may still hold"));
+    fn writes_the_markdown_and_every_linked_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rep");
+        let r = build(&cert(), &details()).unwrap();
+        assert_eq!(r.figures.len(), 2);
+        let md_path = write(&out, &r).unwrap();
+        let md = std::fs::read_to_string(&md_path).unwrap();
+        assert_eq!(md, r.markdown);
+        for f in ["t6_curvature.svg", "t7_sobolev.svg"] {
+            assert!(md.contains(&format!("]({f})")), "{f} linked");
+            let svg = std::fs::read_to_string(out.join(f)).unwrap();
+            well_formed(&svg).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["report.md", "t6_curvature.svg", "t7_sobolev.svg"]);
+        // Deterministic: a second build is byte-identical.
+        assert_eq!(build(&cert(), &details()).unwrap(), r);
+    }
+
+    #[test]
+    fn refuses_a_file_or_a_missing_parent_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = build(&cert(), &details()).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(write(&file, &r).is_err());
+        let deep = dir.path().join("no/such/dir");
+        let e = write(&deep, &r).unwrap_err();
+        assert!(e.to_string().contains("--report"), "{e}");
+        assert!(!dir.path().join("no").exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_removes_what_it_wrote() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rep");
+        std::fs::create_dir(&out).unwrap();
+        let mut r = build(&cert(), &details()).unwrap();
+        // report.md is a directory: the last rename fails after the figures were written.
+        std::fs::create_dir(out.join(REPORT_FILE)).unwrap();
+        r.markdown.push('x');
+        assert!(write(&out, &r).is_err());
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, [REPORT_FILE], "only the pre-existing entry is left");
     }
 }

@@ -19,8 +19,8 @@
 //!   η\* bracket and verdict (the stability decision), the diagnostic λ_max(𝒬_r) (T5e; its
 //!   caveat: `1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r)`, it tracks the flattest kept direction) and, where
 //!   exact enumeration is feasible, λ_max(𝒬_k) for even k ≥ 4 (T6).
-//! - [`plot`]: an SVG of `E‖u_t‖^k` (log scale) and of the true-SGD distances against t, with
-//!   the predictions as reference lines.
+//! - the figure (an SVG of `E‖u_t‖^k`, log scale, and of the true-SGD distances against t, with
+//!   the predictions as reference lines) is drawn by [`crate::render::figures::simulation`].
 //!
 //! **What is compared with what.** T5(d)/T6(b): the k-th moment is bounded iff
 //! `λ_max(𝒬_k) ≤ 1`, and `ρ(𝒬_k) = lim_t (sup_{‖u_0‖=1} E‖u_t‖^k)^{1/t}`. A finite-horizon fit
@@ -33,7 +33,6 @@
 pub mod exact;
 pub mod growth;
 pub mod linearized;
-pub mod plot;
 pub mod predict;
 pub mod true_sgd;
 

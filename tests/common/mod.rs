@@ -1,7 +1,7 @@
 #![allow(dead_code)] // shared by several test crates; each uses a subset
 //! Helpers for the CLI end-to-end tests: a temporary working directory with an (initially empty)
 //! `out/` sub-directory for every output the commands write, builders for valid and hostile input
-//! files, and assertions on exit codes and on the one-line error contract (DESIGN.md §4).
+//! files, and assertions on exit codes and on the one-line error contract (docs/bad_inputs.md).
 
 use std::path::{Path, PathBuf};
 
@@ -206,7 +206,7 @@ pub fn expect_error(cmd: &mut Command, code: i32, needles: &[&str]) -> String {
     line.to_string()
 }
 
-/// [`expect_error`] with exit code 2 (bad input or usage, DESIGN.md §4).
+/// [`expect_error`] with exit code 2 (bad input or usage, docs/bad_inputs.md).
 pub fn expect_bad_input(cmd: &mut Command, needles: &[&str]) -> String {
     expect_error(cmd, 2, needles)
 }

@@ -545,7 +545,7 @@ mod tests {
         assert_eq!(s.exit_code, 1);
         let first = s.first_open().unwrap();
         assert!(first.starts_with("Min.minimum violated"), "{first}");
-        let table = crate::report::render(&[], &vs, &s, crate::report::Style::default());
+        let table = crate::render::render(&[], &vs, &s, crate::render::Style::default());
         assert!(
             table.contains(&format!("{}  —  VIOLATED", minimum::TITLE)),
             "{table}"

@@ -8,14 +8,12 @@ use crate::quantity::shortest;
 use flatcert_bounds::{Check, Status};
 use plotters::prelude::*;
 
-use super::{
-    BLUE, Figure, Frame, Glyph, LogAxis, RED, SERIES, borrowed_stability_sentence, plot_err,
-    render, skipped_sentence, subscript,
-};
+use super::{Figure, borrowed_stability_sentence, skipped_sentence};
 use crate::certify::Certificate;
 use crate::certify::summary::status_name;
 use crate::error::Result;
-use crate::report::num;
+use crate::render::num;
+use crate::render::svg::{BLUE, Frame, Glyph, LogAxis, RED, SERIES, draw_err, render, subscript};
 
 /// File name in the report directory.
 pub const FILE: &str = "t6_curvature.svg";
@@ -194,7 +192,7 @@ pub fn figure(cert: &Certificate, lambdas: &[f64]) -> Result<Option<Figure>> {
             .x_label_area_size(48)
             .y_label_area_size(78)
             .build_cartesian_2d(x0..x1, y_axis)
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .configure_mesh()
             .x_desc("training samples ranked by λ_i (1 = sharpest)")
@@ -212,7 +210,7 @@ pub fn figure(cert: &Certificate, lambdas: &[f64]) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .bold_line_style(RGBColor(225, 225, 225))
             .draw()
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         for (y, colour) in &lines {
             if *y >= y0 && *y <= y1 {
                 chart
@@ -222,23 +220,23 @@ pub fn figure(cert: &Certificate, lambdas: &[f64]) -> Result<Option<Figure>> {
                         6,
                         colour.stroke_width(2),
                     ))
-                    .map_err(plot_err)?;
+                    .map_err(draw_err)?;
             }
         }
         chart
             .draw_series(LineSeries::new(curve.clone(), BLUE.stroke_width(2)))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         if drawable.len() <= MARKERS_UP_TO {
             chart
                 .draw_series(drawable.iter().map(|&p| Circle::new(p, 2, BLUE.filled())))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
         }
         if let Some(&p) = drawable.first()
             && sharpest.is_some()
         {
             chart
                 .draw_series([Circle::new(p, 8, RED.stroke_width(2))])
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
         }
         Ok(())
     })?;
@@ -267,7 +265,7 @@ fn subsample(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::certificate_with;
+    use crate::render::test_support::certificate_with;
     use flatcert_bounds::{Value, Verdict};
 
     fn t6(betas: &[(u32, f64)], lmax: f64) -> Verdict {
@@ -291,7 +289,7 @@ mod tests {
         assert_eq!((th[0].k, th[0].beta), (Some(2), 400.0));
         let lambdas = [3.0, 51.3, 0.0, f64::NAN, 12.0];
         let f = figure(&cert, &lambdas).unwrap().unwrap();
-        super::super::xml::well_formed(&f.svg).unwrap();
+        crate::render::svg::xml::well_formed(&f.svg).unwrap();
         assert!(f.svg.contains("β₂ = (B/η)"), "legend names β₂");
         assert!(f.svg.contains("at sample 1"), "the sharpest sample");
         assert!(f.caption.contains("1 sample with λ_i = 0 was not drawn"));

@@ -1,10 +1,20 @@
-//! All dense linear algebra behind one module (DESIGN.md §8): GEMM comes from nalgebra
-//! (matrixmultiply), symmetric eigendecompositions from faer (blocked, far faster than nalgebra's
-//! unblocked QR at the Gram sizes flatcert uses), and the rigorous eigenvalue bounds of
-//! THEORY.md §3 items 3 and 6.
+//! All dense linear algebra behind one module, so that a backend swap stays possible: GEMM comes
+//! from nalgebra (matrixmultiply), symmetric eigendecompositions from faer (blocked, far faster
+//! than nalgebra's unblocked QR at the Gram sizes flatcert uses; faer's GEMM is not used), the
+//! rigorous eigenvalue bounds of THEORY.md §3 items 3 and 6, and the hand-written kernels of the
+//! per-sample engine (crate-internal):
+//!
+//! - `sparse_gemm`: the AVX-512 register tiles (with a portable reference) of the ReLU backward
+//!   pass, whose inner dimension runs over each sample's active units only;
+//! - `column_gram`: `XᵀX` of a tall column-major block (the C × C per-sample Grams).
+//!
+//! Every kernel sums in a fixed order, so results do not depend on the thread count.
 //!
 //! Eigenvalues are returned **sorted in decreasing order** (nalgebra's come unsorted; faer's
 //! ascending).
+
+pub(crate) mod column_gram;
+pub(crate) mod sparse_gemm;
 
 use nalgebra::{DMatrix, DVector};
 

@@ -8,13 +8,13 @@ use crate::quantity::shortest;
 use flatcert_bounds::{Relation, Status};
 use plotters::prelude::*;
 
-use super::{
-    BLUE, Figure, Frame, GREEN, Glyph, LogAxis, ORANGE, RED, RowAxis, plot_err, render,
-    skipped_sentence,
-};
+use super::{Figure, skipped_sentence};
 use crate::certify::Certificate;
 use crate::error::Result;
-use crate::report::num;
+use crate::render::num;
+use crate::render::svg::{
+    BLUE, Frame, GREEN, Glyph, LogAxis, ORANGE, RED, RowAxis, draw_err, render,
+};
 
 /// File name in the report directory.
 pub const FILE: &str = "t7_sobolev.svg";
@@ -147,7 +147,7 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
             .x_label_area_size(48)
             .y_label_area_size(150)
             .build_cartesian_2d(x_axis, RowAxis { rows: n_rows })
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .configure_mesh()
             .x_desc("value (log scale)")
@@ -167,7 +167,7 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .bold_line_style(RGBColor(230, 230, 230))
             .draw()
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         for (i, r) in rows.iter().enumerate() {
             let y = y_of(i);
             let m = ok(r.measured).then(|| r.measured.log10());
@@ -183,17 +183,17 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
                         [(m, y), (b, y)],
                         colour.stroke_width(if r.status == Status::Certified { 1 } else { 3 }),
                     ))
-                    .map_err(plot_err)?;
+                    .map_err(draw_err)?;
             }
             if let Some(m) = m {
                 chart
                     .draw_series([Circle::new((m, y), 5, BLUE.filled())])
-                    .map_err(plot_err)?;
+                    .map_err(draw_err)?;
             }
             if let Some(b) = b {
                 chart
                     .draw_series([TriangleMarker::new((b, y), 6, GREEN.filled())])
-                    .map_err(plot_err)?;
+                    .map_err(draw_err)?;
             }
             let label = if r.ratio.is_finite() {
                 format!("×{}", num(r.ratio))
@@ -204,7 +204,7 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
             chart
                 .draw_series([EmptyElement::at((at, y))
                     + Text::new(label, (10, -7), ("sans-serif", 13).into_font())])
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
         }
         Ok(())
     })?;
@@ -220,7 +220,7 @@ pub fn figure(cert: &Certificate) -> Result<Option<Figure>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::certificate_with;
+    use crate::render::test_support::certificate_with;
     use flatcert_bounds::{Check, Value, Verdict};
 
     fn t7() -> Verdict {
@@ -261,7 +261,7 @@ mod tests {
         assert!((rs[0].ratio - 11.258 / 2.1643).abs() < 1e-12);
         assert_eq!(rs[2].status, Status::Violated);
         let f = figure(&cert).unwrap().unwrap();
-        super::super::xml::well_formed(&f.svg).unwrap();
+        crate::render::svg::xml::well_formed(&f.svg).unwrap();
         assert!(f.svg.contains("×5.2017"), "ratio printed");
         assert!(f.svg.contains("b_k2") && f.svg.contains("broken"));
         assert!(f.caption.contains("1 bound was not drawn (+∞ (vacuous)"));

@@ -1,10 +1,11 @@
-//! SVG rendering of the simulation: panels of curves against the step t with a logarithmic y
+//! The figure of `flatcert simulate --plot`: panels of curves against the step t with a logarithmic y
 //! axis (values are passed as `log10`, ticks show `10^v`). Solid lines are simulations,
 //! dashed lines references (predictions, thresholds).
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::render::svg::{CYCLE, draw_err};
 
 /// One curve: `(t, log10 value)` points.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +16,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// Dashed (a reference) or solid (a simulation).
     pub dashed: bool,
-    /// Colour index into a fixed palette.
+    /// Colour index into the palette's colour cycle (blue, red, green, orange, purple, brown,
+    /// black, grey; taken modulo 8).
     pub colour: usize,
 }
 
@@ -30,33 +32,18 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-const COLOURS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(0, 0, 0),
-    RGBColor(127, 127, 127),
-];
-
-fn plot_err(e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!("plot: {e}"))
-}
-
 /// Render panels stacked vertically into an SVG string (x axis: step t).
 pub fn render_svg(panels: &[Panel], width: u32, panel_height: u32) -> Result<String> {
     let mut svg = String::new();
     {
         let height = panel_height * panels.len().max(1) as u32;
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+        root.fill(&WHITE).map_err(draw_err)?;
         let areas = root.split_evenly((panels.len().max(1), 1));
         for (area, panel) in areas.iter().zip(panels) {
             draw_panel(area, panel)?;
         }
-        root.present().map_err(plot_err)?;
+        root.present().map_err(draw_err)?;
     }
     Ok(svg)
 }
@@ -99,7 +86,7 @@ fn draw_panel<DB: DrawingBackend>(
         .x_label_area_size(40)
         .y_label_area_size(65)
         .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(plot_err)?;
+        .map_err(draw_err)?;
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
@@ -107,18 +94,18 @@ fn draw_panel<DB: DrawingBackend>(
         .y_desc(panel.y_label.as_str())
         .y_label_formatter(&|v| log10_label(*v))
         .draw()
-        .map_err(plot_err)?;
+        .map_err(draw_err)?;
     for s in &panel.series {
         let pts = finite(s);
         if pts.is_empty() {
             continue;
         }
-        let colour = COLOURS[s.colour % COLOURS.len()];
+        let colour = CYCLE[s.colour % CYCLE.len()];
         let style = colour.stroke_width(2);
         if s.dashed {
             chart
                 .draw_series(DashedLineSeries::new(pts, 7, 5, style))
-                .map_err(plot_err)?
+                .map_err(draw_err)?
                 .label(s.label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
@@ -126,7 +113,7 @@ fn draw_panel<DB: DrawingBackend>(
         } else {
             chart
                 .draw_series(LineSeries::new(pts, style))
-                .map_err(plot_err)?
+                .map_err(draw_err)?
                 .label(s.label.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
@@ -139,7 +126,7 @@ fn draw_panel<DB: DrawingBackend>(
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
-        .map_err(plot_err)?;
+        .map_err(draw_err)?;
     Ok(())
 }
 

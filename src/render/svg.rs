@@ -1,20 +1,22 @@
-//! SVG figures of the Markdown report (`flatcert certify --report DIR`, `docs/report.md`), drawn
-//! with plotters' SVG backend like [`crate::plot`]. One module per figure:
+//! The one low-level SVG stack of flatcert (plotters, SVG backend only; the backend writes into a
+//! `String`, so no file is touched here). Every figure of [`super::figures`] draws with it:
 //!
-//! | module | figure |
-//! |---|---|
-//! | [`curvature`] | T6(e): the per-sample curvature λ_i (sorted) against the thresholds β_k |
-//! | [`sobolev`] | T7: each measured Sobolev quantity against its bound (log axis, ratio printed) |
-//! | [`radii`] | T9: the fraction of training points certified at radius ≥ r, with ε and the certified fraction |
-//! | [`xml`] | a well-formedness check every figure passes before it is written |
+//! - the **palette** (`BLUE`, `RED`, `GREEN`, `ORANGE`, `PURPLE`, `BROWN`, `GREY`, `LIGHT_GREEN`,
+//!   `GRID`, and the series orders `SERIES`, `CYCLE`): the only colour constants of the crate's
+//!   figures, with fixed meanings — data and critical rates blue, bounds and violations red,
+//!   certified green, inconclusive orange, further series purple / brown / grey, secondary lines
+//!   and text grey, the certified-stable region light green;
+//! - the **error** of a drawing failure (`draw_err`): a plotters error is a bug (the SVG backend
+//!   writes to memory), reported as [`crate::Error::Internal`];
+//! - **axes**: `LogAxis` (log₁₀ coordinate labelled with the value) and `RowAxis` (categorical
+//!   rows), and the number formats of ticks and legends (`tick`, `four_significant`, `fmt_sig`,
+//!   `subscript`);
+//! - **legends and titles**: one `Glyph` set drawn by `draw_glyph`, and `draw_title`;
+//! - the **framed canvas** of the report figures (`render`: title band, legend band, chart,
+//!   caption band) and the [`xml`] well-formedness check every framed figure passes.
 //!
-//! Every figure has a title, axis labels, a legend band and a caption band; values that cannot be
-//! drawn (NaN, ±∞, or ≤ 0 on a logarithmic axis) are skipped and counted in the caption. Output is
-//! deterministic: the same inputs give the same bytes.
+//! Output is deterministic: the same inputs give the same bytes.
 
-pub mod curvature;
-pub mod radii;
-pub mod sobolev;
 pub mod xml;
 
 use std::ops::Range;
@@ -25,40 +27,40 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 
-/// One rendered figure of the report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Figure {
-    /// The theorem it illustrates (`"T6"`, `"T7"`, `"T9"`).
-    pub theorem: &'static str,
-    /// File name inside the report directory (`t6_curvature.svg`, …).
-    pub file: &'static str,
-    /// Title (also the Markdown image's alt text).
-    pub title: String,
-    /// What is drawn and what was skipped (also drawn under the plot).
-    pub caption: String,
-    /// The SVG document.
-    pub svg: String,
-}
-
-/// Figure width in pixels.
+/// Width in pixels of the framed report figures ([`render`]).
 pub(crate) const WIDTH: u32 = 1000;
 
-/// Palette: data (blue), bounds / violations (red), certified (green), inconclusive (orange),
-/// extra series (purple, brown, grey).
+/// Data, and the critical learning rate η*(B) of the stability figure.
 pub(crate) const BLUE: RGBColor = RGBColor(31, 100, 180);
+/// Bounds, violations, certified-unstable verdicts.
 pub(crate) const RED: RGBColor = RGBColor(200, 30, 30);
+/// Certified (stable) verdicts.
 pub(crate) const GREEN: RGBColor = RGBColor(27, 120, 55);
+/// Inconclusive verdicts.
 pub(crate) const ORANGE: RGBColor = RGBColor(230, 140, 0);
+/// A further series (e.g. the k-th moment critical rate η*_k).
 pub(crate) const PURPLE: RGBColor = RGBColor(130, 50, 160);
+/// A further series.
 pub(crate) const BROWN: RGBColor = RGBColor(140, 86, 75);
+/// Secondary lines (η_GD*), secondary text (subtitles, captions), a further series.
 pub(crate) const GREY: RGBColor = RGBColor(90, 90, 90);
+/// The certified-stable region of the stability figure (drawn at 60 % opacity).
+pub(crate) const LIGHT_GREEN: RGBColor = RGBColor(190, 230, 190);
+/// Bold grid lines.
+pub(crate) const GRID: RGBColor = RGBColor(222, 222, 222);
 
-/// Colours of successive series (e.g. one threshold per k).
+/// Colours of successive series whose order carries no meaning beyond "the i-th" (e.g. one
+/// threshold per k in the T6 figure).
 pub(crate) const SERIES: [RGBColor; 5] = [GREEN, PURPLE, ORANGE, BROWN, GREY];
+
+/// The colour cycle of the simulation figure: its callers pick a colour by index (modulo 8).
+pub(crate) const CYCLE: [RGBColor; 8] = [BLUE, RED, GREEN, ORANGE, PURPLE, BROWN, BLACK, GREY];
 
 /// A legend glyph.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Glyph {
+    /// A filled box.
+    Fill(RGBColor),
     /// A solid line of the given width.
     Line(RGBColor, u32),
     /// A dashed line of the given width.
@@ -67,13 +69,65 @@ pub(crate) enum Glyph {
     Dot(RGBColor),
     /// A filled triangle.
     Triangle(RGBColor),
+    /// A bold cross.
+    Cross(RGBColor),
     /// A ring.
     Ring(RGBColor),
+    /// A bold ring with a cross (a highlighted point).
+    Target(RGBColor),
 }
 
-/// A plotters failure (a bug: the SVG backend writes to a string) as an internal error.
-pub(crate) fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
-    Error::Internal(format!("report figure: {e:?}"))
+/// Draw `glyph` in the legend slot `x0 ..= x1` (pixels) on the line `y` of `area`; point glyphs
+/// are centred in the slot.
+pub(crate) fn draw_glyph<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    glyph: Glyph,
+    (x0, x1): (i32, i32),
+    y: i32,
+) -> Result<()> {
+    let xm = (x0 + x1) / 2;
+    match glyph {
+        Glyph::Fill(c) => area
+            .draw(&Rectangle::new([(x0, y - 7), (x1, y + 7)], c.filled()))
+            .map_err(draw_err)?,
+        Glyph::Line(c, w) => area
+            .draw(&PathElement::new([(x0, y), (x1, y)], c.stroke_width(w)))
+            .map_err(draw_err)?,
+        Glyph::Dashed(c, w) => {
+            for x in (x0..x1).step_by(8) {
+                area.draw(&PathElement::new(
+                    [(x, y), ((x + 5).min(x1), y)],
+                    c.stroke_width(w),
+                ))
+                .map_err(draw_err)?;
+            }
+        }
+        Glyph::Dot(c) => area
+            .draw(&Circle::new((xm, y), 5, c.filled()))
+            .map_err(draw_err)?,
+        Glyph::Triangle(c) => area
+            .draw(&TriangleMarker::new((xm, y), 6, c.filled()))
+            .map_err(draw_err)?,
+        Glyph::Cross(c) => area
+            .draw(&Cross::new((xm, y), 5, c.stroke_width(3)))
+            .map_err(draw_err)?,
+        Glyph::Ring(c) => area
+            .draw(&Circle::new((xm, y), 7, c.stroke_width(2)))
+            .map_err(draw_err)?,
+        Glyph::Target(c) => {
+            area.draw(&Circle::new((xm, y), 9, c.stroke_width(3)))
+                .map_err(draw_err)?;
+            area.draw(&Cross::new((xm, y), 5, c.stroke_width(2)))
+                .map_err(draw_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// A drawing failure of plotters' SVG backend as an internal error. The backend writes into a
+/// `String`, so a failure is a bug, never bad input.
+pub(crate) fn draw_err<E: std::fmt::Debug>(e: E) -> Error {
+    Error::Internal(format!("svg: {e:?}"))
 }
 
 /// Wrap `text` into lines of at most `width` characters (at spaces).
@@ -102,14 +156,40 @@ pub(crate) fn tick(x: f64) -> String {
         return "0".into();
     }
     if !x.is_finite() {
-        return crate::report::num(x);
+        return super::num(x);
     }
     let mag = x.abs().log10().floor() as i32;
     if (-3..5).contains(&mag) {
-        crate::plot::four_significant(x, mag)
+        four_significant(x, mag)
     } else {
         let s = format!("{x:.1e}");
         s.replace(".0e", "e")
+    }
+}
+
+/// `x` (of decimal magnitude `mag` = ⌊log₁₀|x|⌋) with 4 significant digits in fixed notation,
+/// trailing zeros and a trailing point removed. Shared by the tick labels of every figure.
+pub(crate) fn four_significant(x: f64, mag: i32) -> String {
+    let decimals = (3 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Short number for legends: 6 significant digits.
+pub(crate) fn fmt_sig(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if (-3..5).contains(&mag) {
+        let decimals = (5 - mag).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.5e}")
     }
 }
 
@@ -280,22 +360,11 @@ pub(crate) fn render(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+        root.fill(&WHITE).map_err(draw_err)?;
         let (head, rest) = root.split_vertically(TITLE_H);
         let (legend_area, rest) = rest.split_vertically(legend_h);
         let (chart_area, caption_area) = rest.split_vertically(chart_height);
-        head.draw(&Text::new(
-            frame.title.clone(),
-            (16, 10),
-            ("sans-serif", 20).into_font().style(FontStyle::Bold),
-        ))
-        .map_err(plot_err)?;
-        head.draw(&Text::new(
-            frame.subtitle.clone(),
-            (16, 38),
-            ("sans-serif", 14).into_font().color(&GREY),
-        ))
-        .map_err(plot_err)?;
+        draw_title(&head, &frame.title, &frame.subtitle, (20, 14))?;
         draw_legend(&legend_area, &legend_lines)?;
         draw(&chart_area)?;
         let font = ("sans-serif", 13).into_font().color(&GREY);
@@ -306,14 +375,15 @@ pub(crate) fn render(
                     (16, 6 + LINE_H as i32 * i as i32),
                     font.clone(),
                 ))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
         }
-        root.present().map_err(plot_err)?;
+        root.present().map_err(draw_err)?;
     }
-    xml::well_formed(&svg).map_err(|e| Error::Internal(format!("report figure: {e}")))?;
+    xml::well_formed(&svg).map_err(|e| Error::Internal(format!("svg: {e}")))?;
     Ok(svg)
 }
 
+/// The legend band of [`render`]: one glyph per entry, on the first line of its wrapped text.
 fn draw_legend(
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     lines: &[(Option<Glyph>, String)],
@@ -321,43 +391,39 @@ fn draw_legend(
     let font = ("sans-serif", 14).into_font();
     for (i, (glyph, text)) in lines.iter().enumerate() {
         let y = 4 + LINE_H as i32 * i as i32;
-        let gy = y + 7;
-        let (gx0, gx1) = (20, 48);
-        match glyph {
-            None => {}
-            Some(Glyph::Line(c, w)) => area
-                .draw(&PathElement::new(
-                    [(gx0, gy), (gx1, gy)],
-                    c.stroke_width(*w),
-                ))
-                .map_err(plot_err)?,
-            Some(Glyph::Dashed(c, w)) => {
-                for x in (gx0..gx1).step_by(8) {
-                    area.draw(&PathElement::new(
-                        [(x, gy), ((x + 5).min(gx1), gy)],
-                        c.stroke_width(*w),
-                    ))
-                    .map_err(plot_err)?;
-                }
-            }
-            Some(Glyph::Dot(c)) => area
-                .draw(&Circle::new((34, gy), 5, c.filled()))
-                .map_err(plot_err)?,
-            Some(Glyph::Triangle(c)) => area
-                .draw(&TriangleMarker::new((34, gy), 6, c.filled()))
-                .map_err(plot_err)?,
-            Some(Glyph::Ring(c)) => area
-                .draw(&Circle::new((34, gy), 7, c.stroke_width(2)))
-                .map_err(plot_err)?,
+        if let Some(g) = glyph {
+            draw_glyph(area, *g, (20, 48), y + 7)?;
         }
         area.draw(&Text::new(text.clone(), (58, y), font.clone()))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
     }
     Ok(())
 }
 
+/// The title (bold, `title_px`) and the subtitle (grey, `subtitle_px`) of a figure's head band.
+pub(crate) fn draw_title<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    subtitle: &str,
+    (title_px, subtitle_px): (u32, u32),
+) -> Result<()> {
+    area.draw(&Text::new(
+        title.to_string(),
+        (16, 10),
+        ("sans-serif", title_px).into_font().style(FontStyle::Bold),
+    ))
+    .map_err(draw_err)?;
+    area.draw(&Text::new(
+        subtitle.to_string(),
+        (16, 38),
+        ("sans-serif", subtitle_px).into_font().color(&GREY),
+    ))
+    .map_err(draw_err)?;
+    Ok(())
+}
+
 /// `k` in Unicode subscript digits (`4` → `₄`).
-pub(crate) fn subscript(k: u32) -> String {
+pub(crate) fn subscript(k: impl ToString) -> String {
     k.to_string()
         .chars()
         .map(|c| {
@@ -366,40 +432,6 @@ pub(crate) fn subscript(k: u32) -> String {
                 .unwrap_or(c)
         })
         .collect()
-}
-
-/// " At this (η, B) the hypothesis `k_stable_k2` is VIOLATED (…)." for the violated stability
-/// hypotheses (`k_stable…`) of `v`, or nothing: the thresholds of T6 and the bounds of T7 are then
-/// not implied by SGD stability at this (η, B).
-pub(crate) fn borrowed_stability_sentence(v: &flatcert_bounds::Verdict) -> String {
-    let names: Vec<&str> = v
-        .hypotheses
-        .iter()
-        .filter(|c| c.status == flatcert_bounds::Status::Violated && c.name.starts_with("k_stable"))
-        .map(|c| c.name.as_str())
-        .collect();
-    match names.len() {
-        0 => String::new(),
-        1 => format!(
-            " At this (η, B) the hypothesis {} is VIOLATED (certified mean-square \
-             unstable: T5, or T4's first-moment instability), so what is drawn here is not implied by SGD stability.",
-            names[0]
-        ),
-        _ => format!(
-            " At this (η, B) the hypotheses {} are VIOLATED (certified mean-square \
-             unstable: T5, or T4's first-moment instability), so what is drawn here is not implied by SGD stability.",
-            names.join(", ")
-        ),
-    }
-}
-
-/// "n values were not drawn (…)" or nothing.
-pub(crate) fn skipped_sentence(count: usize, what: &str, why: &str) -> String {
-    match count {
-        0 => String::new(),
-        1 => format!(" 1 {what} was not drawn ({why})."),
-        c => format!(" {c} {what}s were not drawn ({why})."),
-    }
 }
 
 #[cfg(test)]

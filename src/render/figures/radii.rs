@@ -9,10 +9,11 @@
 
 use plotters::prelude::*;
 
-use super::{BLUE, Figure, Frame, GREY, Glyph, RED, plot_err, render, skipped_sentence};
+use super::{Figure, skipped_sentence};
 use crate::certify::Certificate;
 use crate::error::Result;
-use crate::report::num;
+use crate::render::num;
+use crate::render::svg::{BLUE, Frame, GREY, Glyph, RED, draw_err, render, tick};
 
 /// File name in the report directory.
 pub const FILE: &str = "t9_radii.svg";
@@ -151,19 +152,19 @@ pub fn figure(
             .x_label_area_size(48)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..x1, 0f64..1.04)
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .configure_mesh()
             .x_desc("radius r (ℓ2)")
             .y_desc("fraction certified at radius ≥ r")
-            .x_label_formatter(&|x| super::tick(*x))
-            .y_label_formatter(&|y| super::tick(*y))
+            .x_label_formatter(&|x| tick(*x))
+            .y_label_formatter(&|y| tick(*y))
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
             .light_line_style(WHITE)
             .bold_line_style(RGBColor(225, 225, 225))
             .draw()
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .draw_series(DashedLineSeries::new(
                 [(eps, 0.0), (eps, 1.04)],
@@ -171,14 +172,14 @@ pub fn figure(
                 6,
                 GREY.stroke_width(2),
             ))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .draw_series(LineSeries::new(curve.clone(), BLUE.stroke_width(2)))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         if let Some(f) = frac {
             chart
                 .draw_series([Circle::new((eps, f), 6, RED.filled())])
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
         }
         Ok(())
     })?;
@@ -194,7 +195,7 @@ pub fn figure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::certificate_with;
+    use crate::render::test_support::certificate_with;
     use flatcert_bounds::{Value, Verdict};
 
     #[test]
@@ -228,7 +229,7 @@ mod tests {
         let cert = certificate_with(vec![t9(0.5)], &[2], Some(0.1));
         let radii = [0.0, 0.05, 0.1, 0.4, f64::NAN];
         let f = figure(&cert, Some(&radii), Some(0.4)).unwrap().unwrap();
-        super::super::xml::well_formed(&f.svg).unwrap();
+        crate::render::svg::xml::well_formed(&f.svg).unwrap();
         assert!(f.svg.contains("ε = 0.1"));
         assert!(f.caption.contains("1 radius was not drawn"));
         assert!(f.caption.contains("1 of 5 points reach the cap"));

@@ -1,4 +1,4 @@
-//! SVG figures (plotters, SVG backend only).
+//! The stability figure of `flatcert stability --plot`.
 //!
 //! [`stability_svg`] draws the stable region of SGD in the (B, η) plane for `flatcert stability`
 //! (THEORY.md T4–T6): the certified bracket of the mean-square critical learning rate η*(B)
@@ -18,7 +18,10 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::measure::stability::Verdict;
-use crate::report::figures::wrap;
+use crate::render::svg::{
+    BLUE, GREEN, GREY, GRID, Glyph, LIGHT_GREEN, ORANGE, PURPLE, RED, draw_err, draw_glyph,
+    draw_title, fmt_sig, four_significant, subscript, wrap,
+};
 
 /// One batch size of the stability figure.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,15 +75,15 @@ pub struct StabilityPlot {
 /// Figure size in pixels.
 const SIZE: (u32, u32) = (1120, 640);
 
-/// Colours: verdicts (green / red / orange), η*(B) (blue), η_GD* (grey), η*_k (purple) and the
-/// certified-stable region (light green).
-const STABLE: RGBColor = RGBColor(27, 120, 55);
-const UNSTABLE: RGBColor = RGBColor(200, 30, 30);
-const INCONCLUSIVE: RGBColor = RGBColor(230, 140, 0);
-const ETA_STAR: RGBColor = RGBColor(20, 70, 160);
-const GD: RGBColor = RGBColor(90, 90, 90);
-const K_MOMENT: RGBColor = RGBColor(130, 50, 160);
-const FILL: RGBColor = RGBColor(190, 230, 190);
+/// The colours of this figure, from the one palette: verdicts (green / red / orange), η*(B)
+/// (blue), η_GD* (grey), η*_k (purple) and the certified-stable region (light green).
+const STABLE: RGBColor = GREEN;
+const UNSTABLE: RGBColor = RED;
+const INCONCLUSIVE: RGBColor = ORANGE;
+const ETA_STAR: RGBColor = BLUE;
+const GD: RGBColor = GREY;
+const K_MOMENT: RGBColor = PURPLE;
+const FILL: RGBColor = LIGHT_GREEN;
 
 /// The colour of a verdict.
 fn verdict_color(v: Verdict) -> RGBColor {
@@ -91,9 +94,14 @@ fn verdict_color(v: Verdict) -> RGBColor {
     }
 }
 
-/// A plotters failure (a bug: the SVG backend writes to a string) as an internal error.
-fn plot_err<E: std::fmt::Debug>(e: E) -> Error {
-    Error::Internal(format!("plot: {e:?}"))
+/// The legend glyph of a verdict: the shape of its chart marker ([`verdict_marker`]).
+fn verdict_glyph(v: Verdict) -> Glyph {
+    let c = verdict_color(v);
+    match v {
+        Verdict::CertifiedStable => Glyph::Dot(c),
+        Verdict::Inconclusive => Glyph::Triangle(c),
+        Verdict::CertifiedUnstable => Glyph::Cross(c),
+    }
 }
 
 /// Tick label of a log₂ batch coordinate: the batch size, as an integer when it is one.
@@ -141,47 +149,6 @@ impl ValueFormatter<f64> for BatchAxis {
     }
 }
 
-/// `k` in Unicode subscript digits (`4` → `₄`).
-fn subscript(k: usize) -> String {
-    k.to_string()
-        .chars()
-        .map(|c| {
-            c.to_digit(10)
-                .and_then(|d| char::from_u32(0x2080 + d))
-                .unwrap_or(c)
-        })
-        .collect()
-}
-
-/// Short number for legends: 6 significant digits.
-pub fn fmt_sig(x: f64) -> String {
-    if x == 0.0 || !x.is_finite() {
-        return format!("{x}");
-    }
-    let mag = x.abs().log10().floor() as i32;
-    if (-3..5).contains(&mag) {
-        let decimals = (5 - mag).max(0) as usize;
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x:.5e}")
-    }
-}
-
-/// A legend glyph.
-#[derive(Debug, Clone, Copy)]
-enum Glyph {
-    /// A filled box.
-    Fill(RGBColor),
-    /// A solid line of the given width.
-    Line(RGBColor, u32),
-    /// A dashed line of the given width.
-    Dashed(RGBColor, u32),
-    /// A verdict marker.
-    Marker(Verdict),
-    /// The highlighted point (ring and cross).
-    Ring(RGBColor),
-}
-
 /// Tick label of the η axis: up to 4 significant digits, trailing zeros removed.
 fn eta_tick(y: f64) -> String {
     if y == 0.0 {
@@ -192,18 +159,6 @@ fn eta_tick(y: f64) -> String {
         four_significant(y, mag)
     } else {
         format!("{y:.2e}")
-    }
-}
-
-/// `x` (of decimal magnitude `mag` = ⌊log₁₀|x|⌋) with 4 significant digits in fixed notation,
-/// trailing zeros and a trailing point removed. Shared by the tick labels of every figure.
-pub(crate) fn four_significant(x: f64, mag: i32) -> String {
-    let decimals = (3 - mag).max(0) as usize;
-    let s = format!("{x:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
     }
 }
 
@@ -266,9 +221,9 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
+        root.fill(&WHITE).map_err(draw_err)?;
         let (head, body) = root.split_vertically(64);
-        draw_title(&head, plot)?;
+        draw_title(&head, &plot.title, &plot.subtitle, (21, 15))?;
         let (chart_area, legend_area) = body.split_horizontally(SIZE.0 - LEGEND_WIDTH);
         let mut chart = ChartBuilder::on(&chart_area)
             .margin_left(12)
@@ -283,7 +238,7 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                 },
                 0f64..y_max,
             )
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         let y_desc = format!(
             "learning rate η (theory convention; PyTorch MSELoss η_torch = {}·η)",
             plot.outputs as f64 / 2.0
@@ -297,9 +252,9 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
             .label_style(("sans-serif", 15))
             .axis_desc_style(("sans-serif", 16))
             .light_line_style(WHITE)
-            .bold_line_style(RGBColor(222, 222, 222))
+            .bold_line_style(GRID)
             .draw()
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
 
         // Certified-stable region: below the certified lower end of η*(B).
         let lower: Vec<(f64, f64)> = rows
@@ -317,7 +272,7 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
         poly.push((first_x, 0.0));
         chart
             .draw_series(std::iter::once(Polygon::new(poly, FILL.mix(0.6))))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         legend.push((
             Glyph::Fill(FILL),
             "certified mean-square stable: η ≤ certified lower end of η*(B)".into(),
@@ -331,7 +286,7 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                     6,
                     GD.stroke_width(2),
                 ))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             legend.push((
                 Glyph::Dashed(GD, 2),
                 format!(
@@ -351,14 +306,14 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                 finite_lower.clone(),
                 ETA_STAR.stroke_width(3),
             ))
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         chart
             .draw_series(
                 finite_lower
                     .iter()
                     .map(|&p| Circle::new(p, 4, ETA_STAR.filled())),
             )
-            .map_err(plot_err)?;
+            .map_err(draw_err)?;
         legend.push((
             Glyph::Line(ETA_STAR, 3),
             "η*(B) = 1/λ_max(𝒟̃), mean-square critical rate (T5f): certified lower end".into(),
@@ -375,7 +330,7 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                     4,
                     ETA_STAR.mix(0.8).stroke_width(1),
                 ))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             legend.push((
                 Glyph::Dashed(ETA_STAR, 1),
                 "upper end of the η*(B) bracket; above it: certified unstable".into(),
@@ -390,14 +345,14 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
             let k = plot.k;
             chart
                 .draw_series(LineSeries::new(eta_k.clone(), K_MOMENT.stroke_width(2)))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             chart
                 .draw_series(
                     eta_k
                         .iter()
                         .map(|&p| TriangleMarker::new(p, 5, K_MOMENT.filled())),
                 )
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             legend.push((
                 Glyph::Line(K_MOMENT, 2),
                 format!(
@@ -416,9 +371,9 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                     4,
                     BLACK.mix(0.7).stroke_width(1),
                 ))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             legend.push((
-                Glyph::Dashed(RGBColor(80, 80, 80), 1),
+                Glyph::Dashed(GREY, 1),
                 format!("your η = {eta}; verdict at each B:"),
             ));
             for v in [
@@ -436,8 +391,8 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
                 }
                 chart
                     .draw_series(pts.iter().map(|&p| verdict_marker(p, v)))
-                    .map_err(plot_err)?;
-                legend.push((Glyph::Marker(v), v.name().to_string()));
+                    .map_err(draw_err)?;
+                legend.push((verdict_glyph(v), v.name().to_string()));
             }
         }
 
@@ -446,14 +401,14 @@ pub fn stability_svg(plot: &StabilityPlot) -> Result<String> {
             let c = verdict_color(m.verdict);
             chart
                 .draw_series([EmptyElement::at(p) + Circle::new((0, 0), 11, c.stroke_width(3))])
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             chart
                 .draw_series([EmptyElement::at(p) + Cross::new((0, 0), 6, c.stroke_width(2))])
-                .map_err(plot_err)?;
-            legend.push((Glyph::Ring(c), m.label.clone()));
+                .map_err(draw_err)?;
+            legend.push((Glyph::Target(c), m.label.clone()));
         }
         draw_legend(&legend_area, &legend)?;
-        root.present().map_err(plot_err)?;
+        root.present().map_err(draw_err)?;
     }
     Ok(svg)
 }
@@ -474,39 +429,13 @@ fn draw_legend(
         (8, y - 20),
         ("sans-serif", 15).into_font().style(FontStyle::Bold),
     ))
-    .map_err(plot_err)?;
+    .map_err(draw_err)?;
     for (glyph, text) in entries {
         let gy = y + 7;
-        let (gx0, gx1) = (8, 34);
-        match *glyph {
-            Glyph::Fill(c) => area
-                .draw(&Rectangle::new([(gx0, gy - 7), (gx1, gy + 7)], c.filled()))
-                .map_err(plot_err)?,
-            Glyph::Line(c, w) => area
-                .draw(&PathElement::new([(gx0, gy), (gx1, gy)], c.stroke_width(w)))
-                .map_err(plot_err)?,
-            Glyph::Dashed(c, w) => {
-                for x in (gx0..gx1).step_by(8) {
-                    area.draw(&PathElement::new(
-                        [(x, gy), ((x + 5).min(gx1), gy)],
-                        c.stroke_width(w),
-                    ))
-                    .map_err(plot_err)?;
-                }
-            }
-            Glyph::Marker(v) => area
-                .draw(&verdict_marker_px((21, gy), v, verdict_color(v)))
-                .map_err(plot_err)?,
-            Glyph::Ring(c) => {
-                area.draw(&Circle::new((21, gy), 9, c.stroke_width(3)))
-                    .map_err(plot_err)?;
-                area.draw(&Cross::new((21, gy), 5, c.stroke_width(2)))
-                    .map_err(plot_err)?;
-            }
-        }
+        draw_glyph(area, *glyph, (8, 34), gy)?;
         for line in wrap(text, 38) {
             area.draw(&Text::new(line, (42, y), font.clone()))
-                .map_err(plot_err)?;
+                .map_err(draw_err)?;
             y += line_h;
         }
         y += 8;
@@ -526,36 +455,6 @@ fn verdict_marker<DB: DrawingBackend>(
         Verdict::Inconclusive => TriangleMarker::new(p, 7, c.filled()).into_dyn(),
         Verdict::CertifiedUnstable => Cross::new(p, 6, c.stroke_width(3)).into_dyn(),
     }
-}
-
-/// The same marker in pixel coordinates (legend).
-fn verdict_marker_px<DB: DrawingBackend>(
-    p: (i32, i32),
-    v: Verdict,
-    c: RGBColor,
-) -> DynElement<'static, DB, (i32, i32)> {
-    match v {
-        Verdict::CertifiedStable => Circle::new(p, 5, c.filled()).into_dyn(),
-        Verdict::Inconclusive => TriangleMarker::new(p, 6, c.filled()).into_dyn(),
-        Verdict::CertifiedUnstable => Cross::new(p, 5, c.stroke_width(3)).into_dyn(),
-    }
-}
-
-/// Title and subtitle in the head band.
-fn draw_title(area: &DrawingArea<SVGBackend<'_>, Shift>, plot: &StabilityPlot) -> Result<()> {
-    area.draw(&Text::new(
-        plot.title.clone(),
-        (16, 10),
-        ("sans-serif", 21).into_font().style(FontStyle::Bold),
-    ))
-    .map_err(plot_err)?;
-    area.draw(&Text::new(
-        plot.subtitle.clone(),
-        (16, 38),
-        ("sans-serif", 15).into_font().color(&RGBColor(70, 70, 70)),
-    ))
-    .map_err(plot_err)?;
-    Ok(())
 }
 
 #[cfg(test)]

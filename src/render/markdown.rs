@@ -576,7 +576,7 @@ pub fn render_bound_markdown(report: &BoundReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::test_support::certificate_with;
+    use crate::render::test_support::certificate_with;
     use flatcert_bounds::Verdict;
 
     fn sample() -> Certificate {
