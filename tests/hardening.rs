@@ -1488,8 +1488,8 @@ fn estimated_or_lower_lipschitz_bounds_never_certify_robustness() {
 /// bound in T2.
 #[test]
 fn wrong_sided_bounds_never_certify_in_the_bounds_crate() {
+    use flatcert_bounds::minimum::{Curvature, MinimumInput};
     use flatcert_bounds::t2::{T2Input, T2Sample};
-    use flatcert_bounds::t4::{ModelInfo, T4Input};
     let samples = vec![
         T2Sample {
             jx_fro: 1.0,
@@ -1516,15 +1516,15 @@ fn wrong_sided_bounds_never_certify_in_the_bounds_crate() {
         t2.check("lower_inequality").unwrap().status,
         Status::Estimated
     );
-    let t4 = flatcert_bounds::t4::check(&T4Input {
-        eta: 0.1,
-        lambda_max: Value::exact(1.0, 0.0),
+    let min = flatcert_bounds::minimum::check(&MinimumInput {
+        curvature: Curvature::Exact,
         lambda_min: Some(Value::upper_bound(5.0, 0.0)),
-        model: ModelInfo::default(),
+        max_abs_residual: Some(0.1),
+        hessian_is_gauss_newton: false,
     })
     .unwrap();
     // An upper bound of λ_min(H) cannot certify 0 ≤ λ_min(H).
-    assert_eq!(t4.check("psd").unwrap().status, Status::Inconclusive);
+    assert_ne!(min.check("minimum").unwrap().status, Status::Certified);
 }
 
 /// A directory or a device given as an input file is refused by name before anything is read

@@ -3,9 +3,8 @@
 //! E u_{t+1} = (I − ηH) E u_t, so θ* is first-moment stable ⇔ spec(H) ⊂ [0, 2/η]. At an
 //! interpolating minimum H = G ⪰ 0 and the condition is λ_max(H) ≤ 2/η. Verdict "stable" if
 //! upper(λ_max) ≤ 2/η, "unstable" if lower(λ_max) > 2/η; margin 2/η − λ_max;
-//! η_GD* = 2/λ_max ∈ [2/upper, 2/lower]. With a residual H may be indefinite: a Lanczos θ_min
-//! is an *upper* bound of λ_min, and certifies instability for every η only when θ_min plus its
-//! allowance is < 0.
+//! η_GD* = 2/λ_max ∈ [2/upper, 2/lower]. With a residual H may be indefinite; whether θ* is a
+//! minimum (λ_min(H) ≥ 0) is its own verdict, [`crate::minimum`].
 
 use serde::{Deserialize, Serialize};
 
@@ -66,9 +65,6 @@ pub struct T4Input {
     pub eta: f64,
     /// λ_max(H) (or of G; see `model`): an interval, upper, lower or estimate.
     pub lambda_max: Value,
-    /// An upper bound of λ_min(H) (Lanczos θ_min plus allowance), when H may be indefinite.
-    #[serde(default)]
-    pub lambda_min: Option<Value>,
     /// Gauss–Newton label and residual numbers.
     #[serde(default)]
     pub model: ModelInfo,
@@ -159,18 +155,6 @@ pub fn check(input: &T4Input) -> Result<Verdict> {
         input.lambda_max,
         two_over_eta,
     ));
-    if let Some(lmin) = input.lambda_min {
-        lmin.validate("λ_min(H)")?;
-        v.hyp(Check::le(
-            "psd",
-            "0 ≤ λ_min(H) (a negative eigenvalue means unstable for every η)",
-            Value::constant(0.0),
-            lmin,
-        ));
-        if lmin.has_upper() && lmin.upper() < 0.0 {
-            v.note("λ_min(H) < 0 is certified: the minimum is unstable for every learning rate.");
-        }
-    }
     let lam_nonneg = input.lambda_max.clamp_nonneg();
     v.conclude(
         "eta_gd",
@@ -195,7 +179,6 @@ mod tests {
         let i = T4Input {
             eta: 0.4,
             lambda_max: Value::interval(4.6332385972, 4.6332385972),
-            lambda_min: None,
             model: ModelInfo::default(),
         };
         let v = check(&i).unwrap();
@@ -219,7 +202,6 @@ mod tests {
             check(&T4Input {
                 eta,
                 lambda_max,
-                lambda_min: None,
                 model: ModelInfo::default(),
             })
             .unwrap()
@@ -243,7 +225,6 @@ mod tests {
         let i = T4Input {
             eta: 0.1,
             lambda_max: Value::lower_bound(1.0, 0.0), // Lanczos: lower bound only
-            lambda_min: Some(Value::upper_bound(-1e-3, 0.0)),
             model: ModelInfo {
                 gauss_newton: true,
                 ..ModelInfo::default()
@@ -254,7 +235,8 @@ mod tests {
             v.check("gd_condition").unwrap().status,
             Status::Inconclusive
         );
-        assert_eq!(v.check("psd").unwrap().status, Status::Violated);
+        // λ_min(H) ≥ 0 is not a T4 hypothesis: it is the `minimum` verdict's.
+        assert!(v.check("psd").is_none());
         // The words of the reports come from the one mapping (estimated ⇒ inconclusive too).
         let gd = v.check("gd_condition").unwrap().status;
         assert_eq!(GdStatus::from_status(gd), GdStatus::Inconclusive);

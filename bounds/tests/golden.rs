@@ -115,7 +115,6 @@ fn curvature_and_eta_gd() {
     let v = flatcert_bounds::t4::check(&flatcert_bounds::t4::T4Input {
         eta: 0.3,
         lambda_max: Value::interval(A, A),
-        lambda_min: None,
         model: Default::default(),
     })
     .unwrap();

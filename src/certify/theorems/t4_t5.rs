@@ -22,8 +22,8 @@ pub(super) fn residual_info(ev: &Evidence) -> (t4::ModelInfo, Option<Check>) {
 }
 
 /// T4 from the λ_max(G) bracket (`gauss_newton_lambda_max` upper, `…_lower` lower; the operator
-/// path has only the lower side), plus the residual numbers and, for smooth σ with a residual,
-/// the Lanczos upper bound of λ_min(H) (`hessian_lambda_min_upper`).
+/// path has only the lower side), plus the residual numbers; λ_min(H) ≥ 0 is the separate `Min`
+/// verdict ([`build_minimum`]).
 pub(super) fn build_t4(ctx: &Context, ev: &Evidence) -> R<Verdict> {
     let Some(lambda_max) = sharpness(ev) else {
         return missing(
@@ -35,8 +35,6 @@ pub(super) fn build_t4(ctx: &Context, ev: &Evidence) -> R<Verdict> {
     let input = t4::T4Input {
         eta: ctx.eta,
         lambda_max,
-        // λ_min(H) ≥ 0 is its own verdict (`Min`, [`build_minimum`]), not a T4 hypothesis.
-        lambda_min: None,
         model,
     };
     let mut v = t4::check(&input)?;
