@@ -15,7 +15,7 @@ use flatcert::report::markdown::render_bound_markdown;
 use flatcert::report::{Style, render};
 use flatcert_bounds::minimum::Curvature;
 
-use super::certify::{Format, parse_format};
+use super::render::{Format, parse_format};
 
 /// Arguments of `flatcert bound`.
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod bound;
 pub mod certify;
 pub mod inputs;
 pub mod measure;
+pub mod render;
 pub mod simulate;
 pub mod stability;
 pub mod train;

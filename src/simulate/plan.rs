@@ -5,6 +5,7 @@ use super::PredictionOptions;
 use crate::certify::LrConventionName;
 use crate::error::{Error, Result};
 use crate::measure::stability::BracketOptions;
+use crate::problem::{Problem, Source};
 
 /// At most this many recording times per trajectory (JSON, fits and plot).
 pub(crate) const RECORD_POINTS: usize = 500;
@@ -240,59 +241,52 @@ pub struct Hyper {
 
 /// η (converted to the theory convention from `--lr-convention` or the metadata's `lr_convention`)
 /// and B from the flags or the checkpoint metadata (`lr`, `batch`).
-pub fn resolve_hyper(
-    args: &SimulatePlan,
-    meta: &std::collections::BTreeMap<String, String>,
-    c: usize,
-) -> Result<Hyper> {
-    let batch = match args.batch {
-        Some(b) => (b, "--batch"),
-        None => {
-            let Some(text) = meta.get("batch") else {
-                return Err(invalid(
-                    "batch",
-                    "required: the checkpoint's metadata has no training batch size",
-                ));
-            };
-            let b: usize = text.trim().parse().map_err(|_| {
-                invalid(
-                    "batch",
-                    format!("required: the checkpoint's metadata batch = '{text}' is not a count"),
-                )
-            })?;
-            (b, "checkpoint metadata")
+pub fn resolve_hyper(args: &SimulatePlan, loaded: &Problem, c: usize) -> Result<Hyper> {
+    let hyper = loaded.training_hyper(args.lr, args.lr_convention, args.batch);
+    let batch = match hyper.batch {
+        Source::Given(b) => (b, "--batch"),
+        Source::Metadata(b) => (b, "checkpoint metadata"),
+        Source::Missing => {
+            return Err(invalid(
+                "batch",
+                "required: the checkpoint's metadata has no training batch size",
+            ));
+        }
+        Source::Unusable(text) => {
+            return Err(invalid(
+                "batch",
+                format!("required: the checkpoint's metadata batch = '{text}' is not a count"),
+            ));
         }
     };
-    let lr = match args.lr {
-        Some(lr) => (lr, "--lr"),
-        None => {
-            let Some(text) = meta.get("lr") else {
-                return Err(invalid(
-                    "lr",
-                    "required: the checkpoint's metadata has no training learning rate",
-                ));
-            };
-            let lr: f64 = text.trim().parse().map_err(|_| {
-                invalid(
-                    "lr",
-                    format!("required: the checkpoint's metadata lr = '{text}' is not a number"),
-                )
-            })?;
-            if !(lr.is_finite() && lr > 0.0) {
-                return Err(invalid(
-                    "lr",
-                    format!("required: the checkpoint's metadata lr = {lr} is not > 0"),
-                ));
-            }
-            (lr, "checkpoint metadata")
+    let lr = match hyper.lr {
+        Source::Given(lr) => (lr, "--lr"),
+        Source::Metadata(lr) if !(lr.is_finite() && lr > 0.0) => {
+            return Err(invalid(
+                "lr",
+                format!("required: the checkpoint's metadata lr = {lr} is not > 0"),
+            ));
+        }
+        Source::Metadata(lr) => (lr, "checkpoint metadata"),
+        Source::Missing => {
+            return Err(invalid(
+                "lr",
+                "required: the checkpoint's metadata has no training learning rate",
+            ));
+        }
+        Source::Unusable(text) => {
+            return Err(invalid(
+                "lr",
+                format!("required: the checkpoint's metadata lr = '{text}' is not a number"),
+            ));
         }
     };
-    // One convention enum and one set of names for every command (THEORY §0): the flag, else
-    // the metadata's `lr_convention` when the lr came from the metadata, else theory.
-    let conv = match (&args.lr_convention, args.lr, meta.get("lr_convention")) {
-        (Some(c), _, _) => *c,
-        (None, None, Some(c)) => LrConventionName::parse(c)?,
-        _ => LrConventionName::Theory,
+    // One convention enum and one set of names for every command (THEORY §0): the caller's,
+    // else the metadata's `lr_convention` when the lr came from the metadata, else theory.
+    let conv = match hyper.lr_convention {
+        Source::Given(c) | Source::Metadata(c) => c,
+        Source::Unusable(text) => LrConventionName::parse(&text)?,
+        Source::Missing => LrConventionName::Theory,
     };
     let eta = conv
         .convention(c, batch.0)

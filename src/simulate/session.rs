@@ -269,7 +269,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
         lr_source,
         batch,
         batch_source,
-    } = resolve_hyper(args, &loaded.metadata, loaded.mlp.output_dim())?;
+    } = resolve_hyper(args, loaded, loaded.mlp.output_dim())?;
     let n = data.len();
     if batch > n {
         return Err(Error::invalid_argument(

@@ -5,7 +5,7 @@ use super::{DEFAULT_REFINE_RANK, DEFAULT_REL_TOL, DEFAULT_T5_RANK, EtaInfo};
 use crate::certify::LrConventionName;
 use crate::error::{Error, Result};
 use crate::measure::stability::Sampling;
-use crate::problem::Problem;
+use crate::problem::{Problem, Source};
 
 /// The parameters of [`super::sweep`] (the library side of `flatcert stability`'s flags). Every
 /// field has the CLI's default ([`Default`]); [`SweepPlan::validate`] (also run by
@@ -233,29 +233,30 @@ pub fn resolve_eta(
         return (eta, None);
     }
     let md = &loaded.metadata;
-    let Some(lr_text) = md.get("lr") else {
-        return (None, None);
-    };
-    let Some(lr) = lr_text
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v > 0.0)
-    else {
-        notes.push(format!(
-            "checkpoint metadata lr = '{lr_text}' is not a positive number: no verdicts"
-        ));
-        return (None, None);
+    let hyper = loaded.training_hyper(None, None, None);
+    let lr_text = md.get("lr").map_or("", String::as_str);
+    let lr = match hyper.lr {
+        Source::Missing => return (None, None),
+        Source::Metadata(v) if v.is_finite() && v > 0.0 => v,
+        Source::Given(_) | Source::Metadata(_) | Source::Unusable(_) => {
+            notes.push(format!(
+                "checkpoint metadata lr = '{lr_text}' is not a positive number: no verdicts"
+            ));
+            return (None, None);
+        }
     };
     let conv_text = md.get("lr_convention").map_or("", String::as_str);
-    let Some(conv) = LrConventionName::parse(conv_text).ok() else {
-        notes.push(format!(
-            "checkpoint metadata lr = {lr} has an unknown convention '{conv_text}': no verdicts \
-             (give --lr and --lr-convention)"
-        ));
-        return (None, None);
+    let conv = match hyper.lr_convention {
+        Source::Given(c) | Source::Metadata(c) => c,
+        Source::Missing | Source::Unusable(_) => {
+            notes.push(format!(
+                "checkpoint metadata lr = {lr} has an unknown convention '{conv_text}': no verdicts \
+                 (give --lr and --lr-convention)"
+            ));
+            return (None, None);
+        }
     };
-    let batch = md.get("batch").and_then(|b| b.trim().parse::<usize>().ok());
+    let batch = hyper.batch.value();
     let Some(eta) = to_theory(lr, conv, c, batch) else {
         notes.push(format!(
             "checkpoint metadata lr = {lr} ({conv_text}) needs the training batch size, which \
