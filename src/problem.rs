@@ -270,17 +270,7 @@ impl Problem {
 /// columns, and targets, when present, have the network's C outputs. [`Error::BadInput`] names
 /// the data file and the field `shape`.
 pub fn check_shapes(mlp: &Mlp, data: &Dataset) -> Result<()> {
-    if data.dim() != mlp.input_dim() {
-        return Err(Error::bad_input(
-            &data.x_source,
-            "shape",
-            format!(
-                "samples have {} features, the model expects d = {}",
-                data.dim(),
-                mlp.input_dim()
-            ),
-        ));
-    }
+    check_inputs(mlp, data)?;
     if let Some(c) = data.outputs()
         && c != mlp.output_dim()
     {
@@ -290,6 +280,23 @@ pub fn check_shapes(mlp: &Mlp, data: &Dataset) -> Result<()> {
             format!(
                 "targets have {c} columns, the model has C = {} outputs",
                 mlp.output_dim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The input half of [`check_shapes`]: x has the first layer's d columns (for computations that
+/// do not read the targets).
+pub fn check_inputs(mlp: &Mlp, data: &Dataset) -> Result<()> {
+    if data.dim() != mlp.input_dim() {
+        return Err(Error::bad_input(
+            &data.x_source,
+            "shape",
+            format!(
+                "samples have {} features, the model expects d = {}",
+                data.dim(),
+                mlp.input_dim()
             ),
         ));
     }
