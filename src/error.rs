@@ -7,7 +7,11 @@
 use std::path::PathBuf;
 
 /// The error type of every fallible function in the `flatcert` library.
+///
+/// `#[non_exhaustive]`: new failure kinds may be added without a breaking change; match the
+/// variants you handle and keep a wildcard arm (or use [`Error::exit_code`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file could not be opened, read or written.
     #[error("{}: {source}", path.display())]
@@ -45,6 +49,10 @@ pub enum Error {
     /// A broken internal invariant (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A theorem of the `flatcert_bounds` crate could not be evaluated on the given numbers
+    /// (B = 0, B > n, η ≤ 0, odd k, a non-finite or malformed value, …).
+    #[error("{0}")]
+    Bounds(#[from] flatcert_bounds::BoundsError),
 }
 
 impl Error {
@@ -56,6 +64,7 @@ impl Error {
             | Error::BadInput { .. }
             | Error::InvalidArgument { .. }
             | Error::Model(_) => 2,
+            Error::Bounds(e) => bounds_exit_code(e),
             Error::Numerical(_) | Error::Internal(_) => 3,
         }
     }
@@ -79,6 +88,21 @@ impl Error {
             name: name.into(),
             message: message.into(),
         }
+    }
+}
+
+/// Exit code of a [`flatcert_bounds::BoundsError`]: 2 when an argument a user chooses is out of
+/// its domain (n, B, η, k), 3 when a number handed to a theorem is malformed (a computed value:
+/// a bug or a numerical breakdown).
+fn bounds_exit_code(e: &flatcert_bounds::BoundsError) -> i32 {
+    use flatcert_bounds::BoundsError as B;
+    match e {
+        B::NoSamples
+        | B::ZeroBatch
+        | B::BatchTooLarge { .. }
+        | B::InvalidLearningRate(_)
+        | B::InvalidMomentOrder(_) => 2,
+        _ => 3,
     }
 }
 

@@ -15,7 +15,7 @@ use flatcert::render::markdown::render_bound_markdown;
 use flatcert::render::{Style, render};
 use flatcert_bounds::minimum::Curvature;
 
-use super::certify::{Format, parse_format};
+use super::render::{Format, parse_format};
 
 /// Arguments of `flatcert bound`.
 #[derive(Debug, Args)]

@@ -2,13 +2,11 @@
 //! certified, 2 bad input, 3 internal error). With no `--model/--x`: the bundled digits example
 //! at the η and B it was trained with (read from the checkpoint's metadata).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use flatcert::quantity::shortest;
 
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
 use flatcert::certify::pipeline::{Details, run_detailed};
@@ -17,10 +15,12 @@ use flatcert::certify::plan::{
 };
 use flatcert::certify::{Certificate, KinksMode, LrConventionName, Plan, Provenance};
 use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
+use flatcert::problem::Source;
 use flatcert::render::{Style, render, render_markdown};
 use flatcert::report as bundle;
 
 use super::inputs::InputArgs;
+use super::render::{Format, header, parse_format};
 
 /// Arguments of `flatcert certify`.
 #[derive(Debug, Args)]
@@ -114,77 +114,6 @@ pub struct CertifyArgs {
     pub quiet: bool,
 }
 
-fn meta_f64(meta: &BTreeMap<String, String>, key: &str) -> Option<f64> {
-    meta.get(key).and_then(|s| s.parse().ok())
-}
-
-/// What `certify` prints on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// The terminal table.
-    Table,
-    /// The certificate (JSON).
-    Json,
-    /// The Markdown report.
-    Markdown,
-}
-
-/// Parse `--format` of `certify` and `bound`: table, json or markdown.
-pub fn parse_format(s: &str) -> Result<Format> {
-    match s {
-        "table" => Ok(Format::Table),
-        "json" => Ok(Format::Json),
-        "markdown" | "md" => Ok(Format::Markdown),
-        other => Err(flatcert::Error::invalid_argument(
-            "--format",
-            format!("'{other}' is not one of table, json, markdown"),
-        )
-        .into()),
-    }
-}
-
-/// The header lines of the table.
-pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
-    let h = &cert.hyper;
-    let i = &cert.inputs;
-    let mut lines = vec![title.to_string()];
-    if let Some(f) = &i.files {
-        lines.push(format!(
-            "  model {} ({} {:?}, P = {}); data {} (n = {})",
-            f.model.path, i.activation, i.widths, i.parameters, f.x.path, i.n
-        ));
-    } else {
-        lines.push(format!(
-            "  model {} {:?}, P = {}, n = {}",
-            i.activation, i.widths, i.parameters, i.n
-        ));
-    }
-    lines.push(format!(
-        "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), \
-         B = {}, p = {:.6}, π = {:.6}, k = {:?}",
-        shortest(h.eta),
-        shortest(h.lr_given),
-        h.lr_convention.name(),
-        shortest(h.eta_torch_mse),
-        h.batch,
-        h.p,
-        h.pi,
-        h.k
-    ));
-    lines.push(format!("  sampling: {}", h.sampling_model));
-    if let Some(e) = h.epsilon {
-        lines.push(format!(
-            "  ε = {e} (ℓ2), ε_y = {}{}",
-            h.epsilon_y,
-            h.tau.map_or(String::new(), |t| format!(", τ = {t}"))
-        ));
-    }
-    for n in &cert.measurements.notes {
-        lines.push(format!("  note: {n}"));
-    }
-    lines
-}
-
 /// `flatcert certify`.
 pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     let start = Instant::now();
@@ -195,45 +124,45 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     let loaded = args.inputs.load(true)?;
     let meta = &loaded.metadata;
     let mut notes = Vec::new();
-    let lr = match args.lr {
-        Some(lr) => lr,
-        None => match meta_f64(meta, "lr") {
-            Some(lr) => {
-                notes.push(format!(
-                    "η = {lr} read from the checkpoint's metadata (the learning rate it was trained \
-                     with)"
-                ));
-                lr
-            }
-            None => {
-                return Err(flatcert::Error::invalid_argument(
-                    "--lr",
-                    "is required: the checkpoint's metadata has no 'lr'",
-                )
-                .into());
-            }
-        },
+    // η, its convention and B: the flags, else the checkpoint's metadata (one resolver for
+    // every command, flatcert::problem::Problem::training_hyper).
+    let hyper = loaded.training_hyper(args.lr, None, args.batch);
+    let lr = match hyper.lr {
+        Source::Given(lr) => lr,
+        Source::Metadata(lr) => {
+            notes.push(format!(
+                "η = {lr} read from the checkpoint's metadata (the learning rate it was trained \
+                 with)"
+            ));
+            lr
+        }
+        Source::Missing | Source::Unusable(_) => {
+            return Err(flatcert::Error::invalid_argument(
+                "--lr",
+                "is required: the checkpoint's metadata has no 'lr'",
+            )
+            .into());
+        }
     };
-    let conv = match (&args.lr_convention, args.lr, meta.get("lr_convention")) {
-        (Some(c), _, _) => LrConventionName::parse(c)?,
-        (None, None, Some(c)) => LrConventionName::parse(c)?,
-        _ => LrConventionName::Theory,
+    let conv = match (&args.lr_convention, hyper.lr_convention) {
+        (Some(c), _) => LrConventionName::parse(c)?,
+        (None, Source::Given(c) | Source::Metadata(c)) => c,
+        (None, Source::Unusable(text)) => LrConventionName::parse(&text)?,
+        (None, Source::Missing) => LrConventionName::Theory,
     };
-    let batch = match args.batch {
-        Some(b) => b,
-        None => match meta.get("batch").and_then(|s| s.parse::<usize>().ok()) {
-            Some(b) => {
-                notes.push(format!("B = {b} read from the checkpoint's metadata"));
-                b
-            }
-            None => {
-                return Err(flatcert::Error::invalid_argument(
-                    "--batch",
-                    "is required: the checkpoint's metadata has no 'batch'",
-                )
-                .into());
-            }
-        },
+    let batch = match hyper.batch {
+        Source::Given(b) => b,
+        Source::Metadata(b) => {
+            notes.push(format!("B = {b} read from the checkpoint's metadata"));
+            b
+        }
+        Source::Missing | Source::Unusable(_) => {
+            return Err(flatcert::Error::invalid_argument(
+                "--batch",
+                "is required: the checkpoint's metadata has no 'batch'",
+            )
+            .into());
+        }
     };
     let sampling = match (&args.sampling, meta.get("sampling")) {
         (Some(s), _) => parse_sampling(s)?,

@@ -7,11 +7,9 @@ pub mod bound;
 pub mod certify;
 pub mod inputs;
 pub mod measure;
-pub mod memory;
-pub mod progress;
+pub mod render;
 pub mod simulate;
 pub mod stability;
-mod stability_scale;
 pub mod train;
 pub mod verify;
 
@@ -54,12 +52,39 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     2
 }
 
+/// The flag of a library argument name (`rel_tol` → `--rel-tol`) when some subcommand has that
+/// flag; `None` for a name that is already a flag or names no flag.
+fn flag_of(name: &str) -> Option<String> {
+    if name.starts_with('-') {
+        return None;
+    }
+    let long = name.replace('_', "-");
+    let command = <Cli as clap::CommandFactory>::command();
+    let known = command
+        .get_subcommands()
+        .flat_map(|s| s.get_arguments())
+        .any(|a| a.get_long() == Some(long.as_str()));
+    known.then(|| format!("--{long}"))
+}
+
+/// The text of one cause: the library names arguments by their field (`lr`, `rel_tol`), the
+/// user by the flag (`--lr`, `--rel-tol`).
+fn cause_text(cause: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(flatcert::Error::InvalidArgument { name, message }) =
+        cause.downcast_ref::<flatcert::Error>()
+        && let Some(flag) = flag_of(name)
+    {
+        return format!("invalid argument {flag}: {message}");
+    }
+    cause.to_string()
+}
+
 /// One line for an error chain: each cause appended unless its text is already contained in
 /// what was printed (typed errors include their source in their own message).
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
-        let text = cause.to_string();
+        let text = cause_text(cause);
         if !line.contains(&text) {
             if !line.is_empty() {
                 line.push_str(": ");

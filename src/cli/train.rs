@@ -11,7 +11,7 @@ use flatcert::io::SaveDtype;
 use flatcert::train::{Sampling, TrainConfig, train};
 
 use super::inputs::InputArgs;
-use super::progress;
+use flatcert::progress;
 
 /// Arguments of `flatcert train`.
 #[derive(Debug, Args)]

@@ -107,7 +107,8 @@ pub(crate) fn one_line(e: Error) -> Error {
         Error::Model(m) => Error::Model(escape_controls(m)),
         Error::Numerical(m) => Error::Numerical(escape_controls(m)),
         Error::Internal(m) => Error::Internal(escape_controls(m)),
-        io @ Error::Io { .. } => io,
+        // Io carries a path and an OS message; Bounds carries only numbers and static text.
+        other @ (Error::Io { .. } | Error::Bounds(_)) => other,
     }
 }
 

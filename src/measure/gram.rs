@@ -177,17 +177,7 @@ fn panel(
 /// Build K (THEORY.md §4) and its formation-error bound (§3 item 2). Refuses when
 /// [`gram_memory_bytes`] exceeds `opts.memory_limit_bytes`.
 pub fn build_gram(mlp: &Mlp, data: &Dataset, opts: &GramOptions) -> Result<GramMatrix> {
-    if data.dim() != mlp.input_dim() {
-        return Err(Error::bad_input(
-            &data.x_source,
-            "shape",
-            format!(
-                "samples have {} features, the network expects {}",
-                data.dim(),
-                mlp.input_dim()
-            ),
-        ));
-    }
+    crate::problem::check_inputs(mlp, data)?;
     let need = gram_memory_bytes(mlp, data.len());
     if need > opts.memory_limit_bytes {
         let nc = data.len() * mlp.output_dim();

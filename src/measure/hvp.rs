@@ -137,29 +137,7 @@ impl<'a> CurvatureOperator<'a> {
     /// Build the operator; caches the forward pass when it fits (see [`OperatorOptions`]).
     /// Fails if the data's dimension or target width does not match the network.
     pub fn new(mlp: &'a Mlp, data: &'a Dataset, opts: OperatorOptions) -> Result<Self> {
-        if data.dim() != mlp.input_dim() {
-            return Err(Error::bad_input(
-                &data.x_source,
-                "shape",
-                format!(
-                    "samples have {} features, the network expects {}",
-                    data.dim(),
-                    mlp.input_dim()
-                ),
-            ));
-        }
-        if let Some(c) = data.outputs()
-            && c != mlp.output_dim()
-        {
-            return Err(Error::bad_input(
-                &data.y_source,
-                "shape",
-                format!(
-                    "targets have {c} columns, the network has {} outputs",
-                    mlp.output_dim()
-                ),
-            ));
-        }
+        crate::problem::check_shapes(mlp, data)?;
         if opts.block == 0 {
             return Err(Error::invalid_argument("block", "must be at least 1"));
         }

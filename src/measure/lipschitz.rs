@@ -934,17 +934,7 @@ pub fn lipschitz_for_dataset_with(
     opts: LipschitzOptions,
 ) -> Result<Vec<LipschitzBound>> {
     let prep = Prepared::new(mlp)?;
-    if ds.dim() != mlp.input_dim() {
-        return Err(Error::bad_input(
-            &ds.x_source,
-            "shape",
-            format!(
-                "samples have {} features, the network expects {}",
-                ds.dim(),
-                mlp.input_dim()
-            ),
-        ));
-    }
+    crate::problem::check_inputs(mlp, ds)?;
     prep.check_point(ds.x_row(0), eps, false)?;
     (0..ds.len())
         .into_par_iter()

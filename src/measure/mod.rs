@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::quantity::Quantity;
 
+pub mod document;
 pub mod first_order;
 pub mod forward_error;
 pub mod gram;

@@ -23,13 +23,7 @@ use crate::model::Mlp;
 /// The per-sample Jacobians `J_i` (`C × P`, columns in THEORY.md §0 order), one reverse pass per
 /// output and sample. `O(nC·P)` memory: tiny problems only.
 pub fn per_sample_jacobians(mlp: &Mlp, data: &Dataset) -> Result<Vec<DMatrix<f64>>> {
-    if data.dim() != mlp.input_dim() {
-        return Err(Error::bad_input(
-            &data.x_source,
-            "shape",
-            "data do not match the network",
-        ));
-    }
+    crate::problem::check_inputs(mlp, data)?;
     let (c, p) = (mlp.output_dim(), mlp.num_params());
     (0..data.len())
         .map(|i| {

@@ -113,17 +113,7 @@ impl<'a> LinearizedSgd<'a> {
     /// [`CACHE_LIMIT_BYTES`]; above it construction fails with an
     /// [`Error::InvalidArgument`] naming `--max-memory`, the estimate and the limit.
     pub fn with_memory_limit(mlp: &'a Mlp, data: &Dataset, limit_bytes: usize) -> Result<Self> {
-        if data.dim() != mlp.input_dim() {
-            return Err(Error::bad_input(
-                &data.x_source,
-                "shape",
-                format!(
-                    "samples have {} features, the network expects {}",
-                    data.dim(),
-                    mlp.input_dim()
-                ),
-            ));
-        }
+        crate::problem::check_inputs(mlp, data)?;
         let n = data.len();
         let bytes = forward_cache_bytes(mlp, n);
         if bytes > limit_bytes {

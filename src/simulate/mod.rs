@@ -33,12 +33,18 @@
 pub mod exact;
 pub mod growth;
 pub mod linearized;
+pub mod plan;
 pub mod predict;
+mod session;
+mod text;
 pub mod true_sgd;
 
 pub use growth::{GrowthFit, GrowthOptions, fit_growth, log_moment_curve};
 pub use linearized::{LinearizedRun, LinearizedSgd, LinearizedTrial};
+pub use plan::{PredictMode, SimulatePlan};
 pub use predict::{Prediction, PredictionOptions, predict};
+pub use session::{SimulateDoc, run};
+pub use text::{render_plot, render_text};
 pub use true_sgd::{EscapeReason, TrueSgdOptions, TrueSgdRun, forcing_kick, run_true_sgd};
 
 use crate::error::{Error, Result};

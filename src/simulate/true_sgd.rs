@@ -187,13 +187,7 @@ pub fn run_true_sgd(
     let c = data
         .outputs()
         .ok_or_else(|| Error::invalid_argument("--y", "true SGD needs targets y"))?;
-    if c != mlp_star.output_dim() || data.dim() != mlp_star.input_dim() {
-        return Err(Error::bad_input(
-            &data.x_source,
-            "shape",
-            "data do not match the network",
-        ));
-    }
+    crate::problem::check_shapes(mlp_star, data)?;
     let n = data.len();
     let mut sampler = BatchSampler::new(opts.sampling, n, opts.batch)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);

@@ -5,7 +5,7 @@
 //! refuses above this limit with a message naming the estimate, the limit and the alternatives
 //! (`--max-memory`, `--gram-limit`, subsampling).
 
-use flatcert::Error;
+use crate::error::Error;
 
 /// Fraction of the available memory (`MemAvailable`) a run may use by default.
 pub const SAFE_MEMORY_FRACTION: f64 = 0.5;
@@ -34,7 +34,7 @@ pub fn default_memory_limit() -> usize {
 /// insensitive) `K`, `M`, `G`, `T` or `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024), `KB`, `MB`,
 /// `GB`, `TB` (powers of 1000), or `B`; a fractional number is allowed (`1.5G`). The result must be
 /// at least 1 byte. Errors are [`Error::InvalidArgument`] naming `--max-memory` (exit code 2).
-pub fn parse_size(text: &str) -> flatcert::Result<usize> {
+pub fn parse_size(text: &str) -> crate::error::Result<usize> {
     let bad = |why: String| Error::invalid_argument("--max-memory", why);
     let s = text.trim();
     let split = s

@@ -1,29 +1,30 @@
-//! `flatcert stability` beyond the Gram limit (issue 11 item 4): η*(B) brackets for every B from
+//! The stability sweep beyond the Gram limit (issue 11 item 4): η*(B) brackets for every B from
 //! THEORY T5(i) (lower end, with the confidence of the randomized λ_max(G) bound of §3 item 8)
 //! and T5(g) (upper end), and the T4/T5 verdicts at η, computed by the library
-//! ([`flatcert::certify::scale`]) with the rules of the bounds crate. This file only maps them
+//! ([`crate::certify::scale`]) with the rules of the bounds crate. This file only maps them
 //! onto the stability document.
 
 use std::time::Instant;
 
-use anyhow::Result;
-use flatcert::certify::scale::{scale_evidence, scale_row};
-use flatcert::certify::summary::status_label;
-use flatcert::measure::lanczos::UpperBoundOptions;
-use flatcert::measure::stability::{Sampling, Verdict};
-use flatcert::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
+use crate::certify::scale::{scale_evidence, scale_row};
+use crate::certify::summary::status_label;
+use crate::error::Result;
+use crate::measure::lanczos::UpperBoundOptions;
+use crate::measure::stability::{Sampling, Verdict};
+use crate::problem::Problem as Loaded;
+use crate::progress;
+use crate::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
 use flatcert_bounds::{Status, Value};
 
-use super::inputs::Loaded;
-use super::progress;
-use super::stability::{
-    Bracket, EtaInfo, Marker, MeanSquareBracket, Row, RowVerdict, STABILITY_SCHEMA, StabilityArgs,
-    StabilityDoc, residual_info, verdict_of,
+use super::plan::SweepPlan;
+use super::{
+    Bracket, EtaInfo, Marker, MeanSquareBracket, Row, RowVerdict, STABILITY_SCHEMA, StabilityDoc,
+    residual_info, verdict_of,
 };
 
 /// What [`document`] needs from the shared part of `stability_document`.
 pub(super) struct ScaleInputs<'a> {
-    pub args: &'a StabilityArgs,
+    pub args: &'a SweepPlan,
     pub loaded: &'a Loaded,
     pub sampling: Sampling,
     pub batches: Vec<usize>,
@@ -94,7 +95,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         );
     }
     let residual = residual_info(loaded)?;
-    let ev = scale_evidence(mlp, data, &opts, args.inputs.memory_limit()?)?;
+    let ev = scale_evidence(mlp, data, &opts, args.memory_limit_bytes())?;
     let eta_theory = eta.as_ref().map(|e| e.theory);
     let mut sweep = batches.clone();
     if let Some(b) = marker_batch
@@ -123,7 +124,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         upper: sharp_up.map(|q| q.value),
         confidence: sharp_up.and_then(|q| q.confidence),
     };
-    let verdict_of_row = |r: &flatcert::certify::scale::ScaleRow| {
+    let verdict_of_row = |r: &crate::certify::scale::ScaleRow| {
         let (t5, t4) = (r.t5.as_ref()?, r.t4.as_ref());
         let st = t5.status();
         let margin = t5

@@ -1,4 +1,5 @@
-//! Progress bars on stderr: shown only when stderr is a terminal and `--quiet` is not given.
+//! Progress bars on stderr of the long library runs (stability sweep, simulation): shown only
+//! when stderr is a terminal and the run is not quiet (`--quiet`).
 
 use std::io::IsTerminal;
 
