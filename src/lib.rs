@@ -24,6 +24,7 @@ pub mod linalg;
 pub mod measure;
 pub mod measurements;
 pub mod model;
+pub mod net;
 pub mod plot;
 pub mod quantity;
 pub mod report;
