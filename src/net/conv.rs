@@ -9,6 +9,7 @@
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use rayon::prelude::*;
 
+use super::arch::LayerSpec;
 use super::layer::{Layer, sum_reps};
 use super::tensor::{Shape, Tensor};
 
@@ -232,6 +233,14 @@ impl Conv2d {
 impl Layer for Conv2d {
     fn kind(&self) -> String {
         "conv2d".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Conv2d {
+            name: self.name.clone().unwrap_or_default(),
+            in_channels: Some(self.c_in),
+            out_channels: Some(self.c_out),
+            window: self.win,
+        }
     }
     fn name(&self) -> Option<&str> {
         self.name.as_deref()

@@ -6,6 +6,7 @@ use std::fmt;
 use nalgebra::{DMatrix, DMatrixView};
 use rayon::prelude::*;
 
+use super::arch::LayerSpec;
 use super::tensor::{Shape, Tensor};
 use crate::model::Activation;
 
@@ -22,6 +23,8 @@ use crate::model::Activation;
 pub trait Layer: fmt::Debug + Send + Sync {
     /// The layer kind as written in the architecture spec (`linear`, `conv2d`, `relu`, …).
     fn kind(&self) -> String;
+    /// The layer's entry in an architecture spec (sizes filled in; docs/cnn.md).
+    fn spec(&self) -> LayerSpec;
     /// The state_dict name (`features.0`), for layers with parameters that have one.
     fn name(&self) -> Option<&str> {
         None
@@ -135,6 +138,13 @@ impl Linear {
 impl Layer for Linear {
     fn kind(&self) -> String {
         "linear".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Linear {
+            name: self.name.clone().unwrap_or_default(),
+            in_features: Some(self.weight.ncols()),
+            out_features: Some(self.weight.nrows()),
+        }
     }
     fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -295,6 +305,9 @@ impl Layer for Act {
             a => a.name(),
         }
     }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Activation(self.0)
+    }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         Ok(input)
     }
@@ -322,6 +335,9 @@ pub struct Flatten;
 impl Layer for Flatten {
     fn kind(&self) -> String {
         "flatten".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::Flatten
     }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         Ok(Shape::Flat(input.len()))

@@ -7,16 +7,20 @@
 //! The dense MLP engine ([`crate::model::Mlp`] and `measure`) stays the fast path for dense
 //! networks; [`Sequential::from_mlp`] converts an MLP so that both engines can be cross-checked.
 
+mod arch;
 mod conv;
 mod error;
 mod layer;
+mod load;
 mod pool;
 mod sequential;
 mod tensor;
 
+pub use arch::{ARCH_METADATA_KEY, ArchSpec, LayerSpec, SUPPORTED_TYPES};
 pub use conv::{Conv2d, Window};
 pub use error::{LayerId, NetError, NetResult};
 pub use layer::{Act, Flatten, Layer, Linear};
+pub use load::{ArchSource, LoadedNet, in_file, load_net, load_net_bytes, net_to_safetensors};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::{NetCache, Sequential};
 pub use tensor::{Shape, Tensor};

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::arch::LayerSpec;
 use super::conv::Window;
 use super::layer::Layer;
 use super::tensor::{Shape, Tensor};
@@ -145,6 +146,12 @@ impl Layer for MaxPool2d {
     fn kind(&self) -> String {
         "maxpool2d".into()
     }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::MaxPool2d {
+            kernel: self.win.kernel,
+            stride: self.win.stride,
+        }
+    }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         pool_output_shape("maxpool2d", self.win, input)
     }
@@ -203,6 +210,12 @@ impl AvgPool2d {
 impl Layer for AvgPool2d {
     fn kind(&self) -> String {
         "avgpool2d".into()
+    }
+    fn spec(&self) -> LayerSpec {
+        LayerSpec::AvgPool2d {
+            kernel: self.win.kernel,
+            stride: self.win.stride,
+        }
     }
     fn output_shape(&self, input: Shape) -> Result<Shape, String> {
         pool_output_shape("avgpool2d", self.win, input)
