@@ -176,12 +176,23 @@ fn check_layer_fd(layer: &dyn Layer, shape: Shape, seed: u64) {
     let ps = layer.row_param_power_sums(&x, &gy, &powers);
     for r in 0..2 * reps {
         for (qi, &q) in powers.iter().enumerate() {
-            let brute: f64 = rows[r * p..(r + 1) * p].iter().map(|v| v.powi(q)).sum();
-            let got = ps[r * powers.len() + qi];
+            let nw = layer.weight_len().unwrap();
+            let row = &rows[r * p..(r + 1) * p];
+            let bw: f64 = row[..nw].iter().map(|v| v.powi(q)).sum();
+            let bb: f64 = row[nw..].iter().map(|v| v.powi(q)).sum();
+            let (gw, gb) = (
+                ps.weight[r * powers.len() + qi],
+                ps.bias[r * powers.len() + qi],
+            );
             // Sums of non-negative terms, differently associated: relative 1e-13.
             assert!(
-                (got - brute).abs() <= 1e-13 * brute.max(1e-300),
-                "{}: q={q}",
+                (gw - bw).abs() <= 1e-13 * bw,
+                "{}: weight q={q}",
+                layer.kind()
+            );
+            assert!(
+                (gb - bb).abs() <= 1e-13 * bb,
+                "{}: bias q={q}",
                 layer.kind()
             );
         }

@@ -68,26 +68,44 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn row_param_grads(&self, _x: &Tensor, gy: &Tensor) -> Vec<f64> {
         vec![0.0; gy.batch * self.num_params()]
     }
-    /// Per-row sums `Σ_p |((∂y/∂θ)ᵀ gy_r)_p|^q` for each even `q` in `powers`
-    /// (`gy.batch × powers.len()`, row-major). The default materializes
-    /// [`Layer::row_param_grads`]; dense layers override it with the factorized form of
-    /// THEORY.md §4 (`Σ_{a,b}(δ_a h_b)^q = (Σδ_a^q)(Σh_b^q)`).
-    fn row_param_power_sums(&self, x: &Tensor, gy: &Tensor, powers: &[i32]) -> Vec<f64> {
+    /// Per-row sums `Σ_p |((∂y/∂θ)ᵀ gy_r)_p|^q` for each even `q` in `powers`, split into the
+    /// weight block and the bias block (each `gy.batch × powers.len()`, row-major). The default
+    /// materializes [`Layer::row_param_grads`]; dense layers override it with the factorized
+    /// form of THEORY.md §4 (`Σ_{a,b}(δ_a h_b)^q = (Σδ_a^q)(Σh_b^q)`).
+    fn row_param_power_sums(&self, x: &Tensor, gy: &Tensor, powers: &[i32]) -> PowerSums {
         let p = self.num_params();
-        let mut out = vec![0.0; gy.batch * powers.len()];
+        let nw = self.weight_len().unwrap_or(0);
+        let mut out = PowerSums {
+            weight: vec![0.0; gy.batch * powers.len()],
+            bias: vec![0.0; gy.batch * powers.len()],
+        };
         if p == 0 {
             return out;
         }
         let grads = self.row_param_grads(x, gy);
-        out.par_chunks_mut(powers.len())
+        out.weight
+            .par_chunks_mut(powers.len())
+            .zip(out.bias.par_chunks_mut(powers.len()))
             .zip(grads.par_chunks(p))
-            .for_each(|(o, g)| {
-                for (oq, &q) in o.iter_mut().zip(powers) {
-                    *oq = g.iter().map(|v| v.powi(q)).sum();
+            .for_each(|((w, b), g)| {
+                for ((wq, bq), &q) in w.iter_mut().zip(b.iter_mut()).zip(powers) {
+                    *wq = g[..nw].iter().map(|v| v.powi(q)).sum();
+                    *bq = g[nw..].iter().map(|v| v.powi(q)).sum();
                 }
             });
         out
     }
+}
+
+/// Per-row power sums of a layer's parameter gradients (see [`Layer::row_param_power_sums`]):
+/// entry `r·len(powers) + j` is `Σ_p |g_{r,p}|^{powers[j]}` over the weight block or the bias
+/// block. Kind: exact up to floating-point rounding of the sums.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerSums {
+    /// Over the weight entries.
+    pub weight: Vec<f64>,
+    /// Over the bias entries.
+    pub bias: Vec<f64>,
 }
 
 /// Sum the `reps` rows of each sample: `s_i = Σ_{r: r/reps = i} g_r` (`b × row_len`).
@@ -259,18 +277,25 @@ impl Layer for Linear {
         });
         out
     }
-    fn row_param_power_sums(&self, x: &Tensor, gy: &Tensor, powers: &[i32]) -> Vec<f64> {
-        // Σ_{a,b}(δ_a h_b)^q + Σ_a δ_a^q = (Σ_a δ_a^q)(Σ_b h_b^q + 1)  (THEORY.md §4).
+    fn row_param_power_sums(&self, x: &Tensor, gy: &Tensor, powers: &[i32]) -> PowerSums {
+        // Σ_{a,b}(δ_a h_b)^q = (Σ_a δ_a^q)(Σ_b h_b^q); the bias block is Σ_a δ_a^q (THEORY.md §4).
         let reps = gy.reps_over(x.batch);
-        let mut out = vec![0.0; gy.batch * powers.len()];
-        out.par_chunks_mut(powers.len())
+        let k = powers.len();
+        let mut out = PowerSums {
+            weight: vec![0.0; gy.batch * k],
+            bias: vec![0.0; gy.batch * k],
+        };
+        out.weight
+            .par_chunks_mut(k)
+            .zip(out.bias.par_chunks_mut(k))
             .enumerate()
-            .for_each(|(r, o)| {
+            .for_each(|(r, (w, b))| {
                 let (g, h) = (gy.row(r), x.row(r / reps));
-                for (oq, &q) in o.iter_mut().zip(powers) {
+                for ((wq, bq), &q) in w.iter_mut().zip(b.iter_mut()).zip(powers) {
                     let sg: f64 = g.iter().map(|v| v.powi(q)).sum();
                     let sh: f64 = h.iter().map(|v| v.powi(q)).sum();
-                    *oq = sg * (sh + 1.0);
+                    *wq = sg * sh;
+                    *bq = sg;
                 }
             });
         out
