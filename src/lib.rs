@@ -62,6 +62,7 @@ pub mod measure;
 pub mod measurements;
 pub mod memory;
 pub mod model;
+pub mod net;
 pub mod problem;
 #[doc(hidden)]
 pub mod progress;

@@ -1,0 +1,28 @@
+//! The layer engine for convolutional networks (issue 14, THEORY.md §7): a network is a
+//! [`Sequential`] of [`Layer`]s in PyTorch `nn.Sequential` order — [`Linear`], [`Act`]
+//! (activations), [`Conv2d`], [`MaxPool2d`], [`AvgPool2d`], [`Flatten`] — on batched NCHW f64
+//! [`Tensor`]s, with forward, backward for all C outputs (VJP), forward mode (JVP) and parameter
+//! gradients.
+//!
+//! The dense MLP engine ([`crate::model::Mlp`] and `measure`) stays the fast path for dense
+//! networks; [`Sequential::from_mlp`] converts an MLP so that both engines can be cross-checked.
+
+mod arch;
+mod conv;
+mod error;
+mod layer;
+mod load;
+mod per_sample;
+mod pool;
+mod sequential;
+mod tensor;
+
+pub use arch::{ARCH_METADATA_KEY, ArchSpec, LayerSpec, SUPPORTED_TYPES};
+pub use conv::{Conv2d, Window};
+pub use error::{LayerId, NetError, NetResult};
+pub use layer::{Act, Flatten, Layer, Linear, PowerSums};
+pub use load::{ArchSource, LoadedNet, in_file, load_net, load_net_bytes, net_to_safetensors};
+pub use per_sample::{NetPerSample, PerSampleOptions, loss_gradient_norms, per_sample_stats};
+pub use pool::{AvgPool2d, MaxPool2d};
+pub use sequential::{NetCache, Sequential};
+pub use tensor::{Shape, Tensor};
