@@ -372,11 +372,14 @@ pub fn validate_even_ks(ks: &[u32]) -> Result<()> {
         ));
     }
     for &k in ks {
-        if k < 2 || k % 2 == 1 || k > 64 {
+        let domain = flatcert_bounds::moments::KDomain::Certify;
+        if !domain.contains(k) {
             return Err(Error::invalid_argument(
                 "--k",
                 format!(
-                    "each k must be even and in 2..=64 (T6/T7 need even k; odd k prove nothing), got {k}"
+                    "each k must be even and in {}..={} (T6/T7 need even k; odd k prove nothing), got {k}",
+                    domain.min(),
+                    domain.max()
                 ),
             ));
         }

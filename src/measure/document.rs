@@ -113,10 +113,15 @@ pub fn validate_ks(ks: &[u32]) -> Result<()> {
         ));
     }
     for &k in ks {
-        if k == 0 || k > 64 {
+        let domain = flatcert_bounds::moments::KDomain::Measure;
+        if !domain.contains(k) {
             return Err(crate::Error::invalid_argument(
                 "k",
-                format!("each k must lie in 1..=64, got {k}"),
+                format!(
+                    "each k must lie in {}..={}, got {k}",
+                    domain.min(),
+                    domain.max()
+                ),
             ));
         }
     }

@@ -512,7 +512,7 @@ fn per_sample_stats_with(
         .map(|(d, x)| d * x * x)
         .collect();
     let al = BackwardAllowance::of(mlp);
-    out.rel_tol = 2.0 * gamma(al.k_sum);
+    out.rel_tol = jacobian_rel_tol(mlp);
     out.input_err
         .iter_mut()
         .chain(out.delta1_err.iter_mut())
@@ -529,9 +529,15 @@ fn per_sample_stats_with(
 }
 
 /// The absolute-value backward pass's error model (THEORY §3 item 1).
+/// `2γ_K`, `K = Σ_l (m_{l−1} + 1) + C`: the relative a-priori rounding estimate of the Jacobian
+/// quantities ([`PerSampleStats::rel_tol`]; THEORY §3 item 1, smooth case).
+pub fn jacobian_rel_tol(mlp: &Mlp) -> f64 {
+    let k_sum: usize =
+        mlp.layers().iter().map(|l| l.fan_in() + 1).sum::<usize>() + mlp.output_dim();
+    2.0 * gamma(k_sum)
+}
+
 struct BackwardAllowance {
-    /// `K = Σ_l (m_{l−1} + 1) + C`.
-    k_sum: usize,
     /// `ε = grow·‖X^abs‖ + under` bounds `‖X̂ − X‖_F` for a backward quantity X.
     grow: f64,
     /// `‖X‖_F ≤ upper·‖X^abs‖ + under` (exact |X| ≤ X^abs entrywise; the computed X^abs and its
@@ -555,12 +561,7 @@ impl BackwardAllowance {
         // Underflow is outside the γ model: at most k_sum products per entry can each lose
         // 2⁻¹⁰⁷⁴, over at most width·C entries; add that Frobenius-norm allowance.
         let under = (k_sum as f64) * ((width * c) as f64).sqrt() * forward_error::SUBNORMAL * 2.0;
-        Self {
-            k_sum,
-            grow,
-            upper,
-            under,
-        }
+        Self { grow, upper, under }
     }
 
     /// The error bound `ε` of a backward quantity whose absolute-value norm is `abs`.

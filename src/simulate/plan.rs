@@ -200,10 +200,15 @@ impl SimulatePlan {
             return Err(invalid("k", "give at least one even order k ≥ 2"));
         }
         for &k in &args.k {
-            if !(2..=8).contains(&k) || k % 2 == 1 {
+            let domain = flatcert_bounds::moments::KDomain::Simulate;
+            if u32::try_from(k).map_or(true, |k| !domain.contains(k)) {
                 return Err(invalid(
                     "k",
-                    format!("each k must be even and in 2..=8 (THEORY T6), got {k}"),
+                    format!(
+                        "each k must be even and in {}..={} (THEORY T6), got {k}",
+                        domain.min(),
+                        domain.max()
+                    ),
                 ));
             }
         }

@@ -119,7 +119,10 @@ pub fn render_text(doc: &SimulateDoc) -> String {
                     if m.k == 2 {
                         format!(
                             " — diagnostic: 1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r) = {:.2e}; it tracks the flattest direction and depends on τ",
-                            2.0 * eta * pred.lambda_min_kept.unwrap_or(0.0)
+                            flatcert_bounds::t5::q_r_floor_gap(
+                                eta,
+                                pred.lambda_min_kept.unwrap_or(0.0)
+                            )
                         )
                     } else {
                         String::new()

@@ -181,7 +181,32 @@ pub fn residual_info(loaded: &Problem) -> Result<Option<ResidualInfo>> {
         rms_residual: (sum_sq / data.len() as f64).sqrt(),
         loss_gradient_norm: grad.dot(&grad).sqrt(),
         hessian_is_gauss_newton: evidence.hessian_is_gauss_newton(),
+        near_kink_units: near_kinks,
     }))
+}
+
+/// The assumed hypotheses behind K that a reader of the brackets must see (THEORY §3 item 1 and
+/// Rules; `certify` lists the same ones as `activation_pattern` and `backward_rounding`): the
+/// activation pattern at near-kink units, and, for a smooth σ, the a-priori backward rounding.
+pub(super) fn jacobian_notes(mlp: &Mlp, residual: Option<&ResidualInfo>) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(r) = residual.filter(|r| r.near_kink_units > 0) {
+        notes.push(format!(
+            "assumed: the activation pattern at {} near-kink units, as computed (|ẑ| ≤ e, the \
+             rigorous running forward bound): the Jacobians behind K use the computed σ′ there \
+             (flatcert certify lists them as activation_pattern, with the samples)",
+            r.near_kink_units
+        ));
+    }
+    if !mlp.activation().is_piecewise_linear() {
+        notes.push(format!(
+            "assumed: for a smooth activation the rounding of K is within the a-priori relative \
+             estimate 2γ_K = {:.3e}; the |W| backward bound is evaluated at the computed σ′(ẑ), \
+             without σ′(ẑ) − σ′(z) (THEORY §3 item 1; certify: backward_rounding)",
+            crate::measure::per_sample::jacobian_rel_tol(mlp)
+        ));
+    }
+    notes
 }
 
 /// What [`refine_inconclusive`] works on.
@@ -388,6 +413,7 @@ pub fn stability_document(
     }
 
     let residual = residual_info(loaded)?;
+    notes.extend(jacobian_notes(mlp, residual.as_ref()));
     let spec = gauss_newton_gram(
         mlp,
         data,
@@ -706,5 +732,41 @@ fn gd_bracket(lambda: (f64, f64)) -> Bracket {
         lower: (hi > 0.0).then(|| round_down(2.0 / hi)),
         upper: (lo > 0.0).then(|| round_up(2.0 / lo)),
         confidence: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Activation;
+    use crate::testutil::random_mlp;
+
+    fn residual(near_kink_units: usize) -> ResidualInfo {
+        ResidualInfo {
+            max_abs_residual: 0.1,
+            max_abs_residual_upper: 0.1,
+            hessian_is_gauss_newton: false,
+            rms_residual: 0.1,
+            loss_gradient_norm: 0.1,
+            near_kink_units,
+        }
+    }
+
+    /// The stability document states the same assumed hypotheses as `certify`: the activation
+    /// pattern at near-kink units, and a smooth σ's a-priori backward rounding with its size.
+    #[test]
+    fn jacobian_notes_state_the_assumed_hypotheses() {
+        let relu = random_mlp(&[2, 3, 1], Activation::Relu, 1);
+        assert!(jacobian_notes(&relu, Some(&residual(0))).is_empty());
+        assert!(jacobian_notes(&relu, None).is_empty());
+        let kinks = jacobian_notes(&relu, Some(&residual(3)));
+        assert_eq!(kinks.len(), 1);
+        assert!(kinks[0].contains("3 near-kink units"), "{kinks:?}");
+        let tanh = random_mlp(&[2, 3, 1], Activation::Tanh, 1);
+        let smooth = jacobian_notes(&tanh, None);
+        assert_eq!(smooth.len(), 1);
+        // K = (2 + 1) + (3 + 1) + C = 8: 2γ_8 printed to 4 significant digits.
+        let want = format!("{:.3e}", 2.0 * crate::quantity::gamma(8));
+        assert!(smooth[0].contains(&want), "{smooth:?} lacks {want}");
     }
 }

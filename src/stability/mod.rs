@@ -221,6 +221,10 @@ pub struct ResidualInfo {
     pub rms_residual: f64,
     /// ‖∇ℒ‖ (loss gradient norm).
     pub loss_gradient_norm: f64,
+    /// Hidden ReLU/leaky-ReLU units with |ẑ| ≤ e (the running forward bound): their activation
+    /// pattern, hence the Jacobians behind K, is as computed (reported as a note).
+    #[serde(skip)]
+    pub near_kink_units: usize,
 }
 
 /// The stability document (`--json`).

@@ -146,10 +146,15 @@ impl SweepPlan {
             return Err(invalid("k", "give at least one even order k ≥ 2"));
         }
         for &k in &args.k {
-            if k < 2 || k % 2 == 1 || k > 16 {
+            let domain = flatcert_bounds::moments::KDomain::Stability;
+            if !domain.contains(k) {
                 return Err(invalid(
                     "k",
-                    format!("each k must be even and in 2..=16, got {k}"),
+                    format!(
+                        "each k must be even and in {}..={}, got {k}",
+                        domain.min(),
+                        domain.max()
+                    ),
                 ));
             }
         }

@@ -14,7 +14,8 @@ use crate::measure::stability::{Sampling, Verdict};
 use crate::problem::Problem as Loaded;
 use crate::progress;
 use crate::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
-use flatcert_bounds::{Status, Value};
+use flatcert_bounds::Value;
+use flatcert_bounds::t4::GdStatus;
 
 use super::plan::SweepPlan;
 use super::{
@@ -48,23 +49,6 @@ fn bracket(v: &Value) -> Bracket {
     }
 }
 
-/// The mean-square verdict word of a T5 status (the words of the Gram path).
-fn t5_word(status: Status) -> &'static str {
-    match status {
-        Status::Certified => Verdict::CertifiedStable.name(),
-        Status::Violated => Verdict::CertifiedUnstable.name(),
-        _ => Verdict::Inconclusive.name(),
-    }
-}
-
-fn t4_word(status: Status) -> &'static str {
-    match status {
-        Status::Certified => "stable",
-        Status::Violated => "unstable",
-        _ => "inconclusive",
-    }
-}
-
 /// The stability document at scale.
 pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityPlot)> {
     let ScaleInputs {
@@ -95,6 +79,10 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         );
     }
     let residual = residual_info(loaded)?;
+    notes.extend(super::document::jacobian_notes(
+        &loaded.mlp,
+        residual.as_ref(),
+    ));
     let ev = scale_evidence(mlp, data, &opts, args.memory_limit_bytes())?;
     let eta_theory = eta.as_ref().map(|e| e.theory);
     let mut sweep = batches.clone();
@@ -134,9 +122,13 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
             .map(|v| v.lower());
         Some(RowVerdict {
             eta: eta_theory?,
-            mean_square: t5_word(st),
+            mean_square: Verdict::from_status(st).name(),
             certified_relative_margin: margin.filter(|m| m.is_finite()),
-            gd: t4.map_or("inconclusive", |v| t4_word(v.status())),
+            gd: t4
+                .map_or(GdStatus::Inconclusive, |v| {
+                    GdStatus::from_status(v.status())
+                })
+                .name(),
             confidence: t5.confidence(),
         })
     };
