@@ -842,3 +842,59 @@ mod tests {
         assert!(f <= 0.9655413048);
     }
 }
+
+/// The mean-square stability hypothesis that T3, T6, T7 and T8 borrow, from T4's `gd_condition`
+/// and T5's `stability` checks: T5's check when it exists, except that a **violated** GD
+/// condition (certified first-moment instability, λ_max > 2/η) refutes mean-square stability
+/// whatever T5 decided (‖E u_t‖² ≤ E‖u_t‖², and η*_2 ≤ η_GD* by T5(g)'s Σ = vvᵀ test) — at the
+/// operator path, where T5 may be missing, and where a truncated T5 bracket was inconclusive.
+/// `None`: assumed.
+pub fn mean_square_hypothesis(gd: Option<&Check>, t5_stability: Option<&Check>) -> Option<Check> {
+    if let Some(c) = t5_stability.filter(|c| c.status == Status::Violated) {
+        return Some(c.clone());
+    }
+    match gd {
+        Some(c) if c.status == Status::Violated => Some(Check {
+            name: "stability".into(),
+            statement: "refuted by T4's violated GD condition η·λ_max ≤ 2 (certified \
+                        first-moment instability), since η*_2 ≤ η_GD* = 2/λ_max (THEORY T5g)"
+                .into(),
+            ..c.clone()
+        }),
+        _ => t5_stability.cloned(),
+    }
+}
+
+#[cfg(test)]
+mod hypothesis_tests {
+    use super::*;
+
+    fn check(name: &str, status: Status) -> Check {
+        Check::given(name, "s", status)
+    }
+
+    #[test]
+    fn t4_violation_refutes_mean_square_stability() {
+        let gd_bad = check("gd_condition", Status::Violated);
+        let gd_ok = check("gd_condition", Status::Certified);
+        let ms_ok = check("stability", Status::Certified);
+        let ms_inc = check("stability", Status::Inconclusive);
+        let ms_bad = check("stability", Status::Violated);
+        // T5's own violation wins and keeps its statement.
+        let h = mean_square_hypothesis(Some(&gd_ok), Some(&ms_bad)).unwrap();
+        assert_eq!((h.status, h.statement.as_str()), (Status::Violated, "s"));
+        // A violated GD condition refutes an inconclusive or missing T5.
+        for t5 in [Some(&ms_inc), None] {
+            let h = mean_square_hypothesis(Some(&gd_bad), t5).unwrap();
+            assert_eq!((h.name.as_str(), h.status), ("stability", Status::Violated));
+            assert!(h.statement.contains("T5g"));
+        }
+        // Otherwise T5's check, or nothing (assumed).
+        assert_eq!(
+            mean_square_hypothesis(Some(&gd_ok), Some(&ms_ok)).map(|c| c.status),
+            Some(Status::Certified)
+        );
+        assert!(mean_square_hypothesis(Some(&gd_ok), None).is_none());
+        assert!(mean_square_hypothesis(None, None).is_none());
+    }
+}

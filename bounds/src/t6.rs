@@ -604,3 +604,45 @@ mod tests {
         );
     }
 }
+
+/// The k-th moment stability hypothesis of T6/T7/T8 from the mean-square one
+/// ([`crate::t5::mean_square_hypothesis`]): for k = 2 it is that check itself; for k ≥ 4 a
+/// *violation* refutes k-th moment stability too (E‖u‖^k ≥ (E‖u‖²)^{k/2}, so η*_k ≤ η*_2,
+/// THEORY T6), while a certified or inconclusive one says nothing about k ≥ 4 (`None`: assumed).
+pub fn k_stability(k: u32, mean_square: Option<&Check>) -> Option<Check> {
+    let c = mean_square?.clone();
+    if k == 2 {
+        return Some(Check {
+            statement: format!("mean-square (k = 2) stability at (η, B): {}", c.statement),
+            ..c
+        });
+    }
+    (c.status == Status::Violated).then(|| Check {
+        statement: format!(
+            "{k}-th moment stability at (η, B) fails because mean-square stability fails ({}) \
+             and η*_{k} ≤ η*_2 (THEORY T6)",
+            c.statement
+        ),
+        ..c
+    })
+}
+
+#[cfg(test)]
+mod k_stability_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_mean_square_violation_transfers_to_higher_k() {
+        let ok = Check::given("stability", "s", Status::Certified);
+        let bad = Check::given("stability", "s", Status::Violated);
+        assert_eq!(
+            k_stability(2, Some(&ok)).map(|c| c.status),
+            Some(Status::Certified)
+        );
+        assert!(k_stability(4, Some(&ok)).is_none());
+        let c = k_stability(4, Some(&bad)).unwrap();
+        assert_eq!(c.status, Status::Violated);
+        assert!(c.statement.contains("η*_4 ≤ η*_2"));
+        assert!(k_stability(2, None).is_none());
+    }
+}

@@ -212,28 +212,11 @@ pub(super) fn exact_route_bracket(ctx: &Context, ev: &Evidence) -> (Option<Value
     (Some(d), None)
 }
 
-/// The mean-square stability hypothesis that T3, T6, T7 and T8 borrow: T5's stability check when
-/// T5 was computed; but whenever T4's GD condition is **violated** (certified first-moment
-/// instability, λ_max > 2/η), mean-square stability is refuted too, whatever T5 could decide
-/// (‖E u_t‖² ≤ E‖u_t‖², and η*_2 ≤ η_GD* by THEORY T5g's Σ = vvᵀ test): at the operator path,
-/// where T5 is not computed, and where a truncated T5 bracket was inconclusive. `None`: assumed.
+/// The mean-square stability hypothesis that T3, T6, T7 and T8 borrow: the rule is
+/// [`flatcert_bounds::t5::mean_square_hypothesis`] (T5's check, or T4's refutation).
 pub(super) fn mean_square_stability(t4: &R<Verdict>, t5: &R<Verdict>) -> Option<Check> {
-    let from_t5 = t5.as_ref().ok().and_then(|v| v.check("stability").cloned());
-    if from_t5
-        .as_ref()
-        .is_some_and(|c| c.status == Status::Violated)
-    {
-        return from_t5;
-    }
-    let gd = t4.as_ref().ok().and_then(|v| v.check("gd_condition"));
-    match gd {
-        Some(c) if c.status == Status::Violated => Some(Check {
-            name: "stability".into(),
-            statement: "refuted by T4's violated GD condition η·λ_max ≤ 2 (certified \
-                        first-moment instability), since η*_2 ≤ η_GD* = 2/λ_max (THEORY T5g)"
-                .into(),
-            ..c.clone()
-        }),
-        _ => from_t5,
-    }
+    flatcert_bounds::t5::mean_square_hypothesis(
+        t4.as_ref().ok().and_then(|v| v.check("gd_condition")),
+        t5.as_ref().ok().and_then(|v| v.check("stability")),
+    )
 }

@@ -10,26 +10,10 @@ use super::{
 use crate::certify::evidence::{Evidence, names};
 use crate::quantity::Kind;
 
-/// The mean-square stability check ([`super::t4_t5::mean_square_stability`]: T5's, or T4's refutation) as the
-/// k-th moment stability hypothesis of T6/T7/T8: for k = 2 it is that check itself; for k ≥ 4 a
-/// *violation* refutes k-th moment stability too (E‖u‖^k ≥ (E‖u‖²)^{k/2}, so η*_k ≤ η*_2,
-/// THEORY T6), while a certified or inconclusive one says nothing about k ≥ 4 (None: assumed).
+/// The k-th moment stability hypothesis of T6/T7/T8 from the mean-square one
+/// ([`super::t4_t5::mean_square_stability`]); the rule is [`flatcert_bounds::t6::k_stability`].
 pub(super) fn k_stability(k: u32, stability: Option<&Check>) -> Option<Check> {
-    let c = stability?.clone();
-    if k == 2 {
-        return Some(Check {
-            statement: format!("mean-square (k = 2) stability at (η, B): {}", c.statement),
-            ..c
-        });
-    }
-    (c.status == Status::Violated).then(|| Check {
-        statement: format!(
-            "{k}-th moment stability at (η, B) fails because mean-square stability fails ({}) \
-             and η*_{k} ≤ η*_2 (THEORY T6)",
-            c.statement
-        ),
-        ..c
-    })
+    flatcert_bounds::t6::k_stability(k, stability)
 }
 
 /// T6 for every k: per-sample λ_i ≤ β_k (all λ_i from the pipeline, or max_i λ_i from
