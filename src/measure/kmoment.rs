@@ -23,6 +23,32 @@ use crate::error::{Error, Result};
 use crate::linalg::sym_eigen;
 use crate::quantity::Quantity;
 
+/// Work of building the exact 𝒬_k by batch enumeration (THEORY T6(c)): the number of batches
+/// (`binom(n, B)` for model S, `binom(n + B − 1, B)` multisets for S′) × `dim²` × `k!`, with
+/// `dim = binom(r + k − 1, k)` the dimension of Sym^k(ℝ^r); +∞ when it overflows. Returns
+/// `(batches, work)`; callers compare the work with their limit before calling [`exact_qk`].
+pub fn enumeration_work(
+    r: usize,
+    n: usize,
+    batch: usize,
+    k: usize,
+    sampling: Sampling,
+) -> (f64, f64) {
+    let dim = binomial_f64(r + k - 1, k);
+    let batches = match sampling {
+        Sampling::WithoutReplacement => binomial_f64(n, batch),
+        Sampling::WithReplacement => binomial_f64(n + batch - 1, batch),
+    };
+    let fact: f64 = (1..=k).map(|t| t as f64).product();
+    (batches, batches * dim * dim * fact)
+}
+
+/// `binom(a, b)` in floating point (+∞ when huge).
+fn binomial_f64(a: usize, b: usize) -> f64 {
+    let b = b.min(a.saturating_sub(b));
+    (0..b).fold(1.0, |acc, t| acc * (a - t) as f64 / (t + 1) as f64)
+}
+
 /// Per-sample curvature of T6: `λ_i = λ_max(J_iJ_iᵀ)`, the top eigenvector `u_i` (C-dim) of
 /// `J_iJ_iᵀ = n·K_(i),(i)`, from the Gram matrix.
 #[derive(Debug, Clone)]
@@ -344,6 +370,21 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Counted by hand: n = 4, B = 2 has binom(4, 2) = 6 subsets (S) and binom(5, 2) = 10
+    /// multisets (S′); r = 2, k = 2 gives dim Sym²(ℝ²) = 3 and k! = 2.
+    #[test]
+    fn enumeration_work_counts_batches_and_dimension() {
+        assert_eq!(
+            enumeration_work(2, 4, 2, 2, Sampling::WithoutReplacement),
+            (6.0, 6.0 * 9.0 * 2.0)
+        );
+        assert_eq!(
+            enumeration_work(2, 4, 2, 2, Sampling::WithReplacement),
+            (10.0, 10.0 * 9.0 * 2.0)
+        );
+        assert!(enumeration_work(12, 100_000, 5_000, 4, Sampling::WithoutReplacement).1 > 1e300);
     }
 
     /// The bounds crate's T6(d) moments, against this crate's batch enumeration (an independent

@@ -159,12 +159,6 @@ impl Prediction {
     }
 }
 
-/// `binom(a, b)` in floating point (+∞ when huge).
-fn binomial_f64(a: usize, b: usize) -> f64 {
-    let b = b.min(a.saturating_sub(b));
-    (0..b).fold(1.0, |acc, t| acc * (a - t) as f64 / (t + 1) as f64)
-}
-
 /// Residual statistics `(ℒ(θ*), max_i‖res_i‖)`, None without targets.
 fn residuals(mlp: &Mlp, data: &Dataset) -> Option<(f64, f64)> {
     let mut total = 0.0f64;
@@ -367,13 +361,8 @@ pub fn predict(
                 }
             }
         } else {
-            let dim = binomial_f64(r + k - 1, k);
-            let batches = match sampling {
-                Sampling::WithoutReplacement => binomial_f64(n, batch),
-                Sampling::WithReplacement => binomial_f64(n + batch - 1, batch),
-            };
-            let fact: f64 = (1..=k).map(|t| t as f64).product();
-            let work = batches * dim * dim * fact;
+            let (batches, work) =
+                crate::measure::kmoment::enumeration_work(r, n, batch, k, sampling);
             if work <= opts.qk_work_limit {
                 match exact_qk(&model, batch, k, sampling).and_then(|q| q.lambda_max(eta)) {
                     Ok(v) => MomentPrediction {

@@ -28,12 +28,6 @@ use crate::progress;
 use crate::quantity::{round_down, round_up};
 use crate::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
 
-/// `binom(a, b)` as f64 (may be +∞ for huge values).
-fn binomial_f64(a: usize, b: usize) -> f64 {
-    let b = b.min(a.saturating_sub(b));
-    (0..b).fold(1.0, |acc, t| acc * (a - t) as f64 / (t + 1) as f64)
-}
-
 /// Why the exact 𝒬_k cannot be built for (r, n, B, k), or Ok.
 fn k_moment_feasible(
     r: usize,
@@ -51,13 +45,7 @@ fn k_moment_feasible(
              {K_MOMENT_MAX_RANK})"
         ));
     }
-    let dim = binomial_f64(r + k - 1, k);
-    let batches = match sampling {
-        Sampling::WithoutReplacement => binomial_f64(n, batch),
-        Sampling::WithReplacement => binomial_f64(n + batch - 1, batch),
-    };
-    let fact: f64 = (1..=k).map(|t| t as f64).product();
-    let work = batches * dim * dim * fact;
+    let (batches, work) = crate::measure::kmoment::enumeration_work(r, n, batch, k, sampling);
     if work > K_MOMENT_WORK_LIMIT {
         return Err(format!(
             "not computed: too many batches to enumerate ({batches:.3e} batches, ~{work:.1e} \
