@@ -4,18 +4,20 @@ use serde::{Deserialize, Serialize};
 
 use flatcert_bounds::Confidence;
 
-/// What a reported number is (THEORY.md §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Closed form, only rounding; `tol` is an a-priori rounding estimate.
-    Exact,
-    /// A rigorous upper bound (rounding included for the covered error sources).
-    Upper,
-    /// A rigorous lower bound.
-    Lower,
-    /// Stochastic or not rigorous; `tol` is a standard error or a convergence residual.
-    Estimate,
+/// What a reported number is (THEORY.md §3): the bounds crate's one definition. A [`Quantity`]
+/// holds one number, so it is never [`Kind::Interval`] (a two-sided bracket is two quantities,
+/// an upper and a lower one); the measurement-document reader refuses that kind.
+pub use flatcert_bounds::Kind;
+
+/// Read a [`Quantity`]'s kind: one of the four kinds of a single number.
+fn point_kind<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Kind, D::Error> {
+    match Kind::deserialize(d)? {
+        Kind::Interval => Err(serde::de::Error::custom(
+            "kind `interval` is not the kind of one number: expected exact, upper, lower or \
+             estimate (a bracket is an upper and a lower quantity)",
+        )),
+        k => Ok(k),
+    }
 }
 
 /// One measured number with its kind, tolerance and method.
@@ -26,7 +28,8 @@ pub enum Kind {
 pub struct Quantity {
     /// The number.
     pub value: f64,
-    /// What the number is.
+    /// What the number is (never [`Kind::Interval`]: refused when read).
+    #[serde(deserialize_with = "point_kind")]
     pub kind: Kind,
     /// Rounding estimate, allowance, or standard error (see the type's docs).
     pub tol: f64,
@@ -155,6 +158,20 @@ pub fn shortest(x: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// One Kind for measured numbers and bounds values; a single number is never an interval.
+    #[test]
+    fn a_quantity_is_never_read_as_an_interval() {
+        let ok: Quantity =
+            serde_json::from_str(r#"{"value": 1.0, "kind": "upper", "tol": 0.0}"#).unwrap();
+        assert_eq!(ok.kind, Kind::Upper);
+        let err =
+            serde_json::from_str::<Quantity>(r#"{"value": 1.0, "kind": "interval", "tol": 0.0}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("not the kind of one number"), "{err}");
+    }
+
     use super::*;
 
     #[test]

@@ -233,7 +233,7 @@ fn invalid(name: &str, msg: impl Into<String>) -> Error {
 }
 
 /// η and B with where each came from.
-pub struct Hyper {
+pub struct LrAndBatch {
     /// η (theory convention).
     pub lr: f64,
     /// Where η came from.
@@ -246,7 +246,7 @@ pub struct Hyper {
 
 /// η (converted to the theory convention from `--lr-convention` or the metadata's `lr_convention`)
 /// and B from the flags or the checkpoint metadata (`lr`, `batch`).
-pub fn resolve_hyper(args: &SimulatePlan, loaded: &Problem, c: usize) -> Result<Hyper> {
+pub fn resolve_hyper(args: &SimulatePlan, loaded: &Problem, c: usize) -> Result<LrAndBatch> {
     let hyper = loaded.training_hyper(args.lr, args.lr_convention, args.batch);
     let batch = match hyper.batch {
         Source::Given(b) => (b, "--batch"),
@@ -298,7 +298,7 @@ pub fn resolve_hyper(args: &SimulatePlan, loaded: &Problem, c: usize) -> Result<
         .to_theory(lr.0)
         .map_err(|e| invalid("lr", e.to_string()))?;
     let lr = (eta, lr.1);
-    Ok(Hyper {
+    Ok(LrAndBatch {
         lr: lr.0,
         lr_source: lr.1,
         batch: batch.0,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::exact::{reduced_log_trace_curve, reduced_start_moment};
 use super::growth::curve_rate;
 use super::plan::{
-    DISTANCE_FACTOR, EXACT_CURVE_BUDGET, Hyper, LOSS_FACTOR, RECORD_POINTS, SimulatePlan,
+    DISTANCE_FACTOR, EXACT_CURVE_BUDGET, LOSS_FACTOR, LrAndBatch, RECORD_POINTS, SimulatePlan,
     resolve_hyper,
 };
 use super::predict::not_computed;
@@ -264,7 +264,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
         ));
     }
     let (mlp, data) = (&loaded.mlp, &loaded.data);
-    let Hyper {
+    let LrAndBatch {
         lr: eta,
         lr_source,
         batch,

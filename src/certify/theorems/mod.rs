@@ -207,7 +207,9 @@ pub fn to_value(q: &Quantity) -> Value {
         Kind::Exact => Value::exact(q.value, q.tol),
         Kind::Upper => Value::upper_bound(q.value, q.tol),
         Kind::Lower => Value::lower_bound(q.value, q.tol),
-        Kind::Estimate => Value::estimate(q.value, q.tol),
+        // A Quantity is never an interval (refused when read); were one built in code, an
+        // estimate is the reading that can never certify.
+        Kind::Estimate | Kind::Interval => Value::estimate(q.value, q.tol),
     };
     Value {
         confidence: q.confidence,
