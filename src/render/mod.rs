@@ -11,7 +11,7 @@
 //! - here: the shared number formats ([`num`], [`value`]) and the one-sentence "what this means"
 //!   of each verdict ([`meaning`]).
 //!
-//! Dependencies point one way: `render` reads the certificate types of [`crate::certify`], the
+//! Dependencies point one way: `render` reads the certificate types of [`mod@crate::certify`], the
 //! stability verdict of [`crate::measure::stability`] and the `flatcert_bounds` verdicts, and
 //! nothing below it (`measure`, `simulate`, `certify`, `model`, `io`) depends on `render`
 //! (certify's unit tests use the table renderer).

@@ -83,7 +83,7 @@ pub(crate) const ANNOUNCE_SECONDS: f64 = 2.0;
 pub(crate) const ANNOUNCE_BYTES: usize = 256 << 20;
 
 /// What [`sweep`] returns: the stability document and the data of its (B, η) figure
-/// ([`crate::plot::stability_svg`]).
+/// ([`crate::render::figures::stability::stability_svg`]).
 #[derive(Debug, Clone)]
 pub struct StabilityReport {
     /// The document (`flatcert.stability/v1`).
