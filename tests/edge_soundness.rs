@@ -622,13 +622,10 @@ fn leaky_relu_large_inputs_residual_tolerances() {
     check_residuals(&mlp, &x, &y2, n, &Plan::new(0.01, 2));
 }
 
-/// Issue 15 item 3's net, residual side: a deep identity net 4–16–32–48–16–8–2 whose last layer
-/// is projected so that W₆⋯W₁ ≈ 0 (f(x) ≈ b-only: heavy cancellation in every output).
-#[test]
-fn deep_identity_cancelling_product_residuals() {
-    let widths = [4, 16, 32, 48, 16, 8, 2];
-    let mlp = random_mlp(&widths, Activation::Identity, 35);
-    // M = W₅⋯W₁ (8 × 4); W₆ ← W₆(I − M M⁺) with M⁺ from the normal equations.
+/// Issue 15 item 3's deep identity net 4–16–32–48–16–8–C whose last layer is projected so that
+/// W₆⋯W₁ ≈ 0: with M = W₅⋯W₁ (8 × 4), W₆ ← W₆(I − M M⁺), M⁺ from the normal equations.
+fn cancelling_identity_net(outputs: usize, seed: u64) -> Mlp {
+    let mlp = random_mlp(&[4, 16, 32, 48, 16, 8, outputs], Activation::Identity, seed);
     let layers = mlp.layers();
     let mut m = layers[0].weight.clone();
     for l in &layers[1..5] {
@@ -644,6 +641,14 @@ fn deep_identity_cancelling_product_residuals() {
         prod = &l.weight * prod;
     }
     assert!(prod.amax() < 1e-13, "W₆⋯W₁ ≈ 0: {}", prod.amax());
+    mlp
+}
+
+/// Issue 15 item 3's net, residual side: a deep identity net 4–16–32–48–16–8–2 whose last layer
+/// is projected so that W₆⋯W₁ ≈ 0 (f(x) ≈ b-only: heavy cancellation in every output).
+#[test]
+fn deep_identity_cancelling_product_residuals() {
+    let mlp = cancelling_identity_net(2, 35);
     let n = 8;
     let x = uniform(n * 4, -3.0, 3.0, 351);
     let y = own_outputs(&mlp, &x, n);
@@ -903,23 +908,7 @@ fn check_param_grads(mlp: &Mlp, x: &[f64], n: usize) -> f64 {
 /// input gradient cancels) and a ReLU net.
 #[test]
 fn param_gradient_quantities_within_tol() {
-    let widths = [4, 16, 32, 48, 16, 8, 1];
-    let mlp = random_mlp(&widths, Activation::Identity, 36);
-    let layers = mlp.layers();
-    let mut m = layers[0].weight.clone();
-    for l in &layers[1..5] {
-        m = &l.weight * m;
-    }
-    let mtm_inv = (m.transpose() * &m).try_inverse().unwrap();
-    let proj = DMatrix::<f64>::identity(8, 8) - &m * mtm_inv * m.transpose();
-    let mut new_layers = layers.to_vec();
-    new_layers[5].weight = &layers[5].weight * proj;
-    let mlp = Mlp::new(new_layers, Activation::Identity).unwrap();
-    let mut prod = mlp.layers()[0].weight.clone();
-    for l in &mlp.layers()[1..] {
-        prod = &l.weight * prod;
-    }
-    assert!(prod.amax() < 1e-13, "W₆⋯W₁ ≈ 0: {}", prod.amax());
+    let mlp = cancelling_identity_net(1, 36);
     let n = 8;
     check_param_grads(&mlp, &uniform(n * 4, -3.0, 3.0, 361), n);
     let mlp = random_mlp(&[3, 6, 5, 1], Activation::Relu, 47);
