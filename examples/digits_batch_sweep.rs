@@ -60,7 +60,7 @@ use flatcert::measure::gram::{GramOptions, gauss_newton_gram};
 use flatcert::measure::stability::{
     BracketOptions, CriticalLr, ReducedModel, Sampling as StabSampling, Verdict, critical_lr_sweep,
 };
-use flatcert::train::{Sampling, TrainConfig, init_pytorch_default, train};
+use flatcert::train::{BatchScheme, TrainConfig, init_pytorch_default, train};
 use flatcert::{Activation, Dataset, Mlp};
 use nalgebra::DMatrix;
 use plotters::coord::Shift;
@@ -509,7 +509,7 @@ fn sgd_with_checks(
             batch: spec.batch,
             steps: spec.window.min(spec.steps - done),
             seed: window_seed(spec.seed, w),
-            sampling: Sampling::IidSubsets,
+            sampling: BatchScheme::IidSubsets,
             log_every: spec.log_every,
         };
         let res = train(ds, &cfg, Some(mlp), &|_, _| {})?;

@@ -42,7 +42,7 @@ use flatcert::measure::first_order::{FirstLayerNorms, first_layer_norms, moment_
 use flatcert::measure::per_sample::{
     PerSampleOptions, PerSampleStats, ScaledPowerSum, per_sample_stats,
 };
-use flatcert::train::{Sampling, TrainConfig, init_pytorch_default, train};
+use flatcert::train::{BatchScheme, TrainConfig, init_pytorch_default, train};
 use flatcert::{Activation, Dataset, Mlp};
 use flatcert_bounds::t6::beta_k;
 use flatcert_bounds::t7::{
@@ -354,7 +354,7 @@ fn train_until_flat(
             batch: BATCH,
             steps: WINDOW.min(max_steps - steps),
             seed: window_seed(seed, w),
-            sampling: Sampling::IidSubsets,
+            sampling: BatchScheme::IidSubsets,
             log_every: 0,
         };
         let res = train(ds, &cfg, Some(mlp), &|_, _| {})?;

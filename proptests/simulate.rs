@@ -22,7 +22,7 @@ use flatcert::model::{Activation, Mlp, Params};
 use flatcert::simulate::exact::{DenseSecondMoment, per_sample_jacobians};
 use flatcert::simulate::linearized::LinearizedSgd;
 use flatcert::testutil::{random_data, random_mlp};
-use flatcert::train::Sampling;
+use flatcert::train::BatchScheme;
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -270,7 +270,7 @@ proptest! {
         }
         sigma0 /= trials as f64;
         for eta in [0.9 * lo, 1.1 * hi] {
-            let run = sim.run(eta, b, Sampling::IidSubsets, steps, trials, seed, 100, &|_| {})
+            let run = sim.run(eta, b, BatchScheme::IidSubsets, steps, trials, seed, 100, &|_| {})
                 .unwrap();
             let q = DenseSecondMoment::new(&hs, eta, p).unwrap();
             let mut s = sigma0.clone();

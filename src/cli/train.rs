@@ -8,7 +8,7 @@ use clap::Args;
 
 use flatcert::Activation;
 use flatcert::io::SaveDtype;
-use flatcert::train::{Sampling, TrainConfig, train};
+use flatcert::train::{BatchScheme, TrainConfig, train};
 
 use super::inputs::InputArgs;
 use flatcert::progress;
@@ -64,7 +64,7 @@ pub struct TrainArgs {
 /// `flatcert train`.
 pub fn run(args: &TrainArgs) -> Result<i32> {
     let activation = Activation::parse(&args.activation)?;
-    let sampling = Sampling::parse(&args.sampling)?;
+    let sampling = BatchScheme::parse(&args.sampling)?;
     let inputs = InputArgs {
         model: None,
         x: Some(args.x.clone()),

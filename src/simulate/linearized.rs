@@ -30,7 +30,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::hvp::{forward_cache_bytes, mm};
 use crate::model::{Mlp, Params};
-use crate::train::{BatchSampler, Sampling};
+use crate::train::{BatchSampler, BatchScheme};
 
 /// Largest forward-pass cache (bytes) the simulator builds; above it construction fails with a
 /// message (the cache holds `h_0 … h_{L−1}` and `σ′(z_1) … σ′(z_{L−1})` for every sample).
@@ -325,7 +325,7 @@ impl<'a> LinearizedSgd<'a> {
         &self,
         eta: f64,
         batch: usize,
-        sampling: Sampling,
+        sampling: BatchScheme,
         seed: u64,
         trial: usize,
         times: &[u64],
@@ -386,7 +386,7 @@ impl<'a> LinearizedSgd<'a> {
         &self,
         eta: f64,
         batch: usize,
-        sampling: Sampling,
+        sampling: BatchScheme,
         steps: u64,
         trials: usize,
         seed: u64,

@@ -49,7 +49,7 @@ pub use true_sgd::{EscapeReason, TrueSgdOptions, TrueSgdRun, forcing_kick, run_t
 
 use crate::error::{Error, Result};
 use crate::measure::stability::Sampling as TheorySampling;
-use crate::train::Sampling;
+use crate::train::BatchScheme;
 
 /// ChaCha8 stream of trial `r`'s start vector `u_0` (cotangents `w`).
 pub const fn start_stream(trial: usize) -> u64 {
@@ -63,11 +63,11 @@ pub const fn batch_stream(trial: usize) -> u64 {
 
 /// The theory's name of a simulation sampling scheme: (S) ↦ without replacement, (S′) ↦ with
 /// replacement (THEORY.md §0). Per-epoch reshuffling is refused: the theory does not cover it.
-pub fn theory_sampling(sampling: Sampling) -> Result<TheorySampling> {
+pub fn theory_sampling(sampling: BatchScheme) -> Result<TheorySampling> {
     match sampling {
-        Sampling::IidSubsets => Ok(TheorySampling::WithoutReplacement),
-        Sampling::IidWithReplacement => Ok(TheorySampling::WithReplacement),
-        Sampling::EpochReshuffle => Err(Error::invalid_argument(
+        BatchScheme::IidSubsets => Ok(TheorySampling::WithoutReplacement),
+        BatchScheme::IidWithReplacement => Ok(TheorySampling::WithReplacement),
+        BatchScheme::EpochReshuffle => Err(Error::invalid_argument(
             "--sampling",
             "per-epoch reshuffling is not covered by the theory (THEORY.md §0); simulate model S or S′",
         )),

@@ -22,7 +22,7 @@ use crate::measure::stability::Sampling as TheorySampling;
 use crate::measurements::InputFile;
 use crate::problem::Problem;
 use crate::progress;
-use crate::train::Sampling;
+use crate::train::BatchScheme;
 
 /// The inputs of a simulation (files with SHA-256, network shape).
 #[derive(Serialize)]
@@ -277,7 +277,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
             format!("batch size {batch} is outside 1..={n} (n = {n} samples, model S)"),
         ));
     }
-    let sampling = Sampling::IidSubsets;
+    let sampling = BatchScheme::IidSubsets;
     let p = crate::measure::stability::noise_p(n, batch, TheorySampling::WithoutReplacement)?;
     let sim = LinearizedSgd::with_memory_limit(mlp, data, max_memory)?;
     let t_load = t_all.elapsed().as_secs_f64();

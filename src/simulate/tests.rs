@@ -16,7 +16,7 @@ use crate::measure::gram::{GramOptions, gauss_newton_gram};
 use crate::measure::stability::{ReducedModel, noise_p};
 use crate::model::{Activation, Mlp, Params};
 use crate::testutil::{random_data, random_mlp};
-use crate::train::Sampling;
+use crate::train::BatchScheme;
 
 /// A tiny interpolation problem: random network, targets := its outputs.
 fn problem(widths: &[usize], act: Activation, n: usize, seed: u64) -> (Mlp, Dataset) {
@@ -158,7 +158,7 @@ fn monte_carlo_second_moment_matches_the_exact_expectation() {
     let model = ReducedModel::from_spectrum(&spec);
     let eta = 1.2 / spec.lambda_max_upper;
     let run = sim
-        .run(eta, 2, Sampling::IidSubsets, 6, 3000, 4, 100, &|_| {})
+        .run(eta, 2, BatchScheme::IidSubsets, 6, 3000, 4, 100, &|_| {})
         .expect("run");
     let regenerated: Vec<(Vec<f64>, f64)> = (0..run.trials.len())
         .map(|r| {
@@ -204,7 +204,7 @@ fn true_sgd_on_a_linear_model_is_the_linearized_recursion() {
     let eta = 0.3;
     let times = record_times(50, 50);
     let lin = sim
-        .run_trial(eta, 3, Sampling::IidSubsets, 8, 0, &times, &|_| {})
+        .run_trial(eta, 3, BatchScheme::IidSubsets, 8, 0, &times, &|_| {})
         .expect("linearized");
     let opts = TrueSgdOptions {
         lr: eta,

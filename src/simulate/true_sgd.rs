@@ -21,7 +21,7 @@ use super::batch_stream;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Mlp, Params};
-use crate::train::{BatchSampler, Sampling};
+use crate::train::{BatchSampler, BatchScheme};
 
 /// Options of [`run_true_sgd`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,8 +30,8 @@ pub struct TrueSgdOptions {
     pub lr: f64,
     /// Batch size B.
     pub batch: usize,
-    /// Sampling scheme (model S by default).
-    pub sampling: Sampling,
+    /// BatchScheme scheme (model S by default).
+    pub sampling: BatchScheme,
     /// Seed of the batch stream.
     pub seed: u64,
     /// Use the batch stream of this linearized trial ([`batch_stream`]).
@@ -47,7 +47,7 @@ impl Default for TrueSgdOptions {
         Self {
             lr: 0.1,
             batch: 1,
-            sampling: Sampling::IidSubsets,
+            sampling: BatchScheme::IidSubsets,
             seed: 0,
             trial: 0,
             distance_factor: 10.0,

@@ -319,10 +319,10 @@ pub fn stability_document(
     let md_sampling = loaded
         .metadata
         .get("sampling")
-        .and_then(|s| crate::train::Sampling::parse(s).ok());
+        .and_then(|s| crate::train::BatchScheme::parse(s).ok());
     let sampling: Sampling = match args.sampling {
         Some(s) => s,
-        None if md_sampling == Some(crate::train::Sampling::IidWithReplacement) => {
+        None if md_sampling == Some(crate::train::BatchScheme::IidWithReplacement) => {
             Sampling::WithReplacement
         }
         None => Sampling::WithoutReplacement,
@@ -570,7 +570,7 @@ pub fn stability_document(
             "B i.i.d. uniform indices at every step, p = 1/B"
         }
     ));
-    if md_sampling == Some(crate::train::Sampling::EpochReshuffle) {
+    if md_sampling == Some(crate::train::BatchScheme::EpochReshuffle) {
         notes.push(
             "the checkpoint metadata says it was trained with per-epoch reshuffling, which the \
              theory does not cover: the verdicts describe model (S) SGD at the same (B, η)"

@@ -4,8 +4,8 @@
 //!   The learning rate is in this *theory* convention; a PyTorch `nn.MSELoss(reduction='mean')`
 //!   rate converts as `η = 2·η_torch / C` (THEORY.md §0, "learning-rate conversion").
 //! - Update: `θ_{t+1} = θ_t − η (1/B) Σ_{i∈ξ_t} ∇ℓ_i(θ_t)`, constant η, no momentum, no weight decay.
-//! - Batches: [`Sampling::IidSubsets`] (model (S), default) draws a fresh uniform `B`-subset at
-//!   every step; [`Sampling::IidWithReplacement`] is (S′); [`Sampling::EpochReshuffle`] is the
+//! - Batches: [`BatchScheme::IidSubsets`] (model (S), default) draws a fresh uniform `B`-subset at
+//!   every step; [`BatchScheme::IidWithReplacement`] is (S′); [`BatchScheme::EpochReshuffle`] is the
 //!   labelled option the theory does not cover. See [`sampler`] for the algorithms.
 //! - Gradient: one batched [`Mlp::forward_cache`] and one [`Mlp::vjp_params`] with cotangent
 //!   `(f(x_i) − y_i)/B`, i.e. `∇ℒ_ξ = (1/B) Σ_{i∈ξ} J_iᵀ res_i`.
@@ -33,7 +33,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Activation, Dense, Mlp, Params};
 
-pub use sampler::{BatchSampler, Sampling};
+pub use sampler::{BatchSampler, BatchScheme};
 
 /// Samples per block when the full-data loss `ℒ` is evaluated.
 const LOSS_BLOCK: usize = 512;
@@ -57,8 +57,8 @@ pub struct TrainConfig {
     pub steps: u64,
     /// Seed of the ChaCha8 streams for initialization and batches (`--seed`).
     pub seed: u64,
-    /// Batch scheme (`--sampling`); [`Sampling::IidSubsets`] is model (S).
-    pub sampling: Sampling,
+    /// Batch scheme (`--sampling`); [`BatchScheme::IidSubsets`] is model (S).
+    pub sampling: BatchScheme,
     /// Record the full-data loss every `log_every` steps (`--log-every`); 0 records only the
     /// initial and final losses.
     pub log_every: u64,

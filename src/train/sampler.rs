@@ -1,13 +1,13 @@
 //! Mini-batch index samplers for the SGD models of THEORY.md §0.
 //!
-//! - [`Sampling::IidSubsets`], model (S): every step draws a fresh batch uniform over the
+//! - [`BatchScheme::IidSubsets`], model (S): every step draws a fresh batch uniform over the
 //!   `binom(n, B)` subsets of size `B`, independently of all other steps. Implementation: a
 //!   *partial Fisher–Yates* shuffle of the first `B` slots of an index buffer (`swap(k, j)` with
 //!   `j` uniform in `k..n` for `k = 0..B`), which yields a uniform ordered `B`-tuple of distinct
 //!   indices, hence a uniform `B`-subset; the `B` swaps are then undone in reverse order so the
 //!   buffer is the identity again. Cost `O(B)` per step, no allocation after construction.
-//! - [`Sampling::IidWithReplacement`], model (S′): `B` i.i.d. uniform indices (duplicates kept).
-//! - [`Sampling::EpochReshuffle`]: one Fisher–Yates shuffle of `0..n` per epoch, consecutive
+//! - [`BatchScheme::IidWithReplacement`], model (S′): `B` i.i.d. uniform indices (duplicates kept).
+//! - [`BatchScheme::EpochReshuffle`]: one Fisher–Yates shuffle of `0..n` per epoch, consecutive
 //!   chunks of `B` (the last incomplete chunk is dropped, like PyTorch's `drop_last=True`, so
 //!   every step averages exactly `B` gradients). Batches are **not** independent across steps:
 //!   the theory does not cover this scheme (THEORY.md §0).
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 /// How mini-batches are drawn (THEORY.md §0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sampling {
+pub enum BatchScheme {
     /// Model (S), the one the theorems assume: a fresh uniform `B`-subset (no replacement inside
     /// the batch) at every step, independent across steps. The default.
     #[default]
@@ -30,17 +30,17 @@ pub enum Sampling {
     EpochReshuffle,
 }
 
-impl Sampling {
+impl BatchScheme {
     /// Parse a `--sampling` value: `subsets` (alias `iid_subsets`, `s`), `with_replacement`
     /// (alias `iid_with_replacement`, `replacement`, `s'`), `epoch` (alias `epoch_reshuffle`,
     /// `reshuffle`).
     pub fn parse(name: &str) -> Result<Self> {
         match name.trim().to_ascii_lowercase().replace('-', "_").as_str() {
-            "subsets" | "iid_subsets" | "s" => Ok(Sampling::IidSubsets),
+            "subsets" | "iid_subsets" | "s" => Ok(BatchScheme::IidSubsets),
             "with_replacement" | "iid_with_replacement" | "replacement" | "s'" => {
-                Ok(Sampling::IidWithReplacement)
+                Ok(BatchScheme::IidWithReplacement)
             }
-            "epoch" | "epoch_reshuffle" | "reshuffle" => Ok(Sampling::EpochReshuffle),
+            "epoch" | "epoch_reshuffle" | "reshuffle" => Ok(BatchScheme::EpochReshuffle),
             _ => Err(Error::invalid_argument(
                 "--sampling",
                 format!(
@@ -52,24 +52,24 @@ impl Sampling {
     }
 
     /// Canonical name (`iid_subsets`, `iid_with_replacement`, `epoch_reshuffle`), as written in
-    /// checkpoint metadata; accepted by [`Sampling::parse`].
+    /// checkpoint metadata; accepted by [`BatchScheme::parse`].
     pub fn name(&self) -> &'static str {
         match self {
-            Sampling::IidSubsets => "iid_subsets",
-            Sampling::IidWithReplacement => "iid_with_replacement",
-            Sampling::EpochReshuffle => "epoch_reshuffle",
+            BatchScheme::IidSubsets => "iid_subsets",
+            BatchScheme::IidWithReplacement => "iid_with_replacement",
+            BatchScheme::EpochReshuffle => "epoch_reshuffle",
         }
     }
 
     /// True for the schemes the theorems of THEORY.md cover, (S) and (S′); false for per-epoch
     /// reshuffling, which reports must label as outside the theory.
     pub fn covered_by_theory(&self) -> bool {
-        !matches!(self, Sampling::EpochReshuffle)
+        !matches!(self, BatchScheme::EpochReshuffle)
     }
 
     /// True when a batch never repeats an index, so `B ≤ n` is required.
     pub fn without_replacement(&self) -> bool {
-        !matches!(self, Sampling::IidWithReplacement)
+        !matches!(self, BatchScheme::IidWithReplacement)
     }
 }
 
@@ -77,7 +77,7 @@ impl Sampling {
 /// algorithms). All buffers are allocated once in [`BatchSampler::new`].
 #[derive(Debug, Clone)]
 pub struct BatchSampler {
-    sampling: Sampling,
+    sampling: BatchScheme,
     n: usize,
     batch: usize,
     /// Index buffer: the identity between steps for (S); the epoch permutation otherwise.
@@ -93,7 +93,7 @@ pub struct BatchSampler {
 impl BatchSampler {
     /// A sampler of batches of size `batch` from `0..n`. Errors (naming `--batch`) if
     /// `batch = 0`, `n = 0`, or `batch > n` for a scheme without replacement.
-    pub fn new(sampling: Sampling, n: usize, batch: usize) -> Result<Self> {
+    pub fn new(sampling: BatchScheme, n: usize, batch: usize) -> Result<Self> {
         if n == 0 {
             return Err(Error::invalid_argument(
                 "--batch",
@@ -121,7 +121,7 @@ impl BatchSampler {
             perm,
             swaps: vec![
                 0;
-                if sampling == Sampling::IidSubsets {
+                if sampling == BatchScheme::IidSubsets {
                     batch
                 } else {
                     0
@@ -133,7 +133,7 @@ impl BatchSampler {
     }
 
     /// The scheme.
-    pub fn sampling(&self) -> Sampling {
+    pub fn sampling(&self) -> BatchScheme {
         self.sampling
     }
 
@@ -142,7 +142,7 @@ impl BatchSampler {
     pub fn next_batch<R: Rng + ?Sized>(&mut self, rng: &mut R) -> &[usize] {
         let (n, b) = (self.n, self.batch);
         match self.sampling {
-            Sampling::IidSubsets => {
+            BatchScheme::IidSubsets => {
                 for k in 0..b {
                     let j = rng.random_range(k..n);
                     self.perm.swap(k, j);
@@ -153,12 +153,12 @@ impl BatchSampler {
                     self.perm.swap(k, self.swaps[k]);
                 }
             }
-            Sampling::IidWithReplacement => {
+            BatchScheme::IidWithReplacement => {
                 for slot in &mut self.out {
                     *slot = rng.random_range(0..n);
                 }
             }
-            Sampling::EpochReshuffle => {
+            BatchScheme::EpochReshuffle => {
                 if self.epoch_pos + b > n {
                     for k in (1..n).rev() {
                         let j = rng.random_range(0..=k);

@@ -40,7 +40,7 @@ fn config(
         batch,
         steps,
         seed: 7,
-        sampling: Sampling::IidSubsets,
+        sampling: BatchScheme::IidSubsets,
         log_every: 0,
     }
 }
@@ -189,7 +189,7 @@ fn one_step_sums_the_loss_over_outputs() {
 fn subset_sampler_is_uniform_distinct_and_independent() {
     let (n, b, t) = (10usize, 3usize, 100_000usize);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut sampler = BatchSampler::new(Sampling::IidSubsets, n, b).unwrap();
+    let mut sampler = BatchSampler::new(BatchScheme::IidSubsets, n, b).unwrap();
     let mut single = vec![0usize; n];
     let mut pair = vec![0usize; n * n];
     let mut prev: Vec<usize> = Vec::new();
@@ -249,7 +249,7 @@ fn subset_sampler_is_uniform_distinct_and_independent() {
 fn with_replacement_sampler_has_mean_b_over_n() {
     let (n, b, t) = (7usize, 4usize, 50_000usize);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut sampler = BatchSampler::new(Sampling::IidWithReplacement, n, b).unwrap();
+    let mut sampler = BatchSampler::new(BatchScheme::IidWithReplacement, n, b).unwrap();
     let mut counts = vec![0usize; n];
     let mut duplicates = 0usize;
     for _ in 0..t {
@@ -272,14 +272,14 @@ fn with_replacement_sampler_has_mean_b_over_n() {
         assert!((c as f64 - mean).abs() <= 5.0 * sd);
     }
     assert!(duplicates > 0, "(S′) must produce repeated indices");
-    assert!(BatchSampler::new(Sampling::IidWithReplacement, 3, 5).is_ok());
+    assert!(BatchSampler::new(BatchScheme::IidWithReplacement, 3, 5).is_ok());
 }
 
 #[test]
 fn epoch_reshuffle_covers_each_epoch_once() {
     let (n, b) = (12usize, 5usize); // 2 batches per epoch, last 2 samples dropped
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let mut sampler = BatchSampler::new(Sampling::EpochReshuffle, n, b).unwrap();
+    let mut sampler = BatchSampler::new(BatchScheme::EpochReshuffle, n, b).unwrap();
     for _ in 0..50 {
         let mut epoch = sampler.next_batch(&mut rng).to_vec();
         epoch.extend_from_slice(sampler.next_batch(&mut rng));
@@ -288,22 +288,22 @@ fn epoch_reshuffle_covers_each_epoch_once() {
         s.dedup();
         assert_eq!(s.len(), 2 * b, "batches of one epoch are disjoint");
     }
-    assert!(!Sampling::EpochReshuffle.covered_by_theory());
-    assert!(Sampling::IidSubsets.covered_by_theory());
+    assert!(!BatchScheme::EpochReshuffle.covered_by_theory());
+    assert!(BatchScheme::IidSubsets.covered_by_theory());
 }
 
 #[test]
 fn sampling_names_round_trip() {
     for s in [
-        Sampling::IidSubsets,
-        Sampling::IidWithReplacement,
-        Sampling::EpochReshuffle,
+        BatchScheme::IidSubsets,
+        BatchScheme::IidWithReplacement,
+        BatchScheme::EpochReshuffle,
     ] {
-        assert_eq!(Sampling::parse(s.name()).unwrap(), s);
+        assert_eq!(BatchScheme::parse(s.name()).unwrap(), s);
     }
-    assert_eq!(Sampling::default(), Sampling::IidSubsets);
+    assert_eq!(BatchScheme::default(), BatchScheme::IidSubsets);
     assert_eq!(
-        arg_name(Sampling::parse("bogus").unwrap_err()),
+        arg_name(BatchScheme::parse("bogus").unwrap_err()),
         "--sampling"
     );
 }
@@ -312,9 +312,9 @@ fn sampling_names_round_trip() {
 fn same_seed_is_bit_identical_and_other_seed_differs() {
     let ds = random_dataset(40, 4, 2, 21);
     for sampling in [
-        Sampling::IidSubsets,
-        Sampling::IidWithReplacement,
-        Sampling::EpochReshuffle,
+        BatchScheme::IidSubsets,
+        BatchScheme::IidWithReplacement,
+        BatchScheme::EpochReshuffle,
     ] {
         let mut cfg = config(&[4, 8, 2], Activation::Tanh, 0.05, 6, 200);
         cfg.sampling = sampling;
@@ -390,14 +390,14 @@ fn config_validation_names_the_flag() {
     check(&|c| c.lr = f64::INFINITY, 10, "--lr");
     check(&|c| c.batch = 0, 10, "--batch");
     check(&|c| c.batch = 11, 10, "--batch");
-    check(&|c| c.sampling = Sampling::EpochReshuffle, 4, "--batch");
+    check(&|c| c.sampling = BatchScheme::EpochReshuffle, 4, "--batch");
     check(&|c| c.sizes = vec![4], 10, "--sizes");
     check(&|c| c.sizes = vec![4, 0, 2], 10, "--sizes");
     check(&|c| c.sizes = vec![3, 8, 2], 10, "--sizes");
     check(&|c| c.sizes = vec![4, 8, 3], 10, "--sizes");
     check(&|c| c.steps = 0, 10, "--steps");
     let mut repl = ok.clone();
-    repl.sampling = Sampling::IidWithReplacement;
+    repl.sampling = BatchScheme::IidWithReplacement;
     repl.validate(4, 4, 2).unwrap(); // B > n is fine with replacement
 
     let ds = random_dataset(10, 4, 2, 1);
@@ -451,7 +451,7 @@ fn pytorch_default_init_has_the_right_bounds_and_spread() {
 fn metadata_has_the_documented_keys() {
     let ds = random_dataset(10, 4, 2, 1);
     let mut cfg = config(&[4, 8, 2], Activation::LeakyRelu { alpha: 0.01 }, 0.1, 5, 3);
-    cfg.sampling = Sampling::IidSubsets;
+    cfg.sampling = BatchScheme::IidSubsets;
     let res = train(&ds, &cfg, None, &|_, _| {}).unwrap();
     let md = res.metadata(&cfg);
     let keys: Vec<&str> = md.keys().map(String::as_str).collect();
