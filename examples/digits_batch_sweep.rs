@@ -372,6 +372,7 @@ fn load_digits() -> Result<(Mlp, Dataset), Box<dyn Error>> {
             one_hot: Some(example::CLASSES),
             x_scale: Some(example::X_SCALE),
             expected_dim: Some(SIZES[0]),
+            sample_shape: None,
         },
     )?;
     if ck.mlp.widths() != SIZES || ck.mlp.activation() != Activation::Relu {

@@ -51,6 +51,10 @@ pub struct MeasurementInputs {
     pub k: Vec<u32>,
     /// flatcert version that computed the document.
     pub flatcert_version: String,
+    /// A layered network's architecture spec (docs/cnn.md), every size filled in; absent for
+    /// dense MLPs (whose `widths` and `activation` say it all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<serde_json::Value>,
 }
 
 /// A measurements document.

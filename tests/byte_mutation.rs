@@ -447,6 +447,7 @@ fn read_npy(b: &[u8]) -> Result<bool, String> {
         one_hot: Some(10),
         x_scale: Some(0.0625),
         expected_dim: None,
+        sample_shape: None,
     };
     check(
         "load_dataset_bytes --one-hot",
@@ -474,6 +475,7 @@ fn read_csv(b: &[u8]) -> Result<bool, String> {
         one_hot: Some(4),
         x_scale: None,
         expected_dim: Some(1),
+        sample_shape: None,
     };
     check(
         "load_dataset_bytes --one-hot",
@@ -798,6 +800,7 @@ fn measurements_of(c: &Certificate) -> MeasurementsDoc {
             x_scale: 1.0,
             k: vec![1, 2],
             flatcert_version: "0.1.0".into(),
+            architecture: None,
         },
         notes: vec!["a note".into()],
         quantities: c.measurements.quantities.clone(),

@@ -489,6 +489,7 @@ fn bundled_data() -> Dataset {
             one_hot: Some(flatcert::example::CLASSES),
             x_scale: Some(flatcert::example::X_SCALE),
             expected_dim: None,
+            sample_shape: None,
         },
     )
     .expect("bundled data")

@@ -57,6 +57,7 @@ pub mod error;
 pub mod kind;
 pub mod minimum;
 pub mod moments;
+pub mod radial;
 pub mod randomized;
 pub mod residual;
 pub mod round;

@@ -11,7 +11,7 @@ use super::evidence::Evidence;
 use super::pipeline::gauss_newton_line;
 use super::plan::{Hyper, Plan};
 use super::summary::{Summary, summarize};
-use super::theorems::{Context, evaluate};
+use super::theorems::{Context, Network, evaluate};
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
 use crate::measurements::{MEASUREMENTS_SCHEMA, MeasurementsDoc, sha256_hex};
@@ -175,7 +175,10 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
         return Err(Error::bad_input(file, "inputs.n", "must be at least 1"));
     }
     plan.validate(src.n, outputs)?;
-    let activation = Activation::parse(&src.activation).map_err(|_| {
+    // A layered network's documents list its distinct activations, comma-separated; the first
+    // one stands for the kink hypotheses (the layered engine measures no near-kink units).
+    let first_activation = src.activation.split(',').next().unwrap_or_default();
+    let activation = Activation::parse(first_activation).map_err(|_| {
         Error::bad_input(
             file,
             "inputs.activation",
@@ -186,7 +189,19 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
     let same_run = src.hyper.as_ref().is_some_and(|h| {
         h.eta == hyper.eta && h.batch == hyper.batch && h.sampling == hyper.sampling
     });
+    let evidence = Evidence::from_map(&src.quantities);
+    // A document of a layered network has ‖W‖_F and no T1a residual (THEORY §7(a)).
+    let network =
+        if evidence.radial.w_frobenius.is_some() && evidence.identity.matrix_residual.is_none() {
+            Network::Layered {
+                samples: Vec::new(),
+                rel_tol: 0.0,
+            }
+        } else {
+            Network::Dense
+        };
     let ctx = Context {
+        network,
         eta: hyper.eta,
         batch: plan.batch_model(src.n)?,
         outputs,
@@ -206,7 +221,6 @@ pub fn compute(src: &Source, plan: &Plan, file: &str, text: &str) -> Result<Boun
                 .as_ref()
                 .is_some_and(|h| h.kinks == super::plan::KinksMode::Strict),
     };
-    let evidence = Evidence::from_map(&src.quantities);
     let verdicts = evaluate(&ctx, &evidence, None).map_err(|(id, e)| {
         Error::bad_input(
             file,

@@ -33,6 +33,9 @@ pub struct CertificateInputs {
     /// Number of held-out samples (T8 coverage), if any.
     #[serde(default)]
     pub test_n: Option<usize>,
+    /// A layered network's architecture spec (docs/cnn.md); absent for dense MLPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<serde_json::Value>,
 }
 
 /// The measurements: every quantity under its canonical name at the top level (the format of

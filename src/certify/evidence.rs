@@ -169,6 +169,21 @@ pub struct DirectionalEvidence {
     pub argmax: PerK,
 }
 
+/// The radial quantities of a layered network (THEORY §7(b): radial T2, T3, T7).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RadialEvidence {
+    /// ‖W‖_F of the first layer's weight (upper).
+    pub w_frobenius: Slot,
+    /// (1/n) Σ_i ‖J_x(x_i) x_i‖².
+    pub mean_sq: Slot,
+    /// max_i ‖J_x(x_i) x_i‖.
+    pub max: Slot,
+    /// ((1/n) Σ_i ‖J_x(x_i) x_i‖^{2k})^{1/(2k)} per k.
+    pub moment: PerK,
+    /// ((1/n) Σ_i ‖J_W(x_i)‖_F^{2k})^{1/(2k)} per k.
+    pub first_layer_moment: PerK,
+}
+
 /// Summary numbers of the robustness stage (T8–T10; the per-point data is in
 /// [`super::theorems::Robust`]).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -202,6 +217,8 @@ pub struct Evidence {
     pub directional: DirectionalEvidence,
     /// T8–T10 summary numbers.
     pub robustness: RobustnessEvidence,
+    /// Radial quantities (layered networks).
+    pub radial: RadialEvidence,
     /// Every other quantity, under its canonical name (reported, not read by a theorem).
     pub other: QuantityMap,
 }
@@ -340,6 +357,12 @@ canonical_names! {
     LIPSCHITZ_MEAN = "lipschitz_mean" => robustness.lipschitz_mean;
     /// Held-out coverage.
     COVERAGE_FRACTION = "coverage_fraction" => robustness.coverage_fraction;
+    /// ‖W‖_F (layered networks).
+    FIRST_LAYER_FROBENIUS_NORM = "first_layer_frobenius_norm" => radial.w_frobenius;
+    /// (1/n) Σ ‖J_x x‖² (layered networks).
+    INPUT_GRAD_RADIAL_MEAN_SQ = "input_grad_radial_mean_sq" => radial.mean_sq;
+    /// max ‖J_x x‖ (layered networks).
+    INPUT_GRAD_RADIAL_MAX = "input_grad_radial_max" => radial.max;
 }
 
 per_k_families! {
@@ -353,6 +376,10 @@ per_k_families! {
     INPUT_GRAD_ELEMENTWISE_K = "input_grad_elementwise_k" => per_sample.input_grad_elementwise;
     /// `param_grad_elementwise_k{k}`.
     PARAM_GRAD_ELEMENTWISE_K = "param_grad_elementwise_k" => per_sample.param_grad_elementwise;
+    /// `input_grad_radial_moment_k{k}` (layered networks).
+    INPUT_GRAD_RADIAL_MOMENT_K = "input_grad_radial_moment_k" => radial.moment;
+    /// `first_layer_grad_moment_k{k}`.
+    FIRST_LAYER_GRAD_MOMENT_K = "first_layer_grad_moment_k" => radial.first_layer_moment;
     /// `k_moment_directional_max_k{k}`.
     K_MOMENT_DIRECTIONAL_MAX_K = "k_moment_directional_max_k" => directional.max;
     /// `k_moment_directional_argmax_k{k}`.

@@ -152,6 +152,7 @@ pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
         one_hot: p.one_hot,
         x_scale: (p.x_scale != 1.0).then_some(p.x_scale),
         expected_dim: Some(mlp.input_dim()),
+        sample_shape: None,
     };
     let y_pair = match (&y, &p.y) {
         (Some(b), Some(f)) => Some((b.as_slice(), f.path.as_str())),
@@ -194,6 +195,7 @@ pub fn load_test(
         one_hot: if y.is_some() { one_hot } else { None },
         x_scale: (x_scale != 1.0).then_some(x_scale),
         expected_dim: Some(d),
+        sample_shape: None,
     };
     crate::io::load_dataset(x, y, &opts)
 }
@@ -204,6 +206,7 @@ pub fn embedded_test() -> Result<Dataset> {
         one_hot: Some(example::CLASSES),
         x_scale: Some(example::X_SCALE),
         expected_dim: None,
+        sample_shape: None,
     };
     crate::io::load_dataset_bytes(
         EMBEDDED_TEST_X,

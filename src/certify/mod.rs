@@ -22,6 +22,7 @@ pub mod certificate;
 pub mod collect;
 pub mod evidence;
 pub mod inputs;
+pub mod layered;
 pub mod pipeline;
 pub mod plan;
 pub mod scale;

@@ -103,6 +103,7 @@ pub fn run_detailed(
     let hyper = Hyper::of(plan, n, mlp.num_params(), c)?;
     let col = collect(mlp, data, test, plan, eta, &batch)?;
     let ctx = Context {
+        network: super::theorems::Network::Dense,
         eta,
         batch,
         outputs: c,
@@ -158,6 +159,7 @@ pub fn run_detailed(
             n,
             parameters: mlp.num_params(),
             test_n: test.map(Dataset::len),
+            architecture: None,
         },
         hyper,
         measurements: Measurements {

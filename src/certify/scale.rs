@@ -93,6 +93,7 @@ pub fn scale_row(
     let model = BatchModel::new(n, batch, sampling)
         .map_err(|e| Error::invalid_argument("--batch", e.to_string()))?;
     let ctx = Context {
+        network: super::theorems::Network::Dense,
         // η*(B) does not depend on η; without one, any η gives the same bracket.
         eta: eta.unwrap_or(1.0),
         batch: model,

@@ -10,15 +10,14 @@ use clap::Args;
 
 use flatcert::certify::inputs::{embedded_file, embedded_test, file_record, load_test};
 use flatcert::certify::pipeline::{Details, run_detailed};
-use flatcert::certify::plan::{
-    DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS, parse_curvature, parse_sampling,
-};
-use flatcert::certify::{Certificate, KinksMode, LrConventionName, Plan, Provenance};
+use flatcert::certify::plan::{DEFAULT_GRAM_LIMIT, DEFAULT_T5_RANK, DEFAULT_T5_STEPS};
+use flatcert::certify::{Certificate, Provenance};
 use flatcert::measure::lanczos::{DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS};
-use flatcert::problem::Source;
+use flatcert::problem::{Loaded, NetProblem};
 use flatcert::render::{Style, render, render_markdown};
 use flatcert::report as bundle;
 
+use super::certify_plan::plan_of;
 use super::inputs::InputArgs;
 use super::render::{Format, header, parse_format};
 
@@ -121,89 +120,13 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     if let Some(dir) = &args.report {
         bundle::check_dir(dir)?;
     }
-    let loaded = args.inputs.load(true)?;
-    let meta = &loaded.metadata;
-    let mut notes = Vec::new();
-    // η, its convention and B: the flags, else the checkpoint's metadata (one resolver for
-    // every command, flatcert::problem::Problem::training_hyper).
-    let hyper = loaded.training_hyper(args.lr, None, args.batch);
-    let lr = match hyper.lr {
-        Source::Given(lr) => lr,
-        Source::Metadata(lr) => {
-            notes.push(format!(
-                "η = {lr} read from the checkpoint's metadata (the learning rate it was trained \
-                 with)"
-            ));
-            lr
-        }
-        Source::Missing | Source::Unusable(_) => {
-            return Err(flatcert::Error::invalid_argument(
-                "--lr",
-                "is required: the checkpoint's metadata has no 'lr'",
-            )
-            .into());
-        }
+    let loaded = args.inputs.load_any(true)?;
+    let loaded = match loaded {
+        Loaded::Dense(p) => *p,
+        Loaded::Layered(p) => return run_layered(args, &p, start, format),
     };
-    let conv = match (&args.lr_convention, hyper.lr_convention) {
-        (Some(c), _) => LrConventionName::parse(c)?,
-        (None, Source::Given(c) | Source::Metadata(c)) => c,
-        (None, Source::Unusable(text)) => LrConventionName::parse(&text)?,
-        (None, Source::Missing) => LrConventionName::Theory,
-    };
-    let batch = match hyper.batch {
-        Source::Given(b) => b,
-        Source::Metadata(b) => {
-            notes.push(format!("B = {b} read from the checkpoint's metadata"));
-            b
-        }
-        Source::Missing | Source::Unusable(_) => {
-            return Err(flatcert::Error::invalid_argument(
-                "--batch",
-                "is required: the checkpoint's metadata has no 'batch'",
-            )
-            .into());
-        }
-    };
-    let sampling = match (&args.sampling, meta.get("sampling")) {
-        (Some(s), _) => parse_sampling(s)?,
-        (None, Some(s)) if s == "epoch_reshuffle" => {
-            notes.push(
-                "the checkpoint was trained with per-epoch reshuffling, which the theory does not \
-                 cover; certifying model S (i.i.d. uniform B-subsets) instead"
-                    .into(),
-            );
-            parse_sampling("without-replacement")?
-        }
-        (None, Some(s)) => parse_sampling(s)?,
-        (None, None) => parse_sampling("without-replacement")?,
-    };
-    let mut plan = Plan::new(lr, batch);
-    plan.lr_convention = conv;
-    plan.sampling = sampling;
-    plan.ks = args.k.clone();
-    plan.curvature = parse_curvature(&args.curvature)?;
-    if args.per_point && args.epsilon.is_none() {
-        return Err(flatcert::Error::invalid_argument(
-            "--per-point",
-            "needs --epsilon (the per-point results are T9/T10 at a radius ε)",
-        )
-        .into());
-    }
-    plan.per_point = args.per_point;
-    plan.epsilon = args.epsilon;
-    plan.epsilon_y = args.epsilon_y.unwrap_or(0.0);
-    plan.tau = args.tau;
-    plan.gram_limit = args.gram_limit;
-    plan.t5_steps = args.t5_steps;
-    plan.t5_rank = args.t5_rank;
-    plan.delta = args.delta;
-    plan.max_products = args.max_products;
-    plan.radius_steps = args.radius_steps;
-    plan.seed = args.seed;
-    plan.kinks = KinksMode::parse(&args.kinks)?;
-    plan.memory_limit_bytes = args.inputs.memory_limit()?;
-    notes.extend(loaded.default_activation_notes());
-    plan.notes = notes;
+    let mut plan = plan_of(args, &loaded.metadata)?;
+    plan.notes.extend(loaded.default_activation_notes());
     // Validate the plan before the (possibly long) held-out loading and measurement.
     plan.validate(loaded.data.len(), loaded.mlp.output_dim())?;
     if args.test_y.is_some() && args.test_x.is_none() {
@@ -255,10 +178,21 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     }
     let (cert, details): (Certificate, Details) =
         run_detailed(&loaded.mlp, &loaded.data, test.as_ref(), &plan)?;
+    emit(args, &cert, &details, start, format)
+}
+
+/// Write and print a certificate as the flags ask; its exit code (0 certified, 1 not).
+fn emit(
+    args: &CertifyArgs,
+    cert: &Certificate,
+    details: &Details,
+    start: Instant,
+    format: Format,
+) -> Result<i32> {
     let text = cert.to_json()?;
     // Render everything before writing anything: a rendering failure leaves no output.
     let report = match &args.report {
-        Some(_) => Some(bundle::build(&cert, &details)?),
+        Some(_) => Some(bundle::build(cert, details)?),
         None => None,
     };
     if let Some(path) = &args.json {
@@ -273,10 +207,10 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
     } else if format == Format::Markdown {
         match &report {
             Some(r) => print!("{}", r.markdown),
-            None => print!("{}", render_markdown(&cert, &[])),
+            None => print!("{}", render_markdown(cert, &[])),
         }
     } else {
-        let mut head = header(&cert, "flatcert certify");
+        let mut head = header(cert, "flatcert certify");
         head.push(format!("  time: {:.1} s", start.elapsed().as_secs_f64()));
         print!(
             "{}",
@@ -295,4 +229,36 @@ pub fn run_cmd(args: &CertifyArgs) -> Result<i32> {
         }
     }
     Ok(cert.summary.exit_code)
+}
+
+/// `flatcert certify` on a layered (convolutional) network (issue 14, THEORY §7).
+fn run_layered(args: &CertifyArgs, p: &NetProblem, start: Instant, format: Format) -> Result<i32> {
+    if args.test_x.is_some() || args.epsilon.is_some() {
+        return Err(flatcert::Error::invalid_argument(
+            if args.test_x.is_some() {
+                "--test-x"
+            } else {
+                "--epsilon"
+            },
+            flatcert::certify::layered::ROBUST_REASON,
+        )
+        .into());
+    }
+    let mut plan = plan_of(args, &p.metadata)?;
+    plan.validate(p.n(), p.outputs())?;
+    plan.provenance = Some(Provenance {
+        model: p.model_file.clone(),
+        x: p.x_file.clone(),
+        y: p.y_file.clone(),
+        test_x: None,
+        test_y: None,
+        x_scale: p.x_scale,
+        one_hot: args.inputs.one_hot,
+        activation_flag: None,
+        activation_source: Some("architecture".into()),
+        layers: None,
+        embedded: p.embedded,
+    });
+    let (cert, details) = flatcert::certify::layered::run_detailed(p, &plan)?;
+    emit(args, &cert, &details, start, format)
 }

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use flatcert::io::DataOptions;
-use flatcert::problem::{Problem, ProblemFiles};
+use flatcert::problem::{Loaded, Problem, ProblemFiles};
 use flatcert::{Activation, Dataset};
 
 /// Model and data arguments shared by the subcommands.
@@ -36,6 +36,14 @@ pub struct InputArgs {
     /// Multiply every input by this factor (e.g. 0.0625 for 0..16 pixels).
     #[arg(long = "x-scale", allow_negative_numbers = true)]
     pub x_scale: Option<f64>,
+    /// Architecture spec (JSON, docs/cnn.md) of a layered (convolutional) checkpoint; default:
+    /// the checkpoint's `flatcert_arch` metadata. Either one makes the checkpoint layered.
+    #[arg(long)]
+    pub arch: Option<PathBuf>,
+    /// Per-sample input shape C,H,W of flat x rows for a layered network (each row one image
+    /// flattened in NCHW order); [n, C, H, W] arrays need no flag.
+    #[arg(long = "input-shape", value_delimiter = ',', value_name = "C,H,W")]
+    pub input_shape: Option<Vec<usize>>,
     /// Memory limit of the large allocations (the exact Gram path): bytes, or a size such as
     /// 512M, 4G, 4GiB (K/M/G/T are powers of 1024; KB/MB/GB/TB powers of 1000). A run that needs
     /// more is refused before allocating. Default: 50% of the available memory (MemAvailable).
@@ -62,13 +70,66 @@ impl InputArgs {
             one_hot: self.one_hot,
             x_scale: self.x_scale,
             expected_dim: None,
+            sample_shape: None,
         };
         Ok(flatcert::io::load_dataset(x, Some(y), &opts)?)
     }
 
+    /// The files as the library takes them.
+    fn files(&self, model: &std::path::Path, x: &std::path::Path) -> Result<ProblemFiles> {
+        Ok(ProblemFiles {
+            model: model.to_path_buf(),
+            x: x.to_path_buf(),
+            y: self.y.clone(),
+            activation: self
+                .activation
+                .as_deref()
+                .map(Activation::parse)
+                .transpose()?,
+            layers: self.layers.clone(),
+            one_hot: self.one_hot,
+            x_scale: self.x_scale,
+            arch: self.arch.clone(),
+            input_shape: self.input_shape.clone(),
+        })
+    }
+
+    /// Load a dense or a layered problem (the embedded example when neither --model nor --x
+    /// is given), for the commands that take both kinds.
+    pub fn load_any(&self, require_targets: bool) -> Result<Loaded> {
+        match (&self.model, &self.x) {
+            (Some(model), Some(x)) if self.arch.is_some() || is_layered(model)? => {
+                let loaded = Loaded::load(&self.files(model, x)?)?;
+                if require_targets && self.y.is_none() {
+                    bail!("--y is required for this command (targets of the training data)");
+                }
+                Ok(loaded)
+            }
+            _ => Ok(Loaded::Dense(Box::new(self.load(require_targets)?))),
+        }
+    }
+
+    /// Load the network and data (the embedded example when neither --model nor --x is given):
+    /// the flag combinations are checked here, the files by [`Problem::load`]. A layered
+    /// checkpoint is refused with a message naming `command` (it does not run on one yet).
+    pub fn load_dense(&self, command: &str, require_targets: bool) -> Result<Problem> {
+        if let Some(model) = &self.model
+            && (self.arch.is_some() || is_layered(model)?)
+        {
+            bail!(
+                "{}: `flatcert {command}` reads dense MLP checkpoints only; layered                  (convolutional) networks run with `flatcert measure` and `flatcert certify`                  (docs/cnn.md)",
+                model.display()
+            );
+        }
+        self.load(require_targets)
+    }
+
     /// Load the network and data (the embedded example when neither --model nor --x is given):
     /// the flag combinations are checked here, the files by [`Problem::load`].
-    pub fn load(&self, require_targets: bool) -> Result<Problem> {
+    fn load(&self, require_targets: bool) -> Result<Problem> {
+        if self.input_shape.is_some() {
+            bail!("--input-shape applies to layered networks (--arch or flatcert_arch metadata)");
+        }
         let activation = self
             .activation
             .as_deref()
@@ -104,15 +165,7 @@ impl InputArgs {
                     )?;
                     bail!("--y is required for this command (targets of the training data)");
                 }
-                let loaded = Problem::load(&ProblemFiles {
-                    model: model.clone(),
-                    x: x.clone(),
-                    y: self.y.clone(),
-                    activation,
-                    layers: self.layers.clone(),
-                    one_hot: self.one_hot,
-                    x_scale: self.x_scale,
-                })?;
+                let loaded = Problem::load(&self.files(model, x)?)?;
                 // Said on stderr by every command that loads a network; the JSON documents
                 // record `activation_source` and carry the same notes.
                 for note in loaded.default_activation_notes() {
@@ -126,4 +179,12 @@ impl InputArgs {
             (None, Some(_)) => bail!("--x given without --model"),
         }
     }
+}
+
+/// True when the checkpoint at `model` carries an architecture spec in its metadata (read
+/// once more by the loader; checkpoints are small next to the work done on them).
+fn is_layered(model: &std::path::Path) -> Result<bool> {
+    Ok(flatcert::problem::layered::has_arch_metadata(
+        &flatcert::io::read_file(model)?,
+    ))
 }

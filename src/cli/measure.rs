@@ -71,8 +71,12 @@ pub fn run(args: &MeasureArgs) -> Result<i32> {
     }
     .build()?;
     plan.memory_limit = Some(args.inputs.memory_limit()?);
-    let problem = args.inputs.load(false)?;
-    let doc = flatcert::measure(&problem, &plan)?;
+    let doc = match args.inputs.load_any(false)? {
+        flatcert::problem::Loaded::Dense(problem) => flatcert::measure(&problem, &plan)?,
+        flatcert::problem::Loaded::Layered(problem) => {
+            flatcert::measure::layered::measure_document(&problem, &plan)?
+        }
+    };
     let i = &doc.inputs;
     println!(
         "flatcert measure — model {} ({} {:?}, P = {}), data {} (n = {})",

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bound;
 pub mod certify;
+mod certify_plan;
 pub mod inputs;
 pub mod measure;
 pub mod render;

@@ -94,7 +94,7 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         memory_limit: Some(args.inputs.memory_limit()?),
         ..plan(args)?
     };
-    let loaded = args.inputs.load(true)?;
+    let loaded = args.inputs.load_dense("simulate", true)?;
     let doc = flatcert::simulate::run(&loaded, &plan)?;
     print!("{}", render_text(&doc));
     let svg = args.plot.as_ref().map(|_| render_plot(&doc)).transpose()?;

@@ -165,7 +165,7 @@ pub fn run(args: &StabilityArgs) -> Result<i32> {
     {
         return Err(flatcert::Error::invalid_argument("--plot", "must differ from --json").into());
     }
-    let problem = args.inputs.load(false)?;
+    let problem = args.inputs.load_dense("stability", false)?;
     let plan = SweepPlan {
         memory_limit: Some(args.inputs.memory_limit()?),
         ..plan

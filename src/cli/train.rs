@@ -73,6 +73,8 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
         layers: None,
         one_hot: args.one_hot,
         x_scale: args.x_scale,
+        arch: None,
+        input_shape: None,
         max_memory: None,
     };
     let data = inputs.load_data_only()?;

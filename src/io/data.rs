@@ -19,6 +19,85 @@ pub struct DataOptions {
     pub x_scale: Option<f64>,
     /// The model's input dimension d; a different feature count is an error saying so.
     pub expected_dim: Option<usize>,
+    /// The per-sample shape a layered network expects (issue 14, docs/cnn.md): see
+    /// [`SampleShape`].
+    pub sample_shape: Option<SampleShape>,
+}
+
+/// The per-sample input shape of a layered network (e.g. `[C, H, W]`, NCHW as PyTorch stores
+/// it). An N-D array `[n, …]` must have exactly these trailing dimensions. A flat array `[n, d]`
+/// (or a CSV file) is accepted only when the caller vouches for its layout (`--input-shape`),
+/// because flattening loses the difference between NCHW and NHWC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleShape {
+    /// The network's per-sample input shape.
+    pub dims: Vec<usize>,
+    /// Flat rows are declared to be this shape flattened in row-major (NCHW) order.
+    pub flat_declared: bool,
+}
+
+impl SampleShape {
+    /// Check the trailing dimensions `got` of an x array (`[d]` for a flat one).
+    fn check(&self, got: &[usize], name: &str) -> Result<()> {
+        let want: usize = self.dims.iter().product();
+        let shown = |d: &[usize]| {
+            d.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if got == self.dims.as_slice() {
+            return Ok(());
+        }
+        if got.len() == 1 && self.dims.len() > 1 {
+            if got[0] != want {
+                return Err(Error::bad_input(
+                    name,
+                    "shape",
+                    format!(
+                        "samples have {} features; the network's input shape [{}] has {want}",
+                        got[0],
+                        shown(&self.dims)
+                    ),
+                ));
+            }
+            if self.flat_declared {
+                return Ok(());
+            }
+            return Err(Error::bad_input(
+                name,
+                "shape",
+                format!(
+                    "flat samples of {} features, but the network takes [{}] images: save x as                      [n, {}] (NCHW), or pass --input-shape {} to declare that each row is one                      image flattened in NCHW order",
+                    got[0],
+                    shown(&self.dims),
+                    shown(&self.dims),
+                    self.dims
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            ));
+        }
+        let mut hint = String::new();
+        if got.len() == 3
+            && self.dims.len() == 3
+            && got == [self.dims[1], self.dims[2], self.dims[0]]
+        {
+            hint =
+                " (this looks like NHWC: transpose to NCHW, e.g. x.transpose(0, 3, 1, 2))".into();
+        }
+        Err(Error::bad_input(
+            name,
+            "shape",
+            format!(
+                "each sample has shape [{}]; the network's input shape is [{}]{hint}",
+                shown(got),
+                shown(&self.dims)
+            ),
+        ))
+    }
 }
 
 /// Supported data file formats, chosen by extension.
@@ -48,10 +127,23 @@ fn format_of(name: &str) -> Result<Format> {
     }
 }
 
-fn load_x(bytes: &[u8], name: &str) -> Result<(Vec<f64>, usize, usize)> {
+/// `(x, n, d, per-sample dims)`: the dims are `[d]` for a 2-D array or a CSV file.
+fn load_x(bytes: &[u8], name: &str) -> Result<(Vec<f64>, usize, usize, Vec<usize>)> {
     match format_of(name)? {
-        Format::Npy => array_to_matrix(parse_npy(bytes, name)?, name),
-        Format::Csv => parse_csv_matrix(bytes, name),
+        Format::Npy => {
+            let arr = parse_npy(bytes, name)?;
+            let dims = arr
+                .shape
+                .get(1..)
+                .map(<[usize]>::to_vec)
+                .unwrap_or_default();
+            let (x, n, d) = array_to_matrix(arr, name)?;
+            Ok((x, n, d, dims))
+        }
+        Format::Csv => {
+            let (x, n, d) = parse_csv_matrix(bytes, name)?;
+            Ok((x, n, d, vec![d]))
+        }
     }
 }
 
@@ -141,13 +233,16 @@ fn build_dataset(
     y: Option<(&[u8], &str)>,
     opts: &DataOptions,
 ) -> Result<Dataset> {
-    let (x, n, d) = load_x(x_bytes, x_name)?;
+    let (x, n, d, dims) = load_x(x_bytes, x_name)?;
     if n == 0 {
         return Err(Error::bad_input(
             x_name,
             "shape",
             "the data set is empty (n = 0 samples)",
         ));
+    }
+    if let Some(shape) = &opts.sample_shape {
+        shape.check(&dims, x_name)?;
     }
     if let Some(e) = opts.expected_dim
         && d != e
@@ -240,6 +335,7 @@ mod tests {
             one_hot,
             x_scale: None,
             expected_dim,
+            sample_shape: None,
         }
     }
 
@@ -256,6 +352,7 @@ mod tests {
             one_hot: Some(3),
             x_scale: Some(0.5),
             expected_dim: Some(2),
+            sample_shape: None,
         };
         let ds = load_dataset_bytes(&x3x2(), "x.npy", Some((&y, "y.npy")), &o).unwrap();
         assert_eq!((ds.len(), ds.dim(), ds.outputs()), (3, 2, Some(3)));
@@ -429,6 +526,7 @@ mod tests {
             one_hot: Some(10),
             x_scale: Some(0.0625),
             expected_dim: Some(64),
+            sample_shape: None,
         };
         let ds = load_dataset(&dir.join("x.npy"), Some(&dir.join("labels.npy")), &o).unwrap();
         assert_eq!((ds.len(), ds.dim(), ds.outputs()), (1797, 64, Some(10)));

@@ -18,7 +18,7 @@ pub use checkpoint::{
     load_checkpoint, load_checkpoint_bytes, save_checkpoint,
 };
 pub use csv::{load_csv_matrix, parse_csv_matrix};
-pub use data::{DataOptions, load_dataset, load_dataset_bytes};
+pub use data::{DataOptions, SampleShape, load_dataset, load_dataset_bytes};
 pub use npy::{
     NpyArray, load_npy_any, load_npy_labels, load_npy_matrix, npy_matrix_bytes, parse_npy,
     parse_npy_labels, parse_npy_matrix, save_npy_matrix,

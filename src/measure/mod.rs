@@ -13,6 +13,7 @@ pub mod gram;
 pub mod hvp;
 pub mod kmoment;
 pub mod lanczos;
+pub mod layered;
 pub mod lipschitz;
 pub mod per_sample;
 pub mod robustness;

@@ -293,6 +293,7 @@ mod tests {
             one_hot: Some(10),
             x_scale: Some(example::X_SCALE),
             expected_dim: Some(64),
+            sample_shape: None,
         };
         let ds = crate::io::load_dataset_bytes(
             example::X,

@@ -35,6 +35,7 @@ pub fn certificate_with(verdicts: Vec<Verdict>, ks: &[u32], epsilon: Option<f64>
             n: 256,
             parameters: 8970,
             test_n: None,
+            architecture: None,
         },
         hyper,
         measurements: Measurements {

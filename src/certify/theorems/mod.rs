@@ -15,6 +15,7 @@
 //! `t6_t7` (k-th moments, Sobolev), `t8_t10` (robustness); this module holds the context,
 //! the shared readers of the evidence and the merging of per-k verdicts.
 
+mod radial;
 mod t1_t3;
 mod t4_t5;
 mod t6_t7;
@@ -69,6 +70,25 @@ pub struct Context {
     /// `--kinks strict`: a near-kink unit makes every Jacobian-dependent verdict (T1–T8)
     /// inconclusive instead of resting on the assumed activation pattern.
     pub kinks_strict: bool,
+    /// The kind of network: dense (the full forms of T1–T3, T7) or layered (T1b and the radial
+    /// forms of THEORY §7(b)).
+    pub network: Network,
+}
+
+/// What kind of first layer the theorems see (THEORY §7).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Network {
+    /// A dense MLP: T1a/T1b, T2, T3 and T7 in full.
+    #[default]
+    Dense,
+    /// A layered network whose first layer is bilinear but not dense (a convolution): T1b and
+    /// the radial T2, T3, T7 of §7(b).
+    Layered {
+        /// Per-sample ‖J_x(x_i)x_i‖ and ‖J_W(x_i)‖_F for the radial T2 (certify only).
+        samples: Vec<flatcert_bounds::radial::RadialSample>,
+        /// Their relative a-priori rounding.
+        rel_tol: f64,
+    },
 }
 
 /// T5(f)'s rounding-of-K allowance (issue 15 item 5): an a-priori estimate inside the certified
@@ -282,7 +302,11 @@ pub fn evaluate(
 ) -> std::result::Result<Verdicts, (String, BoundsError)> {
     let mut out = Verdicts::default();
     let kinks = kink_check(ctx, ev);
-    let smooth = smooth_backward_check(ev);
+    let smooth = if matches!(ctx.network, Network::Layered { .. }) {
+        radial::backward_check(ev)
+    } else {
+        smooth_backward_check(ev)
+    };
     let mut put = |id: &str, r: R<Verdict>| -> std::result::Result<(), (String, BoundsError)> {
         let entry = match r {
             Ok(mut v) => {
@@ -309,8 +333,14 @@ pub fn evaluate(
         out.set(id, entry);
         Ok(())
     };
-    put("T1", build_t1(ctx, ev))?;
-    put("T2", build_t2(ev, extras))?;
+    let layered = matches!(ctx.network, Network::Layered { .. });
+    if layered {
+        put("T1", radial::build_t1(ctx, ev))?;
+        put("T2", radial::build_t2(ctx, ev))?;
+    } else {
+        put("T1", build_t1(ctx, ev))?;
+        put("T2", build_t2(ev, extras))?;
+    }
     let t4 = build_t4(ctx, ev);
     let mut t5 = build_t5(ctx, ev);
     let stability = mean_square_stability(&t4, &t5);
@@ -322,12 +352,20 @@ pub fn evaluate(
              THEORY T5g)",
         );
     }
-    put("T3", build_t3(ctx, ev, stability.as_ref()))?;
+    if layered {
+        put("T3", radial::build_t3(ctx, ev, stability.as_ref()))?;
+    } else {
+        put("T3", build_t3(ctx, ev, stability.as_ref()))?;
+    }
     put("T4", t4)?;
     put(minimum::ID, build_minimum(ctx, ev))?;
     put("T5", t5)?;
     put("T6", build_t6(ctx, ev, extras, stability.as_ref()))?;
-    put("T7", build_t7(ctx, ev, stability.as_ref()))?;
+    if layered {
+        put("T7", radial::build_t7(ctx, ev))?;
+    } else {
+        put("T7", build_t7(ctx, ev, stability.as_ref()))?;
+    }
     let robust = robust_or_reason(ctx, extras);
     put(
         "T8",
@@ -523,6 +561,7 @@ mod tests {
         ev.residual.max_abs = Some(Quantity::exact(0.1, 0.0));
         ev.residual.hessian_lambda_min_upper = Some(Quantity::upper(-0.5, 0.0));
         let mut ctx = Context {
+            network: Network::Dense,
             eta: 0.1,
             batch: BatchModel::new(8, 2, Sampling::WithoutReplacement).unwrap(),
             outputs: 1,

@@ -9,6 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod layered;
+pub use layered::{Loaded, NetProblem};
+
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::example;
@@ -34,6 +37,12 @@ pub struct ProblemFiles {
     pub one_hot: Option<usize>,
     /// Multiply every input by this factor.
     pub x_scale: Option<f64>,
+    /// An architecture spec (docs/cnn.md) for a layered checkpoint; it takes precedence over
+    /// the checkpoint's `flatcert_arch` metadata ([`Loaded::load`]).
+    pub arch: Option<PathBuf>,
+    /// The per-sample input shape `[C, H, W]` of flat data rows for a layered network (must
+    /// equal the architecture's; see [`crate::io::SampleShape`]).
+    pub input_shape: Option<Vec<usize>>,
 }
 
 impl ProblemFiles {
@@ -102,7 +111,7 @@ pub struct Problem {
 }
 
 /// A file's bytes, read once, and its record (path as given, SHA-256 of those bytes).
-fn read_input(path: &Path) -> Result<(Vec<u8>, InputFile)> {
+pub(crate) fn read_input(path: &Path) -> Result<(Vec<u8>, InputFile)> {
     let bytes = crate::io::read_file(path)?;
     let info = InputFile {
         path: path.display().to_string(),
@@ -138,6 +147,7 @@ impl Problem {
             one_hot: Some(example::CLASSES),
             x_scale: Some(example::X_SCALE),
             expected_dim: Some(mlp.input_dim()),
+            sample_shape: None,
         };
         let data = crate::io::load_dataset_bytes(
             example::X,
@@ -166,22 +176,31 @@ impl Problem {
     /// from the same bytes). Fails with [`Error::BadInput`] naming the file when x does not have
     /// the first layer's d columns or the targets do not have the network's C outputs.
     pub fn load(files: &ProblemFiles) -> Result<Problem> {
+        let (model_bytes, model_file) = read_input(&files.model)?;
+        Problem::load_with(files, &model_bytes, model_file)
+    }
+
+    /// [`Problem::load`] with the checkpoint's bytes already read (and hashed).
+    pub(crate) fn load_with(
+        files: &ProblemFiles,
+        model_bytes: &[u8],
+        model_file: InputFile,
+    ) -> Result<Problem> {
         let ckpt_opts = CheckpointOptions {
             layers: files.layers.clone(),
             activation: files.activation,
         };
-        let (model_bytes, model_file) = read_input(&files.model)?;
         let LoadedCheckpoint {
             mlp,
             metadata,
             activation_source,
             ..
-        } = crate::io::load_checkpoint_bytes(&model_bytes, &model_file.path, &ckpt_opts)?;
-        drop(model_bytes);
+        } = crate::io::load_checkpoint_bytes(model_bytes, &model_file.path, &ckpt_opts)?;
         let opts = DataOptions {
             one_hot: files.one_hot,
             x_scale: files.x_scale,
             expected_dim: Some(mlp.input_dim()),
+            sample_shape: None,
         };
         let (x_bytes, x_file) = read_input(&files.x)?;
         let y_read = files.y.as_deref().map(read_input).transpose()?;
@@ -233,6 +252,7 @@ impl Problem {
             x_scale: self.x_scale,
             k: k.to_vec(),
             flatcert_version: env!("CARGO_PKG_VERSION").into(),
+            architecture: None,
         }
     }
 
@@ -397,29 +417,51 @@ impl Problem {
         lr_convention: Option<crate::certify::LrConventionName>,
         batch: Option<usize>,
     ) -> TrainingHyper {
-        let meta = &self.metadata;
-        let lr_source = match lr {
-            Some(v) => Source::Given(v),
-            None => from_metadata(meta, "lr"),
-        };
-        let convention = match (lr_convention, lr) {
-            (Some(c), _) => Source::Given(c),
-            (None, Some(_)) => Source::Missing,
-            (None, None) => match meta.get("lr_convention") {
-                None => Source::Missing,
-                Some(text) => match crate::certify::LrConventionName::parse(text) {
-                    Ok(c) => Source::Metadata(c),
-                    Err(_) => Source::Unusable(text.clone()),
-                },
+        training_hyper(&self.metadata, lr, lr_convention, batch)
+    }
+}
+
+impl NetProblem {
+    /// [`Problem::training_hyper`] for a layered checkpoint (the same metadata keys).
+    pub fn training_hyper(
+        &self,
+        lr: Option<f64>,
+        lr_convention: Option<crate::certify::LrConventionName>,
+        batch: Option<usize>,
+    ) -> TrainingHyper {
+        training_hyper(&self.metadata, lr, lr_convention, batch)
+    }
+}
+
+/// The one resolver of η, its convention and B: the caller's values, else the checkpoint
+/// metadata's `lr`, `lr_convention` and `batch`, each with its [`Source`].
+pub fn training_hyper(
+    meta: &BTreeMap<String, String>,
+    lr: Option<f64>,
+    lr_convention: Option<crate::certify::LrConventionName>,
+    batch: Option<usize>,
+) -> TrainingHyper {
+    let lr_source = match lr {
+        Some(v) => Source::Given(v),
+        None => from_metadata(meta, "lr"),
+    };
+    let convention = match (lr_convention, lr) {
+        (Some(c), _) => Source::Given(c),
+        (None, Some(_)) => Source::Missing,
+        (None, None) => match meta.get("lr_convention") {
+            None => Source::Missing,
+            Some(text) => match crate::certify::LrConventionName::parse(text) {
+                Ok(c) => Source::Metadata(c),
+                Err(_) => Source::Unusable(text.clone()),
             },
-        };
-        TrainingHyper {
-            lr: lr_source,
-            lr_convention: convention,
-            batch: match batch {
-                Some(b) => Source::Given(b),
-                None => from_metadata(meta, "batch"),
-            },
-        }
+        },
+    };
+    TrainingHyper {
+        lr: lr_source,
+        lr_convention: convention,
+        batch: match batch {
+            Some(b) => Source::Given(b),
+            None => from_metadata(meta, "batch"),
+        },
     }
 }

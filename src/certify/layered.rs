@@ -1,0 +1,115 @@
+//! `certify` for a layered (convolutional) network (issue 14, THEORY §7): the measurements of
+//! [`crate::measure::layered`] → typed evidence → the same theorem layer as for dense MLPs, with
+//! T1b and the radial T2, T3, T7 of §7(b) ([`Network::Layered`]).
+
+use super::certificate::{CERTIFICATE_SCHEMA, Certificate, CertificateInputs, Measurements};
+use super::evidence::Evidence;
+use super::pipeline::{Details, gauss_newton_line};
+use super::plan::{Hyper, Plan};
+use super::summary::summarize;
+use super::theorems::{Context, Network, evaluate};
+use crate::error::{Error, Result};
+use crate::measure::layered::{
+    first_order, layered_jacobian_rel_tol, layered_notes, measurement_inputs, residual_quantities,
+};
+use crate::problem::NetProblem;
+use flatcert_bounds::radial::RadialSample;
+
+/// Why T8–T10 are not computed for a layered network in this version.
+pub const ROBUST_REASON: &str = "T8–T10 for layered networks need interval bound propagation \
+     through convolutions and pooling (THEORY §7(d)), which this version does not run";
+
+/// Why T5 (and the curvature of T4/T6) are not computed for a layered network in this version.
+pub const CURVATURE_REASON: &str = "λ_max(G) and the mean-square operator of a layered network \
+     (the Gram and operator paths, THEORY §7(c)) are not computed by this version";
+
+/// Certify a layered problem at the plan's (η, B): measure, evaluate T1 … T10 and assemble the
+/// certificate (schema `flatcert.certificate/v1`, with `inputs.architecture`).
+pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details)> {
+    let n = p.n();
+    let c = p.outputs();
+    if !p.data.has_targets() {
+        return Err(Error::invalid_argument(
+            "y",
+            "certify needs the training targets y (the residuals decide what the theorems may assume)",
+        ));
+    }
+    plan.validate(n, c)?;
+    let eta = plan.eta(c)?;
+    let batch = plan.batch_model(n)?;
+    let hyper = Hyper::of(plan, n, p.net.num_params(), c)?;
+    let ks: Vec<u32> = plan.ks.clone();
+    let (mut map, st) = first_order(p, &ks, 64)?;
+    map.extend(residual_quantities(p, 64)?);
+    let evidence = Evidence::from_map(&map);
+    let c_usize = c;
+    let samples: Vec<RadialSample> = (0..n)
+        .map(|i| RadialSample {
+            radial: (0..c_usize)
+                .map(|ci| st.t1b_input_side[i * c_usize + ci].powi(2))
+                .sum::<f64>()
+                .sqrt(),
+            jw_fro: st.first_layer_sq[i].sqrt(),
+        })
+        .collect();
+    let inputs = measurement_inputs(p, &ks);
+    let activation =
+        crate::model::Activation::parse(inputs.activation.split(',').next().unwrap_or("identity"))?;
+    let ctx = Context {
+        network: Network::Layered {
+            samples,
+            rel_tol: layered_jacobian_rel_tol(&p.net),
+        },
+        eta,
+        batch,
+        outputs: c,
+        ks: plan.ks.clone(),
+        activation,
+        epsilon: plan.epsilon,
+        epsilon_y: plan.epsilon_y,
+        tau: plan.tau,
+        same_run: true,
+        t5_reason: Some(CURVATURE_REASON.into()),
+        robust_reason: Some(ROBUST_REASON.into()),
+        curvature: plan.curvature,
+        kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
+    };
+    let verdicts = evaluate(&ctx, &evidence, None).map_err(|(id, e)| {
+        Error::Internal(format!(
+            "{id}: the bounds crate rejected the measured numbers: {e}"
+        ))
+    })?;
+    let mut notes = plan.notes.clone();
+    notes.extend(layered_notes());
+    let summary = summarize(
+        &verdicts,
+        gauss_newton_line(&evidence),
+        hyper.sampling_model.clone(),
+    );
+    let cert = Certificate {
+        schema: CERTIFICATE_SCHEMA.into(),
+        inputs: CertificateInputs {
+            files: plan.provenance.clone(),
+            activation: inputs.activation,
+            widths: inputs.widths,
+            n,
+            parameters: p.net.num_params(),
+            test_n: None,
+            architecture: inputs.architecture,
+        },
+        hyper,
+        measurements: Measurements {
+            notes,
+            quantities: evidence.to_map(),
+        },
+        verdicts,
+        summary,
+        per_point: None,
+    };
+    let details = Details {
+        lambdas: Vec::new(),
+        radii: None,
+        radius_cap: None,
+    };
+    Ok((cert, details))
+}
