@@ -233,6 +233,16 @@ fn certify_decides_t1b_and_the_radial_forms_and_says_what_is_missing() {
     let hyps = cert["verdicts"]["T3"]["hypotheses"].to_string();
     assert!(hyps.contains("backward_rounding"), "{hyps}");
     assert!(cert["inputs"]["architecture"].is_object());
+    // `verify` recomputes it from the recorded files and architecture.
+    let (code, vout, verr) = run_cmd(flatcert().args(["verify", out.to_str().unwrap()]));
+    assert_eq!(code, 0, "{vout}\n{verr}");
+    // …and `bound` re-evaluates the theorems from the numbers alone (T2 needs per-sample norms).
+    let (_, bout, berr) =
+        run_cmd(flatcert().args(["bound", "--measurements", out.to_str().unwrap()]));
+    assert!(
+        bout.contains("T3") && !berr.contains("error"),
+        "{bout}\n{berr}"
+    );
 }
 
 #[test]

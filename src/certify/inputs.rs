@@ -88,11 +88,21 @@ pub fn read_recorded(f: &InputFile, base: Option<&Path>) -> Result<(Vec<u8>, Str
     })
 }
 
+/// The recorded network: a dense MLP, or a layered network built with the certificate's
+/// recorded architecture (`inputs.architecture`).
+#[derive(Debug)]
+pub enum RecordedNetwork {
+    /// A dense MLP.
+    Dense(Mlp),
+    /// A layered network and its architecture.
+    Layered(Box<crate::net::Sequential>, Box<crate::net::ArchSpec>),
+}
+
 /// What [`load`] returns.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadedInputs {
     /// The network.
-    pub mlp: Mlp,
+    pub network: RecordedNetwork,
     /// The training data.
     pub data: Dataset,
     /// Held-out data, if recorded.
@@ -119,9 +129,14 @@ pub fn recorded_files(p: &Provenance) -> Vec<(&'static str, &InputFile)> {
     v
 }
 
-/// Reload the network and the data exactly as recorded (options included). `hashes` holds, per
-/// role, (role, recorded sha256, sha256 now) so that the caller can name a changed file.
-pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
+/// Reload the network and the data exactly as recorded (options included; `architecture` is a
+/// layered certificate's recorded spec). `hashes` holds, per role, (role, recorded sha256,
+/// sha256 now) so that the caller can name a changed file.
+pub fn load(
+    p: &Provenance,
+    base: Option<&Path>,
+    architecture: Option<&serde_json::Value>,
+) -> Result<LoadedInputs> {
     let mut hashes = Vec::new();
     let mut read_from = Vec::new();
     let mut read = |role: &str, f: &InputFile| -> Result<Vec<u8>> {
@@ -140,19 +155,40 @@ pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
         .as_deref()
         .map(Activation::parse)
         .transpose()?;
-    let LoadedCheckpoint { mlp, .. } = crate::io::load_checkpoint_bytes(
-        &model,
-        &p.model.path,
-        &CheckpointOptions {
-            layers: p.layers.clone(),
-            activation,
-        },
-    )?;
+    let (network, input_dim, sample_shape) = match architecture {
+        Some(a) => {
+            let spec = crate::net::ArchSpec::from_json(&a.to_string())
+                .map_err(|e| crate::net::in_file("certificate inputs.architecture", e))?;
+            let net = crate::net::load_net_bytes(&model, &p.model.path, Some(&spec))?.net;
+            let shape = crate::io::SampleShape {
+                dims: net.input_shape().dims(),
+                flat_declared: true,
+            };
+            let d = net.input_shape().len();
+            (
+                RecordedNetwork::Layered(Box::new(net), Box::new(spec)),
+                d,
+                Some(shape),
+            )
+        }
+        None => {
+            let LoadedCheckpoint { mlp, .. } = crate::io::load_checkpoint_bytes(
+                &model,
+                &p.model.path,
+                &CheckpointOptions {
+                    layers: p.layers.clone(),
+                    activation,
+                },
+            )?;
+            let d = mlp.input_dim();
+            (RecordedNetwork::Dense(mlp), d, None)
+        }
+    };
     let opts = DataOptions {
         one_hot: p.one_hot,
         x_scale: (p.x_scale != 1.0).then_some(p.x_scale),
-        expected_dim: Some(mlp.input_dim()),
-        sample_shape: None,
+        expected_dim: Some(input_dim),
+        sample_shape,
     };
     let y_pair = match (&y, &p.y) {
         (Some(b), Some(f)) => Some((b.as_slice(), f.path.as_str())),
@@ -167,14 +203,14 @@ pub fn load(p: &Provenance, base: Option<&Path>) -> Result<LoadedInputs> {
             };
             let topts = DataOptions {
                 one_hot: if ty_pair.is_some() { p.one_hot } else { None },
-                ..opts
+                ..opts.clone()
             };
             Some(crate::io::load_dataset_bytes(b, &f.path, ty_pair, &topts)?)
         }
         _ => None,
     };
     Ok(LoadedInputs {
-        mlp,
+        network,
         data,
         test,
         hashes,

@@ -23,7 +23,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 
 use super::certificate::{Certificate, VerdictEntry};
-use super::inputs::load;
+use super::inputs::{RecordedNetwork, load};
 use super::pipeline::run;
 use super::plan::{Plan, parse_sampling};
 use super::summary::{status_name, summarize};
@@ -140,7 +140,7 @@ pub fn verify(text: &str, path: &Path) -> Result<Outcome> {
         ));
     };
     let base = path.parent();
-    let loaded = load(prov, base)?;
+    let loaded = load(prov, base, cert.inputs.architecture.as_ref())?;
     for (role, from) in &loaded.read_from {
         checked.push(format!("read {role} from {from}"));
     }
@@ -157,7 +157,25 @@ pub fn verify(text: &str, path: &Path) -> Result<Outcome> {
     }
     checked.push(format!("SHA-256 of {} input files", loaded.hashes.len()));
     let plan = plan_of(&cert)?;
-    let again = run(&loaded.mlp, &loaded.data, loaded.test.as_ref(), &plan)?;
+    let again = match loaded.network {
+        RecordedNetwork::Dense(mlp) => run(&mlp, &loaded.data, loaded.test.as_ref(), &plan)?,
+        RecordedNetwork::Layered(net, spec) => {
+            let problem = crate::problem::NetProblem {
+                net: *net,
+                spec: *spec,
+                arch_source: crate::net::ArchSource::Given,
+                data: loaded.data,
+                model_file: prov.model.clone(),
+                arch_file: None,
+                x_file: prov.x.clone(),
+                y_file: prov.y.clone(),
+                x_scale: prov.x_scale,
+                metadata: Default::default(),
+                embedded: prov.embedded,
+            };
+            super::layered::run_detailed(&problem, &plan)?.0
+        }
+    };
     let a = serde_json::to_value(&cert).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
     let b = serde_json::to_value(&again).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
     for key in ["inputs", "hyper", "measurements", "verdicts", "summary"] {
