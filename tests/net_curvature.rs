@@ -11,8 +11,8 @@ use flatcert::measure::per_sample::{PerSampleOptions, per_sample_stats};
 use flatcert::model::Activation;
 use flatcert::net::{
     Act, AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetCurvatureOperator, Sequential,
-    Shape, Tensor, Window, build_gram, jacobian_chain_length, per_sample_curvature,
-    stacked_jacobian,
+    Shape, Tensor, Window, build_gram, jacobian_chain_length, net_gram_memory_bytes,
+    per_sample_curvature, stacked_jacobian,
 };
 use flatcert::testutil::{random_data, random_mlp};
 use nalgebra::DMatrix;
@@ -493,6 +493,23 @@ fn cnn_gram_refuses_above_the_memory_limit_and_checks_shapes() {
     };
     let err = build_gram(&net, &x, &opts).unwrap_err();
     assert!(err.to_string().contains("--max-memory"), "{err}");
+    // At exactly the estimated need no block is kept (every row re-materializes its blocks);
+    // with room, blocks are kept: the same GEMMs on the same rows, so the same bits.
+    let tight = GramOptions {
+        block: 1,
+        memory_limit_bytes: net_gram_memory_bytes(&net, 3, 1),
+        ..GramOptions::default()
+    };
+    let roomy = GramOptions {
+        block: 1,
+        ..GramOptions::default()
+    };
+    let (a, b) = (
+        build_gram(&net, &x, &tight).unwrap(),
+        build_gram(&net, &x, &roomy).unwrap(),
+    );
+    assert_eq!(a.k, b.k);
+    assert_eq!(a.formation_error, b.formation_error);
     let bad = Tensor::new(3, Shape::Flat(98), vec![0.0; 294]).unwrap();
     assert!(build_gram(&net, &bad, &GramOptions::default()).is_err());
     assert!(NetCurvatureOperator::new(&net, &bad, None, small_opts()).is_err());
@@ -516,4 +533,76 @@ fn cnn_gram_refuses_above_the_memory_limit_and_checks_shapes() {
         uncached.gn_product_flat(&v).unwrap(),
         op.gn_product_flat(&v).unwrap()
     );
+}
+
+/// Timing of the CNN curvature paths on the seed's VGG config 'A' ([16, M, 16, M, 32, M, 64, M,
+/// 64, M], 3×3 convs with padding 1, ReLU, 2×2 max-pool, then 64 → 128 → 2) on 32×32×3 inputs,
+/// n = 200 random samples (nC = 400). Prints; asserts only consistency (not a timed test).
+/// `cargo test --test net_curvature vgg_a_timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn vgg_a_timing() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    let mut ch = 3;
+    for co in [16, 16, 32, 64, 64] {
+        layers.push(Box::new(conv(&mut rng, ch, co, 3, 1, 1)));
+        layers.push(Box::new(Act(Activation::Relu)));
+        layers.push(Box::new(MaxPool2d::new((2, 2), (2, 2))));
+        ch = co;
+    }
+    layers.push(Box::new(Flatten));
+    for (i, o) in [(64, 128), (128, 2)] {
+        layers.push(Box::new(Linear::new(
+            None,
+            DMatrix::from_fn(o, i, |_, _| rng.random_range(-1.0..1.0) / (i as f64).sqrt()),
+            vec![0.0; o],
+        )));
+        if o == 128 {
+            layers.push(Box::new(Act(Activation::Relu)));
+        }
+    }
+    let net = Sequential::new(Shape::Image { c: 3, h: 32, w: 32 }, layers).unwrap();
+    let n = 200;
+    let shape = net.input_shape();
+    let x = Tensor::new(n, shape, rvec(&mut rng, n * shape.len(), 1.0)).unwrap();
+    let y = Tensor::new(n, Shape::Flat(2), rvec(&mut rng, 2 * n, 1.0)).unwrap();
+    println!("P = {}, n = {n}, nC = {}", net.num_params(), 2 * n);
+    let t = std::time::Instant::now();
+    let opts = GramOptions {
+        block: 64,
+        ..GramOptions::default()
+    };
+    let g = build_gram(&net, &x, &opts).unwrap();
+    let t_gram = t.elapsed().as_secs_f64();
+    let fe = g.formation_error;
+    let spec = gram_spectrum(g, 1e-12).unwrap();
+    println!(
+        "build_gram (block 64): {t_gram:.2}s, +eig {:.2}s; λ_max ∈ [{:e}, {:e}], formation error {fe:e}",
+        t.elapsed().as_secs_f64() - t_gram,
+        spec.lambda_max_lower,
+        spec.lambda_max_upper
+    );
+    let t = std::time::Instant::now();
+    let ps = per_sample_curvature(&net, &x, 64).unwrap();
+    println!("per_sample_curvature: {:.2}s", t.elapsed().as_secs_f64());
+    let op = NetCurvatureOperator::new(&net, &x, Some(&y), OperatorOptions::default()).unwrap();
+    let v = net.params();
+    let t = std::time::Instant::now();
+    op.gn_product_flat(&v).unwrap();
+    println!("one GN product: {:.3}s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    op.hessian_product_flat(&v).unwrap();
+    println!("one Hessian product: {:.3}s", t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let est = gauss_newton_lambda_max(&op, &LanczosOptions::default()).unwrap();
+    println!(
+        "Lanczos λ_max(G): {:.2}s, {} products, {:e} (Gram top {:e})",
+        t.elapsed().as_secs_f64(),
+        est.lanczos.products,
+        est.estimate.value,
+        spec.values[0]
+    );
+    assert!(est.bound.value <= spec.lambda_max_upper);
+    assert!(ps.lambda.iter().all(|l| l.is_finite()));
 }

@@ -170,9 +170,12 @@ pub fn net_gram_memory_bytes(net: &Sequential, n: usize, block: usize) -> usize 
 /// reduced model of T5(e)–(h).
 ///
 /// Streamed: for each block I of `opts.block` samples, `J_I` is materialized and `K_(I,J) =
-/// (1/n)·J_IᵀJ_J` is formed by GEMM for every block `J ≤ I` (re-materializing `J_J`: memory
-/// stays at a few blocks, at the price of `nb(nb+1)/2` backward passes for `nb` blocks). Refuses
-/// when [`net_gram_memory_bytes`] exceeds `opts.memory_limit_bytes`.
+/// (1/n)·J_IᵀJ_J` is formed by GEMM for every block `J ≤ I`. Refuses when
+/// [`net_gram_memory_bytes`] (K, its eigensolver and the working set of a few blocks) exceeds
+/// `opts.memory_limit_bytes`. Each materialized block is then kept for the later rows while it
+/// fits in the memory left under the limit (so the peak never exceeds it); a block that was not
+/// kept is re-materialized for each later row (up to `nb(nb+1)/2` backward passes for `nb`
+/// blocks when the limit is tight, `nb` when everything fits).
 ///
 /// Rigour (THEORY.md §3 item 2, for a materialized J): `‖K − K̂‖_F ≤ γ_{k+1}‖K_abs‖_F`
 /// ([`GramMatrix::formation_error`]) with `k` = [`net_gram_rounding_length`] and
@@ -205,6 +208,10 @@ pub fn build_gram(net: &Sequential, x: &Tensor, opts: &GramOptions) -> Result<Gr
     let big_n = n * c;
     let inv_n = 1.0 / n as f64;
     let blocks = blocks_of(n, block);
+    // Blocks already materialized (as the outer block of an earlier row) are kept while they
+    // fit in the memory left under the limit; the others are re-materialized when needed.
+    let mut budget = opts.memory_limit_bytes - need;
+    let mut kept: Vec<Option<JacobianBlock>> = vec![None; blocks.len()];
     let mut k = DMatrix::zeros(big_n, big_n);
     let mut abs_sq = 0.0;
     for (bi, &(si, ei)) in blocks.iter().enumerate() {
@@ -213,13 +220,16 @@ pub fn build_gram(net: &Sequential, x: &Tensor, opts: &GramOptions) -> Result<Gr
         // Blocks J ≤ I in parallel; each result is one GEMM pair, added in block order.
         let parts = blocks[..=bi]
             .par_iter()
-            .map(|&(sj, ej)| -> Result<(DMatrix<f64>, f64)> {
+            .zip(&kept[..=bi])
+            .map(|(&(sj, ej), stored)| -> Result<(DMatrix<f64>, f64)> {
                 let own;
-                let jj = if sj == si {
-                    &ji
-                } else {
-                    own = jacobian_block(net, x, sj, ej, true)?;
-                    &own
+                let jj = match stored {
+                    _ if sj == si => &ji,
+                    Some(b) => b,
+                    None => {
+                        own = jacobian_block(net, x, sj, ej, true)?;
+                        &own
+                    }
                 };
                 let aj = jj.abs_rows.as_ref().expect("requested");
                 let kij = mm::mul(mm::view(&ji.rows).transpose(), mm::view(&jj.rows));
@@ -232,6 +242,11 @@ pub fn build_gram(net: &Sequential, x: &Tensor, opts: &GramOptions) -> Result<Gr
                 .copy_from(&(kij * inv_n));
             // Off-diagonal blocks appear twice in K_abs.
             abs_sq += if sj == si { asq } else { 2.0 * asq };
+        }
+        let size = 2 * ji.rows.len() * 8;
+        if size <= budget {
+            budget -= size;
+            kept[bi] = Some(ji);
         }
     }
     // Exactly symmetric: copy the lower triangle up (each entry keeps its own error bound).
