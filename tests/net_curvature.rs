@@ -535,6 +535,44 @@ fn cnn_gram_refuses_above_the_memory_limit_and_checks_shapes() {
     );
 }
 
+#[test]
+fn cnn_products_and_gram_are_bit_identical_for_any_thread_count() {
+    let net = cnn(1, 77);
+    let n = 7;
+    let x = images(n, 78);
+    let y = targets(n, 79);
+    let mut rng = ChaCha8Rng::seed_from_u64(80);
+    let v = rvec(&mut rng, net.num_params(), 1.0);
+    let w = rvec(&mut rng, 2 * n, 1.0);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let op = NetCurvatureOperator::new(
+                &net,
+                &x,
+                Some(&y),
+                OperatorOptions {
+                    block: 2,
+                    ..OperatorOptions::default()
+                },
+            )
+            .unwrap();
+            (
+                op.gn_product_flat(&v).unwrap(),
+                op.hessian_product_flat(&v).unwrap(),
+                op.gram_product(&w).unwrap(),
+                build_gram(&net, &x, &gram_opts()).unwrap().k,
+                per_sample_curvature(&net, &x, 3).unwrap(),
+            )
+        })
+    };
+    let (a, b, c) = (run(1), run(2), run(3));
+    assert!(a == b && b == c);
+}
+
 /// Timing of the CNN curvature paths on the seed's VGG config 'A' ([16, M, 16, M, 32, M, 64, M,
 /// 64, M], 3×3 convs with padding 1, ReLU, 2×2 max-pool, then 64 → 128 → 2) on 32×32×3 inputs,
 /// n = 200 random samples (nC = 400). Prints; asserts only consistency (not a timed test).
