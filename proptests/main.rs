@@ -2,5 +2,6 @@
 //! activation, random data. Case count from `PROPTEST_CASES` (CI sets a small one).
 
 mod first_order;
+mod net_curvature;
 mod simulate;
 mod sufficient;

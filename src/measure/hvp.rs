@@ -556,6 +556,98 @@ impl<'a> CurvatureOperator<'a> {
     }
 }
 
+/// The curvature products that the operator path (`measure::lanczos`) needs, for any network
+/// whose per-sample Jacobians `J_i` it can apply (THEORY.md §7(c): T4–T6, T5(i) and the operator
+/// path use only `J_i` and `H_i`). Implemented by the dense [`CurvatureOperator`] and by
+/// [`crate::net::NetCurvatureOperator`] (a `net::Sequential`, CNNs included).
+///
+/// Vectors of `ℝ^P` are flat in the network's parameter order (THEORY.md §0 for an MLP), vectors
+/// of `ℝ^{nC}` are indexed `i·C + c`.
+pub trait CurvatureOp: Sync {
+    /// Number of samples n.
+    fn samples(&self) -> usize;
+    /// Number of outputs C.
+    fn outputs(&self) -> usize;
+    /// Number of parameters P (the dimension of G and H).
+    fn num_params(&self) -> usize;
+    /// `nC`, the dimension of the Gram operator K.
+    fn gram_dim(&self) -> usize {
+        self.samples() * self.outputs()
+    }
+    /// Length of the longest chain of roundings in one product, for the a-priori allowance of a
+    /// Rayleigh quotient (THEORY.md §3 item 5).
+    fn rounding_depth(&self) -> usize;
+    /// `Gv = (1/n) Σ_i J_iᵀ(J_i v)` (THEORY.md §4).
+    fn gn_product_flat(&self, v: &[f64]) -> Result<Vec<f64>>;
+    /// `Kw = (1/n) 𝐉(𝐉ᵀw)` on `ℝ^{nC}` (THEORY.md §0).
+    fn gram_product(&self, w: &[f64]) -> Result<Vec<f64>>;
+    /// The exact `Hv` of `ℒ = (1/n) Σ_i ½‖f(x_i) − y_i‖²` (R-operator, THEORY.md §4). Needs targets.
+    fn hessian_product_flat(&self, v: &[f64]) -> Result<Vec<f64>>;
+    /// `(H − G)v` (the residual terms of the Hessian). Needs targets.
+    fn hessian_minus_gn_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+        let mut hv = self.hessian_product_flat(v)?;
+        let gv = self.gn_product_flat(v)?;
+        hv.iter_mut().zip(&gv).for_each(|(h, g)| *h += -g);
+        Ok(hv)
+    }
+    /// `∇ℒ = (1/n) Σ_i J_iᵀ res_i`, flat. Needs targets.
+    fn loss_gradient_flat(&self) -> Result<Vec<f64>>;
+    /// Exact `tr G = (1/n) Σ_i ‖J_i‖_F²` (kind exact, a-priori tol).
+    fn gauss_newton_trace(&self) -> Quantity;
+    /// Fails unless the data set has targets.
+    fn require_targets(&self) -> Result<()>;
+    /// Whether every nonlinearity is piecewise linear (ReLU, leaky ReLU, identity, max-pool), so
+    /// that `tr H = tr G` with a residual (THEORY.md T3): f is then affine in each layer's
+    /// parameters between kinks, and the diagonal blocks of `∇²_θ f_c` vanish.
+    fn is_piecewise_linear(&self) -> bool;
+}
+
+impl CurvatureOp for CurvatureOperator<'_> {
+    fn samples(&self) -> usize {
+        self.len()
+    }
+    fn outputs(&self) -> usize {
+        CurvatureOperator::outputs(self)
+    }
+    fn num_params(&self) -> usize {
+        CurvatureOperator::num_params(self)
+    }
+    fn gram_dim(&self) -> usize {
+        CurvatureOperator::gram_dim(self)
+    }
+    fn rounding_depth(&self) -> usize {
+        CurvatureOperator::rounding_depth(self)
+    }
+    fn gn_product_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+        CurvatureOperator::gn_product_flat(self, v)
+    }
+    fn gram_product(&self, w: &[f64]) -> Result<Vec<f64>> {
+        CurvatureOperator::gram_product(self, w)
+    }
+    fn hessian_product_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+        CurvatureOperator::hessian_product_flat(self, v)
+    }
+    fn hessian_minus_gn_flat(&self, v: &[f64]) -> Result<Vec<f64>> {
+        // The structured form the MLP path always used (same bits as the flat default).
+        let p = Params::from_flat(self.mlp, v)?;
+        let mut hv = self.hessian_product(&p)?;
+        hv.axpy(-1.0, &self.gn_product(&p)?);
+        Ok(hv.to_flat())
+    }
+    fn loss_gradient_flat(&self) -> Result<Vec<f64>> {
+        Ok(self.loss_gradient()?.to_flat())
+    }
+    fn gauss_newton_trace(&self) -> Quantity {
+        CurvatureOperator::gauss_newton_trace(self)
+    }
+    fn require_targets(&self) -> Result<()> {
+        CurvatureOperator::require_targets(self)
+    }
+    fn is_piecewise_linear(&self) -> bool {
+        self.mlp.activation().is_piecewise_linear()
+    }
+}
+
 /// Sum of squares of a vector (convenience for tests and callers).
 pub fn norm_sq(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum()

@@ -26,7 +26,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::QuantityMap;
-use super::hvp::{CurvatureOperator, dot, norm_sq};
+use super::hvp::{CurvatureOp, dot, norm_sq};
 use crate::error::{Error, Result};
 use crate::linalg::sym_eigen;
 use crate::quantity::{Quantity, gamma, round_down, round_up};
@@ -57,7 +57,7 @@ pub struct LanczosOptions {
     /// item 8), instead of the default uniform [−1, 1] start.
     pub gaussian_start: bool,
     /// Length of the longest rounding chain inside one product (see
-    /// [`CurvatureOperator::rounding_depth`]); the a-priori allowance of the Rayleigh quotient is
+    /// [`CurvatureOp::rounding_depth`]); the a-priori allowance of the Rayleigh quotient is
     /// `γ_{depth + dim}‖v‖·max(‖Av‖, max_j|θ_j|‖v‖)`.
     pub rounding_depth: usize,
 }
@@ -476,8 +476,8 @@ impl SpectralEstimate {
 /// K = (1/n)𝐉𝐉ᵀ (dimension nC) or on G (dimension P), whichever is smaller; both have the same
 /// nonzero spectrum. Returns the estimate (`gauss_newton_lambda_max`, tol = error estimate) and
 /// the rigorous lower bound (`gauss_newton_lambda_max_lower`).
-pub fn gauss_newton_lambda_max(
-    op: &CurvatureOperator<'_>,
+pub fn gauss_newton_lambda_max<O: CurvatureOp + ?Sized>(
+    op: &O,
     opts: &LanczosOptions,
 ) -> Result<SpectralEstimate> {
     let opts = LanczosOptions {
@@ -597,8 +597,8 @@ impl RandomizedSpectrum {
 /// `decides(lower_proxy, upper)` (the top Ritz value and the current bound: a rule of the bounds
 /// crate such as [`flatcert_bounds::t5::sharpness_decides`]), when the bound is within
 /// `rel_gap` of the top Ritz value, on an invariant subspace, or at `max_products`.
-pub fn gauss_newton_lambda_max_randomized(
-    op: &CurvatureOperator<'_>,
+pub fn gauss_newton_lambda_max_randomized<O: CurvatureOp + ?Sized>(
+    op: &O,
     opts: &UpperBoundOptions,
     mut decides: impl FnMut(f64, f64) -> bool,
 ) -> Result<RandomizedSpectrum> {
@@ -684,8 +684,8 @@ pub fn gauss_newton_lambda_max_randomized(
 /// `hessian_lambda_max` or `hessian_lambda_min` (THEORY.md T4 failure modes): Lanczos on exact
 /// Hessian products (R-operator). For λ_min the rigorous side is an **upper** bound: it certifies
 /// `λ_min(H) < 0` only when negative. Needs targets.
-pub fn hessian_extreme(
-    op: &CurvatureOperator<'_>,
+pub fn hessian_extreme<O: CurvatureOp + ?Sized>(
+    op: &O,
     target: Target,
     opts: &LanczosOptions,
 ) -> Result<SpectralEstimate> {
@@ -707,14 +707,18 @@ pub fn hessian_extreme(
 /// - `hessian_gn_trace_difference` = |tr H − tr G|: **exactly 0** for piecewise-linear σ (ReLU,
 ///   leaky ReLU, identity; THEORY T3), else a Hutchinson estimate on `(H − G)v` (seeded
 ///   Rademacher probes, tol = standard error);
-/// - `hessian_trace` = tr G (exact, [`CurvatureOperator::gauss_newton_trace`]) + that difference
+/// - `hessian_trace` = tr G (exact, [`CurvatureOp::gauss_newton_trace`]) + that difference
 ///   (signed), kind exact for piecewise-linear σ, estimate otherwise.
 ///
 /// Needs targets.
-pub fn hessian_trace(op: &CurvatureOperator<'_>, probes: usize, seed: u64) -> Result<QuantityMap> {
+pub fn hessian_trace<O: CurvatureOp + ?Sized>(
+    op: &O,
+    probes: usize,
+    seed: u64,
+) -> Result<QuantityMap> {
     let tr_g = op.gauss_newton_trace();
     let mut map = QuantityMap::new();
-    if op.mlp().activation().is_piecewise_linear() {
+    if op.is_piecewise_linear() {
         op.require_targets()?;
         map.insert(
             "hessian_gn_trace_difference".into(),
@@ -731,10 +735,7 @@ pub fn hessian_trace(op: &CurvatureOperator<'_>, probes: usize, seed: u64) -> Re
         return Ok(map);
     }
     let est = hutchinson(op.num_params(), probes, seed, |v| {
-        let p = crate::model::Params::from_flat(op.mlp(), v)?;
-        let mut hv = op.hessian_product(&p)?;
-        hv.axpy(-1.0, &op.gn_product(&p)?);
-        Ok(hv.to_flat())
+        op.hessian_minus_gn_flat(v)
     })?;
     let note = format!(
         "Hutchinson, {} Rademacher probes, seed {}",
@@ -758,16 +759,11 @@ pub fn hessian_trace(op: &CurvatureOperator<'_>, probes: usize, seed: u64) -> Re
 /// `hessian_gn_difference_norm`: `max(|θ_min|, |θ_max|)` of Lanczos on `H − G` (THEORY.md §3 item 5):
 /// a lower bound of ‖H − G‖₂ in exact arithmetic, hence only an **estimate** of it (a certified
 /// use of the T5 residual bound needs an upper bound, which this is not). Needs targets.
-pub fn hessian_gn_difference_norm(
-    op: &CurvatureOperator<'_>,
+pub fn hessian_gn_difference_norm<O: CurvatureOp + ?Sized>(
+    op: &O,
     opts: &LanczosOptions,
 ) -> Result<Quantity> {
-    let diff = |v: &[f64]| -> Result<Vec<f64>> {
-        let p = crate::model::Params::from_flat(op.mlp(), v)?;
-        let mut hv = op.hessian_product(&p)?;
-        hv.axpy(-1.0, &op.gn_product(&p)?);
-        Ok(hv.to_flat())
-    };
+    let diff = |v: &[f64]| op.hessian_minus_gn_flat(v);
     // (|ρ|, its Lanczos error estimate against the end eigenvalue, allowance included): the tol
     // of an estimate is its error bar (issue 12 item 7: it was 0).
     let mut best = (0.0f64, 0.0f64);
@@ -794,8 +790,8 @@ mod tests {
     use nalgebra::{DMatrix, DVector};
 
     use super::*;
-    use crate::measure::hvp::OperatorOptions;
     use crate::measure::hvp::testkit::{dataset, jacobian};
+    use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
     use crate::model::Activation;
     use crate::testutil::{random_data, random_mlp};
 

@@ -68,6 +68,53 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn row_param_grads(&self, _x: &Tensor, gy: &Tensor) -> Vec<f64> {
         vec![0.0; gy.batch * self.num_params()]
     }
+    /// R-operator of the input cotangent (THEORY.md §4, "Exact Hessian-vector product"): with the
+    /// layer input `x`, its tangent `tx = R(x)`, the layer's parameter direction `v` (length
+    /// [`Layer::num_params`]), an output cotangent `gy` and its tangent `rgy = R(gy)` (rows of
+    /// `tx`, `gy`, `rgy` paired one to one), returns `R((∂y/∂x)ᵀgy) = (∂y/∂x)ᵀR(gy) +
+    /// (R(∂y/∂x))ᵀgy`.
+    ///
+    /// The default is exact for every layer whose input Jacobian is locally independent of `x`
+    /// and linear in θ (`y = 𝒜_θ x + b_θ`): `Linear`, `Conv2d`, the pools (max-pool's routing is
+    /// constant between ties) and `Flatten`; then `R(∂y/∂x) = 𝒜_v`, applied as the same layer
+    /// with parameters `v`. Activations override it with the σ″ term.
+    fn rop_vjp_input(
+        &self,
+        x: &Tensor,
+        tx: &Tensor,
+        v: &[f64],
+        gy: &Tensor,
+        rgy: &Tensor,
+    ) -> Tensor {
+        let _ = tx;
+        let mut out = self.vjp_input(x, rgy);
+        if self.num_params() > 0 {
+            let extra = self.with_params(v).vjp_input(x, gy);
+            out.data
+                .iter_mut()
+                .zip(&extra.data)
+                .for_each(|(a, b)| *a += b);
+        }
+        out
+    }
+    /// R-operator of the parameter gradient (THEORY.md §4): `R(Σ_r (∂y/∂θ)ᵀgy_r)` added into
+    /// `out`, i.e. `vjp_params(x, R(gy)) + vjp_params(R(x), gy)` restricted to the weight block.
+    /// Exact for layers bilinear in `(W, x)` plus a bias (`Linear`, `Conv2d`): the bias gradient
+    /// does not depend on `x`. Nothing for parameterless layers.
+    fn rop_param_grad(&self, x: &Tensor, tx: &Tensor, gy: &Tensor, rgy: &Tensor, out: &mut [f64]) {
+        let p = self.num_params();
+        if p == 0 {
+            return;
+        }
+        self.vjp_params(x, rgy, out);
+        let nw = self.weight_len().unwrap_or(0);
+        let mut tmp = vec![0.0; p];
+        self.vjp_params(tx, gy, &mut tmp);
+        out[..nw]
+            .iter_mut()
+            .zip(&tmp[..nw])
+            .for_each(|(a, b)| *a += b);
+    }
     /// Per-row sums `Σ_p |((∂y/∂θ)ᵀ gy_r)_p|^q` for each even `q` in `powers`, split into the
     /// weight block and the bias block (each `gy.batch × powers.len()`, row-major). The default
     /// materializes [`Layer::row_param_grads`]; dense layers override it with the factorized
@@ -350,6 +397,34 @@ impl Layer for Act {
     }
     fn jvp_input(&self, x: &Tensor, dx: &Tensor) -> Tensor {
         self.scale_by_derivative(x, dx)
+    }
+    /// `R(g_x) = σ′(x)∘R(g_y) + σ″(x)∘R(x)∘g_y` (THEORY.md §4; σ″ = 0 for piecewise-linear σ).
+    fn rop_vjp_input(
+        &self,
+        x: &Tensor,
+        tx: &Tensor,
+        _v: &[f64],
+        gy: &Tensor,
+        rgy: &Tensor,
+    ) -> Tensor {
+        let mut out = self.scale_by_derivative(x, rgy);
+        if self.0.is_piecewise_linear() {
+            return out;
+        }
+        assert_eq!(
+            tx.batch, gy.batch,
+            "R-op: one tangent row per cotangent row"
+        );
+        let reps = gy.reps_over(x.batch);
+        let len = gy.row_len();
+        let act = self.0;
+        out.data.par_chunks_mut(len).enumerate().for_each(|(r, o)| {
+            let (xr, tr, gr) = (x.row(r / reps), tx.row(r), gy.row(r));
+            for (((a, z), t), g) in o.iter_mut().zip(xr).zip(tr).zip(gr) {
+                *a += act.second_derivative(*z) * t * g;
+            }
+        });
+        out
     }
 }
 

@@ -9,7 +9,9 @@
 
 mod arch;
 mod conv;
+mod curvature;
 mod error;
+mod gram;
 mod layer;
 mod load;
 mod per_sample;
@@ -19,7 +21,14 @@ mod tensor;
 
 pub use arch::{ARCH_METADATA_KEY, ArchSpec, LayerSpec, SUPPORTED_TYPES};
 pub use conv::{Conv2d, Window};
+pub use curvature::{
+    NetCurvatureOperator, is_piecewise_linear, jacobian_chain_length, net_forward_cache_bytes,
+};
 pub use error::{LayerId, NetError, NetResult};
+pub use gram::{
+    JacobianBlock, NetCurvatureStats, build_gram, jacobian_block, net_gram_memory_bytes,
+    net_gram_rounding_length, per_sample_curvature, stacked_jacobian,
+};
 pub use layer::{Act, Flatten, Layer, Linear, PowerSums};
 pub use load::{ArchSource, LoadedNet, in_file, load_net, load_net_bytes, net_to_safetensors};
 pub use per_sample::{NetPerSample, PerSampleOptions, loss_gradient_norms, per_sample_stats};
