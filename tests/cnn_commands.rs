@@ -223,6 +223,14 @@ fn certify_decides_t1b_and_the_radial_forms_and_says_what_is_missing() {
     for id in ["T1", "T2", "T3", "T7"] {
         assert_eq!(status(id), "certified", "{id}: {}", cert["verdicts"][id]);
     }
+    // T4–T6 run on the Gram path (nC = 32 ≤ --gram-limit, THEORY §7(c)): each is decided,
+    // whatever the verdict at this η.
+    for id in ["T4", "T5", "T6"] {
+        assert_ne!(status(id), "not_computed", "{id}: {}", cert["verdicts"][id]);
+    }
+    let q = &cert["measurements"];
+    assert!(q["gauss_newton_lambda_max"]["value"].as_f64().unwrap() > 0.0);
+    assert!(q["mean_square_dtilde_lambda_max"].is_object() || stdout.contains("T5(i)"));
     assert!(
         cert["verdicts"]["T2"]["title"]
             .as_str()
@@ -325,4 +333,50 @@ fn wrong_targets_and_dense_only_commands_are_clear_errors() {
     ]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("dense MLP checkpoints only"), "{err}");
+}
+
+#[test]
+fn gram_and_operator_paths_bracket_the_same_lambda_max() {
+    // THEORY §7(c), §3 item 8: the exact Gram bracket and the operator path's rigorous lower
+    // bound / randomized upper bound must overlap (the upper with confidence 1 − 1e-9).
+    let f = files(false);
+    let run = |limit: &str, name: &str| {
+        let out = f.dir.out(name);
+        let (code, o, e) = run_cmd(flatcert().args([
+            "measure",
+            "--quiet",
+            "--model",
+            f.model.to_str().unwrap(),
+            "--x",
+            f.x.to_str().unwrap(),
+            "--y",
+            f.y.to_str().unwrap(),
+            "--gram-limit",
+            limit,
+            "--json",
+            out.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 0, "{o}{e}");
+        read_json(&out)
+    };
+    let gram = run("4096", "gram.json");
+    let op = run("1", "op.json");
+    let g_up = gram["gauss_newton_lambda_max"]["value"].as_f64().unwrap();
+    let g_lo = gram["gauss_newton_lambda_max_lower"]["value"]
+        .as_f64()
+        .unwrap();
+    let o_lo = op["gauss_newton_lambda_max_lower"]["value"]
+        .as_f64()
+        .unwrap();
+    let o_up = op["gauss_newton_lambda_max_upper"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(g_lo <= g_up && o_lo <= o_up);
+    assert!(o_lo <= g_up, "operator lower {o_lo} > Gram upper {g_up}");
+    assert!(g_lo <= o_up, "Gram lower {g_lo} > operator upper {o_up}");
+    // Per-sample curvature is the same on both paths.
+    assert_eq!(
+        gram["per_sample_lambda_max"]["value"],
+        op["per_sample_lambda_max"]["value"]
+    );
 }

@@ -3,25 +3,25 @@
 //! T1b and the radial T2, T3, T7 of §7(b) ([`Network::Layered`]).
 
 use super::certificate::{CERTIFICATE_SCHEMA, Certificate, CertificateInputs, Measurements};
+use super::collect::{CurvaturePath, curvature_stage, hessian_stage};
 use super::evidence::Evidence;
 use super::pipeline::{Details, gauss_newton_line};
 use super::plan::{Hyper, Plan};
 use super::summary::summarize;
 use super::theorems::{Context, Network, evaluate};
 use crate::error::{Error, Result};
+use crate::measure::document::CurvatureSource;
 use crate::measure::layered::{
-    first_order, layered_jacobian_rel_tol, layered_notes, measurement_inputs, residual_quantities,
+    LayeredSource, first_order, layered_jacobian_rel_tol, layered_notes, measurement_inputs,
+    residual_quantities,
 };
+use crate::net::per_sample_curvature;
 use crate::problem::NetProblem;
 use flatcert_bounds::radial::RadialSample;
 
 /// Why T8–T10 are not computed for a layered network in this version.
 pub const ROBUST_REASON: &str = "T8–T10 for layered networks need interval bound propagation \
      through convolutions and pooling (THEORY §7(d)), which this version does not run";
-
-/// Why T5 (and the curvature of T4/T6) are not computed for a layered network in this version.
-pub const CURVATURE_REASON: &str = "λ_max(G) and the mean-square operator of a layered network \
-     (the Gram and operator paths, THEORY §7(c)) are not computed by this version";
 
 /// Certify a layered problem at the plan's (η, B): measure, evaluate T1 … T10 and assemble the
 /// certificate (schema `flatcert.certificate/v1`, with `inputs.architecture`).
@@ -39,9 +39,41 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
     let batch = plan.batch_model(n)?;
     let hyper = Hyper::of(plan, n, p.net.num_params(), c)?;
     let ks: Vec<u32> = plan.ks.clone();
-    let (mut map, st) = first_order(p, &ks, 64)?;
+    let mut ks_all = ks.clone();
+    ks_all.extend([1, 2]);
+    ks_all.sort_unstable();
+    ks_all.dedup();
+    let (mut map, st) = first_order(p, &ks_all, 64)?;
     map.extend(residual_quantities(p, 64)?);
-    let evidence = Evidence::from_map(&map);
+    let src = LayeredSource::of(p)?;
+    // Per-sample λ_i, (tr H_i)², ‖H_i‖_F² from the materialized J_i (THEORY §7(c), (e)).
+    let curv = per_sample_curvature(&p.net, &src.x, 64)?;
+    map.extend(curv.quantities());
+    let mut evidence = Evidence::from_map(&map);
+    let mut notes = plan.notes.clone();
+    notes.extend(layered_notes());
+    let op = src.operator(plan.memory_limit_bytes)?;
+    let max_abs = evidence.residual.max_abs.as_ref().map_or(0.0, |r| r.value);
+    hessian_stage(
+        &mut evidence,
+        &mut notes,
+        &op,
+        max_abs,
+        n as f64 * p.net.num_params() as f64,
+        plan.seed,
+    )?;
+    let (path, _directional) = curvature_stage(
+        &mut evidence,
+        &mut notes,
+        &op,
+        |gopts| src.gram(gopts),
+        src.gram_cost().0,
+        n * c,
+        plan,
+        eta,
+        &batch,
+    )?;
+    drop(op);
     let c_usize = c;
     let samples: Vec<RadialSample> = (0..n)
         .map(|i| RadialSample {
@@ -69,7 +101,10 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
         epsilon_y: plan.epsilon_y,
         tau: plan.tau,
         same_run: true,
-        t5_reason: Some(CURVATURE_REASON.into()),
+        t5_reason: match &path {
+            CurvaturePath::Gram => None,
+            CurvaturePath::Operator(r) => Some(r.clone()),
+        },
         robust_reason: Some(ROBUST_REASON.into()),
         curvature: plan.curvature,
         kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
@@ -79,8 +114,6 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
             "{id}: the bounds crate rejected the measured numbers: {e}"
         ))
     })?;
-    let mut notes = plan.notes.clone();
-    notes.extend(layered_notes());
     let summary = summarize(
         &verdicts,
         gauss_newton_line(&evidence),
@@ -107,7 +140,7 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
         per_point: None,
     };
     let details = Details {
-        lambdas: Vec::new(),
+        lambdas: curv.lambda.clone(),
         radii: None,
         radius_cap: None,
     };

@@ -14,8 +14,8 @@ use crate::problem::Problem;
 use crate::data::Dataset;
 use crate::measure::QuantityMap;
 use crate::measure::first_order::{first_layer_norms, first_order_quantities};
-use crate::measure::gram::{GramOptions, gauss_newton_gram};
-use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
+use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram};
+use crate::measure::hvp::{CurvatureOp, CurvatureOperator, OperatorOptions};
 use crate::measure::lanczos::{
     DEFAULT_DELTA, DEFAULT_MAX_PRODUCTS, LanczosOptions, Target, UpperBoundOptions,
     gauss_newton_lambda_max_randomized, hessian_extreme, hessian_gn_difference_norm, hessian_trace,
@@ -153,15 +153,74 @@ pub fn hessian_product_cap(requested: Option<usize>, n: usize, params: usize) ->
 /// Hutchinson probes for `hessian_gn_trace_difference` with a smooth activation.
 const HUTCHINSON_PROBES: usize = 64;
 
-/// The curvature quantities (THEORY.md T4, §3–§4; issue 3 items 1–4):
-/// - nC ≤ `gram_limit`: the exact Gram path — `gauss_newton_lambda_max` (upper, Weyl) and
-///   `_lower`, `gauss_newton_frobenius`, `gauss_newton_top_eigenvalue_{1..5}`, `gauss_newton_rank`,
-///   `gauss_newton_discarded_mass`, `gd_critical_lr` = 2/λ_max (lower) and `_upper`;
-/// - otherwise the operator path — `gauss_newton_lambda_max` (estimate, tol = Lanczos error
-///   estimate), `_lower` (rigorous side), `gd_critical_lr` (estimate 2/ρ), `_upper` (2/lower);
-/// - with targets and a nonzero residual: `hessian_lambda_max` (+ `_lower`), `hessian_lambda_min`
-///   (+ `_upper`), `hessian_trace`, `hessian_gn_trace_difference` (exactly 0 for piecewise-linear
-///   σ) and `hessian_gn_difference_norm` (estimate).
+/// What the curvature quantities need of a network and its data (dense MLP or layered, THEORY
+/// §7(c)): the shapes, the exact Gram spectrum, its cost, and the operator.
+pub trait CurvatureSource {
+    /// The operator type.
+    type Op<'a>: CurvatureOp
+    where
+        Self: 'a;
+    /// Number of samples n.
+    fn samples(&self) -> usize;
+    /// Number of outputs C.
+    fn outputs(&self) -> usize;
+    /// Number of parameters P.
+    fn params(&self) -> usize;
+    /// Whether targets are present.
+    fn has_targets(&self) -> bool;
+    /// The Gram path's memory need in bytes and a time estimate in seconds (for the notice).
+    fn gram_cost(&self) -> (usize, f64);
+    /// The exact Gram spectrum (THEORY §4).
+    fn gram(&self, opts: &GramOptions) -> Result<GramSpectrum>;
+    /// The operator (caching the forward pass within `max_memory`/2).
+    fn operator(&self, max_memory: usize) -> Result<Self::Op<'_>>;
+}
+
+/// A dense MLP and its data.
+pub struct DenseSource<'d> {
+    /// The network.
+    pub mlp: &'d Mlp,
+    /// The data.
+    pub data: &'d Dataset,
+}
+
+impl CurvatureSource for DenseSource<'_> {
+    type Op<'a>
+        = CurvatureOperator<'a>
+    where
+        Self: 'a;
+    fn samples(&self) -> usize {
+        self.data.len()
+    }
+    fn outputs(&self) -> usize {
+        self.mlp.output_dim()
+    }
+    fn params(&self) -> usize {
+        self.mlp.num_params()
+    }
+    fn has_targets(&self) -> bool {
+        self.data.has_targets()
+    }
+    fn gram_cost(&self) -> (usize, f64) {
+        let n = self.data.len();
+        (
+            crate::measure::gram::gram_memory_bytes(self.mlp, n),
+            crate::stability::cost::gram_seconds_estimate(self.mlp, n),
+        )
+    }
+    fn gram(&self, opts: &GramOptions) -> Result<GramSpectrum> {
+        gauss_newton_gram(self.mlp, self.data, opts)
+    }
+    fn operator(&self, max_memory: usize) -> Result<CurvatureOperator<'_>> {
+        CurvatureOperator::new(
+            self.mlp,
+            self.data,
+            OperatorOptions::within_memory(max_memory),
+        )
+    }
+}
+
+/// The curvature quantities of a dense MLP ([`curvature_quantities_of`]).
 #[allow(clippy::too_many_arguments)]
 pub fn curvature_quantities(
     mlp: &Mlp,
@@ -174,14 +233,45 @@ pub fn curvature_quantities(
     quiet: bool,
     notes: &mut Vec<String>,
 ) -> Result<QuantityMap> {
+    curvature_quantities_of(
+        &DenseSource { mlp, data },
+        gram_limit,
+        residual_nonzero,
+        hessian_products,
+        max_memory,
+        upper,
+        quiet,
+        notes,
+    )
+}
+
+/// The curvature quantities (THEORY.md T4, §3–§4; issue 3 items 1–4) of any network:
+/// - nC ≤ `gram_limit`: the exact Gram path — `gauss_newton_lambda_max` (upper, Weyl) and
+///   `_lower`, `gauss_newton_frobenius`, `gauss_newton_top_eigenvalue_{1..5}`, `gauss_newton_rank`,
+///   `gauss_newton_discarded_mass`, `gd_critical_lr` = 2/λ_max (lower) and `_upper`;
+/// - otherwise the operator path — `gauss_newton_lambda_max` (estimate, tol = Lanczos error
+///   estimate), `_lower` (rigorous side), `gd_critical_lr` (estimate 2/ρ), `_upper` (2/lower);
+/// - with targets and a nonzero residual: `hessian_lambda_max` (+ `_lower`), `hessian_lambda_min`
+///   (+ `_upper`), `hessian_trace`, `hessian_gn_trace_difference` (exactly 0 for piecewise-linear
+///   σ) and `hessian_gn_difference_norm` (estimate).
+#[allow(clippy::too_many_arguments)]
+pub fn curvature_quantities_of<S: CurvatureSource>(
+    src: &S,
+    gram_limit: usize,
+    residual_nonzero: bool,
+    hessian_products: usize,
+    max_memory: usize,
+    upper: &UpperBoundOptions,
+    quiet: bool,
+    notes: &mut Vec<String>,
+) -> Result<QuantityMap> {
     let mut map = QuantityMap::new();
-    let n = data.len();
-    let big_n = n.saturating_mul(mlp.output_dim());
+    let n = src.samples();
+    let big_n = n.saturating_mul(src.outputs());
     let lanczos_opts = LanczosOptions::default();
-    let mut op: Option<CurvatureOperator<'_>> = None;
+    let mut op: Option<S::Op<'_>> = None;
     if big_n <= gram_limit {
-        let bytes = crate::measure::gram::gram_memory_bytes(mlp, n);
-        let seconds = crate::stability::cost::gram_seconds_estimate(mlp, n);
+        let (bytes, seconds) = src.gram_cost();
         if !quiet && (seconds >= 2.0 || bytes >= 256 << 20) {
             eprintln!(
                 "Gram path: nC = {big_n}, memory ≈ {}, estimated time ≈ {}",
@@ -193,11 +283,11 @@ pub fn curvature_quantities(
             memory_limit_bytes: max_memory,
             ..GramOptions::default()
         };
-        let spec = gauss_newton_gram(mlp, data, &gram_opts)?;
+        let spec = src.gram(&gram_opts)?;
         map.extend(spec.quantities(TOP_EIGENVALUES));
         map.extend(gd_critical_lr(&ReducedModel::from_spectrum(&spec), None));
     } else {
-        let o = CurvatureOperator::new(mlp, data, OperatorOptions::within_memory(max_memory))?;
+        let o = src.operator(max_memory)?;
         // No η here: the run ends when the bound is within `rel_gap` of the top Ritz value or at
         // the budget (THEORY §3 item 8).
         let spec = gauss_newton_lambda_max_randomized(&o, upper, |_, _| false)?;
@@ -247,7 +337,7 @@ pub fn curvature_quantities(
         ));
         op = Some(o);
     }
-    if data.has_targets() && residual_nonzero && hessian_products == 0 {
+    if src.has_targets() && residual_nonzero && hessian_products == 0 {
         notes.push(
             "Hessian diagnostics skipped (--hessian-products 0): the residual is not 0, so H \
              differs from G and every stability verdict made with G is a \"Gauss–Newton model\" \
@@ -255,10 +345,10 @@ pub fn curvature_quantities(
                 .into(),
         );
     }
-    if data.has_targets() && residual_nonzero && hessian_products > 0 {
+    if src.has_targets() && residual_nonzero && hessian_products > 0 {
         let op = match op {
             Some(o) => o,
-            None => CurvatureOperator::new(mlp, data, OperatorOptions::within_memory(max_memory))?,
+            None => src.operator(max_memory)?,
         };
         let lanczos_opts = LanczosOptions {
             max_iter: hessian_products,
@@ -268,7 +358,7 @@ pub fn curvature_quantities(
             eprintln!(
                 "Hessian diagnostics: at most {hessian_products} products each (n·P = {:.1e}; \
                  --hessian-products sets the cap)",
-                (n as f64) * (mlp.num_params() as f64)
+                (n as f64) * (src.params() as f64)
             );
         }
         notes.push(format!(

@@ -13,7 +13,12 @@
 use crate::certify::evidence::names as radial_names;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
+use crate::measure::document::{CurvatureSource, curvature_quantities_of, hessian_product_cap};
+use crate::measure::gram::{GramOptions, GramSpectrum, gram_spectrum};
+use crate::measure::hvp::OperatorOptions;
+use crate::measure::lanczos::UpperBoundOptions;
 use crate::net::{LayerSpec, NetPerSample, PerSampleOptions, Sequential, Shape, Tensor};
+use crate::net::{NetCurvatureOperator, build_gram, net_gram_memory_bytes, per_sample_curvature};
 use crate::problem::NetProblem;
 use crate::quantity::{Quantity, UNIT_ROUNDOFF, gamma, round_up};
 
@@ -420,7 +425,10 @@ pub fn measure_document(
     quantities.extend(residual_quantities(p, plan.block)?);
     let mut notes = layered_notes();
     if plan.curvature {
-        quantities.extend(curvature_quantities(p, plan, &mut notes)?);
+        let residual_nonzero = quantities
+            .get(crate::certify::evidence::names::MAX_ABS_RESIDUAL)
+            .is_some_and(|r| r.value > 0.0);
+        quantities.extend(curvature_quantities(p, plan, residual_nonzero, &mut notes)?);
     }
     Ok(crate::measurements::MeasurementsDoc {
         schema: crate::measurements::MEASUREMENTS_SCHEMA.into(),
@@ -441,16 +449,97 @@ pub fn layered_notes() -> Vec<String> {
     ]
 }
 
-/// The curvature quantities of a layered network (THEORY §7(c)).
+/// A layered network and its data as a [`CurvatureSource`] (THEORY §7(c): the Gram and
+/// operator paths hold unchanged for any architecture).
+pub struct LayeredSource<'d> {
+    /// The network.
+    pub net: &'d Sequential,
+    /// The inputs.
+    pub x: Tensor,
+    /// The targets, `n × C`, if any.
+    pub y: Option<Tensor>,
+}
+
+impl<'d> LayeredSource<'d> {
+    /// The problem's inputs and targets as tensors.
+    pub fn of(p: &'d NetProblem) -> Result<Self> {
+        let n = p.n();
+        let c = p.outputs();
+        let y = match p.data.y() {
+            Some(y) => Some(
+                Tensor::new(n, Shape::Flat(c), y.to_vec())
+                    .ok_or_else(|| Error::Internal("targets do not form n × C".into()))?,
+            ),
+            None => None,
+        };
+        Ok(LayeredSource {
+            net: &p.net,
+            x: input_tensor(&p.net, p.data.x(), n)?,
+            y,
+        })
+    }
+}
+
+impl CurvatureSource for LayeredSource<'_> {
+    type Op<'a>
+        = NetCurvatureOperator<'a>
+    where
+        Self: 'a;
+    fn samples(&self) -> usize {
+        self.x.batch
+    }
+    fn outputs(&self) -> usize {
+        self.net.output_dim()
+    }
+    fn params(&self) -> usize {
+        self.net.num_params()
+    }
+    fn has_targets(&self) -> bool {
+        self.y.is_some()
+    }
+    fn gram_cost(&self) -> (usize, f64) {
+        // No calibrated time model for layered networks: the notice shows the memory only when
+        // it is large (a 0 s estimate never triggers it by itself).
+        (net_gram_memory_bytes(self.net, self.x.batch, 256), 0.0)
+    }
+    fn gram(&self, opts: &GramOptions) -> Result<GramSpectrum> {
+        gram_spectrum(build_gram(self.net, &self.x, opts)?, opts.tau)
+    }
+    fn operator(&self, max_memory: usize) -> Result<NetCurvatureOperator<'_>> {
+        NetCurvatureOperator::new(
+            self.net,
+            &self.x,
+            self.y.as_ref(),
+            OperatorOptions::within_memory(max_memory),
+        )
+    }
+}
+
+/// The curvature quantities of a layered network (THEORY §7(c)): the per-sample λ_i, (tr H_i)²,
+/// ‖H_i‖_F² from the materialized J_i, and the Gram or operator path as for a dense MLP.
 fn curvature_quantities(
-    _p: &NetProblem,
-    _plan: &crate::measure::document::MeasurePlan,
+    p: &NetProblem,
+    plan: &crate::measure::document::MeasurePlan,
+    residual_nonzero: bool,
     notes: &mut Vec<String>,
 ) -> Result<QuantityMap> {
-    notes.push(
-        "curvature quantities (λ_max(G), the Gram and operator paths) are not computed for \
-         layered networks in this version; tr G and the per-sample traces are"
-            .into(),
-    );
-    Ok(QuantityMap::new())
+    let src = LayeredSource::of(p)?;
+    let mut q = per_sample_curvature(&p.net, &src.x, plan.block)?.quantities();
+    let upper = UpperBoundOptions {
+        delta: plan.delta,
+        max_products: plan.max_products,
+        seed: plan.seed,
+        ..UpperBoundOptions::default()
+    };
+    q.extend(curvature_quantities_of(
+        &src,
+        plan.gram_limit,
+        residual_nonzero,
+        hessian_product_cap(plan.hessian_products, p.n(), p.net.num_params()),
+        plan.memory_limit_bytes(),
+        &upper,
+        plan.quiet,
+        notes,
+    )?);
+    Ok(q)
 }

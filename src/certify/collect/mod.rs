@@ -18,7 +18,7 @@ use crate::measure::QuantityMap;
 use crate::measure::first_order::{first_layer_norms, first_order_quantities, moment_of_squares};
 use crate::measure::forward_error::round_up_or_zero;
 use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram, gram_memory_bytes};
-use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
+use crate::measure::hvp::{CurvatureOp, CurvatureOperator, OperatorOptions};
 use crate::measure::kmoment::{directional_values, per_sample_top};
 use crate::measure::lanczos::{
     LanczosOptions, Target, UpperBoundOptions, gauss_newton_lambda_max_randomized, hessian_extreme,
@@ -125,26 +125,72 @@ pub fn collect(
             evidence.upper()
         ));
     }
-    if max_abs > 0.0 {
-        if !mlp.activation().is_piecewise_linear() {
-            let np = n as f64 * mlp.num_params() as f64;
-            if np <= HESSIAN_BUDGET {
-                smooth_hessian(&mut q, &op, plan.seed)?;
-            } else {
-                notes.push(format!(
-                    "λ_min(H) and |tr H − tr G| were not estimated: n·P = {np:.2e} exceeds the \
-                     budget {HESSIAN_BUDGET:.0e} of the Hessian products."
-                ));
-            }
-        } else {
-            q.absorb(hessian_trace(&op, 1, plan.seed)?);
-        }
-    }
+    hessian_stage(
+        &mut q,
+        &mut notes,
+        &op,
+        max_abs,
+        n as f64 * mlp.num_params() as f64,
+        plan.seed,
+    )?;
     // Curvature: the exact Gram path or the operator path.
-    let nc = n * c;
+    let (path, directional) = curvature_stage(
+        &mut q,
+        &mut notes,
+        &op,
+        |gopts| gauss_newton_gram(mlp, data, gopts),
+        gram_memory_bytes(mlp, n),
+        n * c,
+        plan,
+        eta,
+        batch,
+    )?;
+    drop(op);
+    // T8–T10 (with ε).
+    let (robust, robust_reason) = match plan.epsilon {
+        None => (
+            None,
+            Some("needs --epsilon (T8–T10 are statements at a radius ε)".to_string()),
+        ),
+        Some(eps) => {
+            let r = robustness(mlp, data, test, plan, eps)?;
+            robustness_quantities(&mut q, &r, eps);
+            (Some(r), None)
+        }
+    };
+    Ok(Collected {
+        evidence: q,
+        notes,
+        stats,
+        directional,
+        path,
+        robust,
+        robust_reason,
+    })
+}
+
+/// T6(d) directional results per even k.
+pub type Directional = Vec<(u32, Vec<DirectionalResult>)>;
+
+/// The curvature stage of any network (THEORY §7(c): T4–T6 and T5(i) use only J_i): the exact
+/// Gram path when `nc` ≤ `--gram-limit` (`gram` builds the spectrum; `gram_bytes` is its memory
+/// need), else the operator path on `op`. Fills λ_max(G), T5's bracket and T6(d)'s directional
+/// tests into `q`; returns the path and the directional results.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn curvature_stage<O: CurvatureOp>(
+    q: &mut Evidence,
+    notes: &mut Vec<String>,
+    op: &O,
+    gram: impl FnOnce(&GramOptions) -> Result<GramSpectrum>,
+    gram_bytes: usize,
+    nc: usize,
+    plan: &Plan,
+    eta: f64,
+    batch: &BatchModel,
+) -> Result<(CurvaturePath, Directional)> {
     let mut directional = Vec::new();
     let path = if nc <= plan.gram_limit {
-        let need = gram_memory_bytes(mlp, n);
+        let need = gram_bytes;
         if need > plan.memory_limit_bytes {
             return Err(Error::invalid_argument(
                 "--max-memory",
@@ -163,8 +209,8 @@ pub fn collect(
             tau: 1e-12,
             memory_limit_bytes: plan.memory_limit_bytes,
         };
-        let spec = gauss_newton_gram(mlp, data, &gopts)?;
-        gram_quantities(&mut q, &mut notes, &spec, eta, plan, batch)?;
+        let spec = gram(&gopts)?;
+        gram_quantities(q, notes, &spec, eta, plan, batch)?;
         for &k in &plan.ks {
             let d = directional_tests(&spec, eta, batch, k)?;
             if let Some((i, worst)) = d
@@ -204,7 +250,7 @@ pub fn collect(
             .lambda_max
             .as_ref()
             .map_or(f64::INFINITY, |l| to_value(l).upper());
-        let spec = gauss_newton_lambda_max_randomized(&op, &uopts, |lo, up| {
+        let spec = gauss_newton_lambda_max_randomized(op, &uopts, |lo, up| {
             flatcert_bounds::t5::sharpness_decides(eta, p, l_upper, lo, up)
         })?;
         let mut bounds = QuantityMap::new();
@@ -243,28 +289,7 @@ pub fn collect(
         ));
         CurvaturePath::Operator(reason)
     };
-    drop(op);
-    // T8–T10 (with ε).
-    let (robust, robust_reason) = match plan.epsilon {
-        None => (
-            None,
-            Some("needs --epsilon (T8–T10 are statements at a radius ε)".to_string()),
-        ),
-        Some(eps) => {
-            let r = robustness(mlp, data, test, plan, eps)?;
-            robustness_quantities(&mut q, &r, eps);
-            (Some(r), None)
-        }
-    };
-    Ok(Collected {
-        evidence: q,
-        notes,
-        stats,
-        directional,
-        path,
-        robust,
-        robust_reason,
-    })
+    Ok((path, directional))
 }
 
 /// The first-order quantities the theorems need beyond `flatcert measure`'s set
@@ -500,7 +525,34 @@ fn residual_quantities(
 }
 
 /// λ_min(H) by Lanczos on R-op products and |tr H − tr G| by Hutchinson (smooth σ, residual ≠ 0).
-fn smooth_hessian(q: &mut Evidence, op: &CurvatureOperator<'_>, seed: u64) -> Result<()> {
+/// With a nonzero residual, what H − G contributes (THEORY T5 failure mode (i)): tr H − tr G
+/// (exactly 0 for a piecewise-linear network), and for a smooth one λ_min(H) and a Hutchinson
+/// |tr H − tr G| when n·P is within [`HESSIAN_BUDGET`] (else a note says they were skipped).
+pub(crate) fn hessian_stage<O: CurvatureOp>(
+    q: &mut Evidence,
+    notes: &mut Vec<String>,
+    op: &O,
+    max_abs: f64,
+    np: f64,
+    seed: u64,
+) -> Result<()> {
+    if max_abs <= 0.0 {
+        return Ok(());
+    }
+    if op.is_piecewise_linear() {
+        q.absorb(hessian_trace(op, 1, seed)?);
+    } else if np <= HESSIAN_BUDGET {
+        smooth_hessian(q, op, seed)?;
+    } else {
+        notes.push(format!(
+            "λ_min(H) and |tr H − tr G| were not estimated: n·P = {np:.2e} exceeds the budget \
+             {HESSIAN_BUDGET:.0e} of the Hessian products."
+        ));
+    }
+    Ok(())
+}
+
+fn smooth_hessian<O: CurvatureOp>(q: &mut Evidence, op: &O, seed: u64) -> Result<()> {
     let lopts = LanczosOptions {
         target: Target::Smallest,
         tol: 1e-6,
