@@ -10,8 +10,10 @@
 mod arch;
 mod conv;
 mod error;
+mod ibp;
 mod layer;
 mod load;
+mod opnorm;
 mod per_sample;
 mod pool;
 mod sequential;
@@ -20,8 +22,16 @@ mod tensor;
 pub use arch::{ARCH_METADATA_KEY, ArchSpec, LayerSpec, SUPPORTED_TYPES};
 pub use conv::{Conv2d, Window};
 pub use error::{LayerId, NetError, NetResult};
+pub use ibp::{
+    NetIbp, net_jacobian_norm_bounds, net_local_lipschitz, net_output_enclosure,
+    net_pairwise_lipschitz,
+};
 pub use layer::{Act, Flatten, Layer, Linear, PowerSums};
 pub use load::{ArchSource, LoadedNet, in_file, load_net, load_net_bytes, net_to_safetensors};
+pub use opnorm::{
+    ConvNormBounds, NetOpNorms, TRIG_HYPOTHESIS, activation_slope, avgpool_opnorm_upper,
+    circular_grid, conv_opnorm_bounds, max_window_cover, maxpool_lipschitz, net_opnorms,
+};
 pub use per_sample::{NetPerSample, PerSampleOptions, loss_gradient_norms, per_sample_stats};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::{NetCache, Sequential};
