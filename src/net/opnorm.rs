@@ -57,14 +57,14 @@ impl ConvNormBounds {
     }
 }
 
-/// The frequency grid of THEORY §7(d): `N = H + k − 1` per axis, enlarged to `H + 2p` when the
-/// padding exceeds `(k − 1)/2` (PyTorch allows `p ≤ k/2`; a larger p would let the circular
-/// wrap-around alias distinct padded positions, and `H + 2p` excludes that: every index of the
-/// padded input `[−p, H + p − 1]` is then distinct modulo N).
+/// The frequency grid of THEORY §7(d): `N₁ × N₂ = (H + k_h − 1) × (W + k_w − 1)`, for any
+/// padding. An output whose window overlaps the image reads true indices in
+/// `[−(k − 1), H + k − 2]`, which are distinct modulo `N = H + k − 1` and whose out-of-image part
+/// lands on the embedding's zeros `[H, N)`; an output whose window lies entirely in the padding
+/// (possible only for `p ≥ k`) is a zero row. So 𝒜's rows are distinct rows of the circular
+/// convolution or zero, and `‖𝒜‖₂ ≤ ‖circular‖₂`.
 pub fn circular_grid(win: Window, h: usize, w: usize) -> (usize, usize) {
-    let (kh, kw) = win.kernel;
-    let (ph, pw) = win.padding;
-    (h + (kh - 1).max(2 * ph), w + (kw - 1).max(2 * pw))
+    (h + win.kernel.0 - 1, w + win.kernel.1 - 1)
 }
 
 /// THEORY.md §7(d): rigorous upper bounds on the ℓ2 operator norm of `conv` (zero padding and
