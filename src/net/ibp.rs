@@ -796,7 +796,9 @@ impl<'a> NetIbp<'a> {
 /// THEORY.md T10 through convolutions and pooling (§7(d)): a certified upper bound `Lip` on the
 /// local Lipschitz constant of `net` on `B(x_0, ε)` (ℓ2 or ℓ∞; `x_0` one NCHW sample, flattened),
 /// `Lip = min(a, b, c)` of the per-layer, |W|-product and midpoint–radius bounds, with the
-/// pre-activation and derivative intervals of the activation layers kept. For an ℓ2 ball it
+/// pre-activation and derivative intervals kept (`pre_activation[i]` and `derivative[i]` belong
+/// to the i-th activation layer in layer order; on [`Sequential::from_mlp`] these are the MLP
+/// path's `z_1, …, z_{L−1}`). For an ℓ2 ball it
 /// bounds `sup ‖J_x‖₂` on the ball, for ℓ∞ `sup ‖J_x‖_{∞→2}`, as
 /// [`local_lipschitz`](crate::measure::lipschitz::local_lipschitz). Every bound has kind
 /// **upper** (rounding included; assumed hypotheses in `lip.note`).
