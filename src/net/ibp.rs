@@ -42,6 +42,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use super::conv::Window;
+use super::ibp_pool::{maxpool_backward, maxpool_box};
 use super::layer::Layer;
 use super::opnorm::{
     TRIG_HYPOTHESIS, as_linear, avgpool_opnorm_upper, layer_opnorm, maxpool_lipschitz, pool_window,
@@ -175,52 +176,6 @@ impl Affine<'_> {
             .unzip();
         LayerBox { lo, hi }
     }
-}
-
-/// The windows of a max-pool on one input shape: `windows[j]` lists the input indices of output
-/// `j` (NCHW order, as [`super::MaxPool2d`]).
-fn pool_windows(win: Window, shape: Shape) -> Vec<Vec<usize>> {
-    let Shape::Image { c, h, w } = shape else {
-        return Vec::new();
-    };
-    let Ok((ho, wo)) = win.output_hw(h, w) else {
-        return Vec::new();
-    };
-    let (kh, kw) = win.kernel;
-    let (sh, sw) = win.stride;
-    let mut out = Vec::with_capacity(c * ho * wo);
-    for ch in 0..c {
-        for oy in 0..ho {
-            for ox in 0..wo {
-                let base = ch * h * w;
-                out.push(
-                    (0..kh)
-                        .flat_map(|u| (0..kw).map(move |v| base + (oy * sh + u) * w + ox * sw + v))
-                        .collect(),
-                );
-            }
-        }
-    }
-    out
-}
-
-/// The candidates of each window that can be its largest entry over the box.
-fn pool_candidates(windows: &[Vec<usize>], b: &LayerBox) -> Vec<Vec<usize>> {
-    windows
-        .iter()
-        .map(|win| {
-            let m = win
-                .iter()
-                .map(|&i| b.lo[i])
-                .fold(f64::NEG_INFINITY, f64::max);
-            let cand: Vec<usize> = win
-                .iter()
-                .copied()
-                .filter(|&i| b.hi[i] >= m || b.hi[i].is_nan())
-                .collect();
-            if cand.is_empty() { win.clone() } else { cand }
-        })
-        .collect()
 }
 
 /// Per-network data shared by every centre (the analogue of the MLP path's `Prepared`).
@@ -396,17 +351,7 @@ impl<'a> NetIbp<'a> {
                             .unzip();
                     Some(LayerBox { lo, hi })
                 }
-                (Step::MaxPool(win), Some(b)) => {
-                    let (lo, hi) = pool_windows(*win, shapes[j])
-                        .iter()
-                        .map(|w| {
-                            let lo = w.iter().map(|&i| b.lo[i]).fold(f64::NEG_INFINITY, f64::max);
-                            let hi = w.iter().map(|&i| b.hi[i]).fold(f64::NEG_INFINITY, f64::max);
-                            (lo, hi)
-                        })
-                        .unzip();
-                    Some(LayerBox { lo, hi })
-                }
+                (Step::MaxPool(win), Some(b)) => Some(maxpool_box(*win, shapes[j], &b)),
                 (Step::Act(_) | Step::MaxPool(_), None) => unreachable!("converted above"),
             };
         }
@@ -483,47 +428,7 @@ impl<'a> NetIbp<'a> {
                 }
                 Step::MaxPool(win) => {
                     let b = boxes[j].as_ref().expect("max-pool inputs are boxes");
-                    let cands = pool_candidates(&pool_windows(*win, shape), b);
-                    let (lin, lout) = (shape.len(), pc.row_len());
-                    let mut npc = Tensor::zeros(r, shape);
-                    let mut npr = Tensor::zeros(r, shape);
-                    let mut nm = Tensor::zeros(r, shape);
-                    let mut absacc = vec![0.0; lin];
-                    let mut count = vec![0usize; lin];
-                    for row in 0..r {
-                        absacc.iter_mut().for_each(|v| *v = 0.0);
-                        count.iter_mut().for_each(|v| *v = 0);
-                        let (ic, io) = (row * lin, row * lout);
-                        for (jj, cand) in cands.iter().enumerate() {
-                            let (p, q, mv) = (pc.data[io + jj], pr.data[io + jj], m.data[io + jj]);
-                            // One candidate: exact routing. Several: entries in [0, 1] = ½ ± ½.
-                            let (cp, rq) = if cand.len() == 1 {
-                                (p, q)
-                            } else {
-                                (0.5 * p, up(0.5 * p.abs() + q))
-                            };
-                            for &i in cand {
-                                npc.data[ic + i] += cp;
-                                absacc[i] += cp.abs();
-                                npr.data[ic + i] += rq;
-                                nm.data[ic + i] += mv;
-                                count[i] += 1;
-                            }
-                        }
-                        for i in 0..lin {
-                            let n = count[i];
-                            if n >= 1 {
-                                // Sum of n terms (γ_n); n = 1 still covers a subnormal ½p.
-                                let f = inflate(n);
-                                npr.data[ic + i] =
-                                    up(up(npr.data[ic + i] * f) + allowance(n, absacc[i]));
-                                nm.data[ic + i] = up(nm.data[ic + i] * f);
-                            }
-                        }
-                    }
-                    pc = npc;
-                    pr = npr;
-                    m = nm;
+                    (pc, pr, m) = maxpool_backward(*win, shape, b, &pc, &pr, &m);
                 }
             }
         }

@@ -11,6 +11,7 @@ mod arch;
 mod conv;
 mod error;
 mod ibp;
+mod ibp_pool;
 mod layer;
 mod load;
 mod opnorm;
