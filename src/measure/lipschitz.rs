@@ -167,19 +167,19 @@ pub struct JacobianNormBounds {
 // ---------------------------------------------------------------------------------------------
 
 #[inline]
-fn up(x: f64) -> f64 {
+pub(crate) fn up(x: f64) -> f64 {
     round_up(x)
 }
 
 #[inline]
-fn dn(x: f64) -> f64 {
+pub(crate) fn dn(x: f64) -> f64 {
     round_down(x)
 }
 
 /// An upper bound of `1/(1 − γ_k)`: the factor that turns a floating-point sum of k nonnegative
 /// products into an upper bound of the exact sum (THEORY T10 "Products"). One more γ step covers
 /// the evaluation of γ and of the division.
-fn inflate(k: usize) -> f64 {
+pub(crate) fn inflate(k: usize) -> f64 {
     let g = gamma(k + 1);
     if g >= 1.0 {
         f64::INFINITY
@@ -190,29 +190,29 @@ fn inflate(k: usize) -> f64 {
 
 /// An upper bound of `γ_k·s_true` from a computed nonnegative sum `s` of k terms: `γ_{k+1}·s`,
 /// rounded up (`γ_k/(1−γ_k) ≤ γ_{k+1}`).
-fn allowance(k: usize, s: f64) -> f64 {
+pub(crate) fn allowance(k: usize, s: f64) -> f64 {
     up(gamma(k + 1) * s)
 }
 
 /// NaN → the widest value (an interval end that overflowed is replaced by ±∞: still sound).
 #[inline]
-fn lo_or_neg_inf(x: f64) -> f64 {
+pub(crate) fn lo_or_neg_inf(x: f64) -> f64 {
     if x.is_nan() { f64::NEG_INFINITY } else { x }
 }
 
 #[inline]
-fn hi_or_inf(x: f64) -> f64 {
+pub(crate) fn hi_or_inf(x: f64) -> f64 {
     if x.is_nan() { f64::INFINITY } else { x }
 }
 
 /// NaN upper bounds become +∞ (vacuous but sound).
 #[inline]
-fn sane_upper(x: f64) -> f64 {
+pub(crate) fn sane_upper(x: f64) -> f64 {
     if x.is_nan() { f64::INFINITY } else { x }
 }
 
 /// Upper bound of the Euclidean norm of a vector (sum of n squares: γ_n).
-fn norm2_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
+pub(crate) fn norm2_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
     let mut s = 0.0;
     let mut n = 0usize;
     for x in v {
@@ -223,7 +223,7 @@ fn norm2_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
 }
 
 /// Upper bound of a sum of nonnegative numbers (γ_n).
-fn sum_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
+pub(crate) fn sum_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
     let mut s = 0.0;
     let mut n = 0usize;
     for x in v {
@@ -234,7 +234,7 @@ fn sum_upper<'a>(v: impl Iterator<Item = &'a f64>) -> f64 {
 }
 
 /// Upper bound of ‖A‖₂ via §3 item 6 (∞ for a non-finite matrix).
-fn spectral_upper(a: &DMatrix<f64>) -> Result<f64> {
+pub(crate) fn spectral_upper(a: &DMatrix<f64>) -> Result<f64> {
     if a.iter().any(|v| !v.is_finite()) {
         return Ok(f64::INFINITY);
     }
@@ -242,7 +242,7 @@ fn spectral_upper(a: &DMatrix<f64>) -> Result<f64> {
 }
 
 /// Cheap rigorous upper bound `min(‖A‖_F, √(‖A‖₁‖A‖_∞))`, rounded up.
-fn cheap_norm_upper(a: &DMatrix<f64>) -> f64 {
+pub(crate) fn cheap_norm_upper(a: &DMatrix<f64>) -> f64 {
     if a.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
     }
@@ -416,7 +416,7 @@ impl<'a> Prepared<'a> {
 /// `[σ(lo) rounded down, σ(hi) rounded up]` by the libm allowance: 0 for ReLU/identity (exact),
 /// 2u for leaky ReLU (one product), 3u for tanh (2u libm + evaluation), 8u for sigmoid and
 /// softplus (exp, one add, one division or log1p). Bounded σ are clamped to their range.
-fn sigma_bounds(act: Activation, lo: f64, hi: f64) -> (f64, f64) {
+pub(crate) fn sigma_bounds(act: Activation, lo: f64, hi: f64) -> (f64, f64) {
     let (vl, vh) = (act.value(lo), act.value(hi));
     let rel = match act {
         Activation::Relu | Activation::Identity => return (vl, vh),
@@ -455,7 +455,7 @@ fn sigmoid_prime(z: f64) -> f64 {
 
 /// The T10 derivative interval `[d_lo, d_hi] ∋ σ′(z)` for `z ∈ [lo, hi]`, with
 /// `d_hi := v(1 + 16u)`, `d_lo := v(1 − 16u)` for the smooth σ and the saturation rule.
-fn derivative_bounds(act: Activation, lo: f64, hi: f64) -> (f64, f64) {
+pub(crate) fn derivative_bounds(act: Activation, lo: f64, hi: f64) -> (f64, f64) {
     match act {
         Activation::Identity => (1.0, 1.0),
         Activation::Relu => {
@@ -537,10 +537,10 @@ fn derivative_boxes(act: Activation, pre: &[LayerBox]) -> Vec<LayerBox> {
 /// output side: `m` is the |W|-product (b), `(pc, pr)` the midpoint–radius enclosure (c). All
 /// three are R × d. Each row evolves independently, so the rows of a difference network can be
 /// stacked.
-struct Products {
-    m: DMatrix<f64>,
-    pc: DMatrix<f64>,
-    pr: DMatrix<f64>,
+pub(crate) struct Products {
+    pub(crate) m: DMatrix<f64>,
+    pub(crate) pc: DMatrix<f64>,
+    pub(crate) pr: DMatrix<f64>,
 }
 
 fn propagate_products(
@@ -619,7 +619,7 @@ fn hidden_factor(prep: &Prepared<'_>, deriv: &[LayerBox], spectral: bool) -> Res
 }
 
 /// The (b) and (c) bounds of the whole block of rows as one matrix Jacobian.
-fn matrix_bounds(p: &Products, norm: BallNorm) -> Result<(f64, f64)> {
+pub(crate) fn matrix_bounds(p: &Products, norm: BallNorm) -> Result<(f64, f64)> {
     match norm {
         BallNorm::L2 => {
             let b = spectral_upper(&p.m)?;
@@ -648,7 +648,7 @@ fn abs_plus(pc: &DMatrix<f64>, pr: &DMatrix<f64>) -> DMatrix<f64> {
 
 /// (b) and (c) of row `i` alone (a scalar-output network: the Jacobian is a row vector, whose
 /// spectral norm is its Euclidean norm and whose ∞→2 norm is its 1-norm).
-fn row_bounds(p: &Products, i: usize, norm: BallNorm) -> (f64, f64) {
+pub(crate) fn row_bounds(p: &Products, i: usize, norm: BallNorm) -> (f64, f64) {
     let (m, pc, pr) = (p.m.row(i), p.pc.row(i), p.pr.row(i));
     match norm {
         BallNorm::L2 => (
@@ -670,7 +670,7 @@ fn row_bounds(p: &Products, i: usize, norm: BallNorm) -> (f64, f64) {
 }
 
 /// min of the three with the winner (ties to the earlier letter).
-fn pick(a: f64, b: f64, c: f64) -> (f64, WhichBound) {
+pub(crate) fn pick(a: f64, b: f64, c: f64) -> (f64, WhichBound) {
     let mut best = (a, WhichBound::PerLayer);
     if b < best.0 {
         best = (b, WhichBound::AbsProduct);

@@ -12,8 +12,11 @@ mod conv;
 mod curvature;
 mod error;
 mod gram;
+mod ibp;
+mod ibp_pool;
 mod layer;
 mod load;
+mod opnorm;
 mod per_sample;
 mod pool;
 mod sequential;
@@ -29,8 +32,16 @@ pub use gram::{
     JacobianBlock, NetCurvatureStats, build_gram, jacobian_block, net_gram_memory_bytes,
     net_gram_rounding_length, per_sample_curvature, stacked_jacobian,
 };
+pub use ibp::{
+    NetIbp, net_jacobian_norm_bounds, net_local_lipschitz, net_output_enclosure,
+    net_pairwise_lipschitz,
+};
 pub use layer::{Act, Flatten, Layer, Linear, PowerSums};
 pub use load::{ArchSource, LoadedNet, in_file, load_net, load_net_bytes, net_to_safetensors};
+pub use opnorm::{
+    ConvNormBounds, NetOpNorms, TRIG_HYPOTHESIS, activation_slope, avgpool_opnorm_upper,
+    circular_grid, conv_opnorm_bounds, max_window_cover, maxpool_lipschitz, net_opnorms,
+};
 pub use per_sample::{NetPerSample, PerSampleOptions, loss_gradient_norms, per_sample_stats};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::{NetCache, Sequential};
