@@ -8,7 +8,11 @@ use super::evidence::Evidence;
 use super::pipeline::{Details, gauss_newton_line};
 use super::plan::{Hyper, Plan};
 use super::summary::summarize;
-use super::theorems::{Context, Network, evaluate};
+use super::theorems::{Context, Extras, Network, evaluate, lambda_rel};
+use super::collect::robust::{robustness_quantities, robustness_with, spectral_norm_small};
+use crate::data::Dataset;
+use crate::net::{NetIbp, Tensor};
+use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 use crate::measure::document::CurvatureSource;
 use crate::measure::layered::{
@@ -19,13 +23,14 @@ use crate::net::per_sample_curvature;
 use crate::problem::NetProblem;
 use flatcert_bounds::radial::RadialSample;
 
-/// Why T8–T10 are not computed for a layered network in this version.
-pub const ROBUST_REASON: &str = "T8–T10 for layered networks need interval bound propagation \
-     through convolutions and pooling (THEORY §7(d)), which this version does not run";
 
 /// Certify a layered problem at the plan's (η, B): measure, evaluate T1 … T10 and assemble the
 /// certificate (schema `flatcert.certificate/v1`, with `inputs.architecture`).
-pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details)> {
+pub fn run_detailed(
+    p: &NetProblem,
+    test: Option<&Dataset>,
+    plan: &Plan,
+) -> Result<(Certificate, Details)> {
     let n = p.n();
     let c = p.outputs();
     if !p.data.has_targets() {
@@ -62,7 +67,7 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
         n as f64 * p.net.num_params() as f64,
         plan.seed,
     )?;
-    let (path, _directional) = curvature_stage(
+    let (path, directional) = curvature_stage(
         &mut evidence,
         &mut notes,
         &op,
@@ -74,6 +79,39 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
         &batch,
     )?;
     drop(op);
+    // T8–T10 (with ε): interval bound propagation through conv and pooling (THEORY §7(d)).
+    let (robust, robust_reason) = match plan.epsilon {
+        None => (
+            None,
+            Some("needs --epsilon (T8–T10 are statements at a radius ε)".to_string()),
+        ),
+        Some(eps) => {
+            let ibp = NetIbp::new(&p.net)?;
+            let net = &p.net;
+            let point = |x: &[f64]| {
+                Tensor::new(1, net.input_shape(), x.to_vec())
+                    .ok_or_else(|| Error::Internal("a point of the wrong length".into()))
+            };
+            let forward = |x: &[f64]| -> Result<Vec<f64>> {
+                let t = point(x)?;
+                Ok(net
+                    .forward(&t)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+                    .data)
+            };
+            let jacobian = |x: &[f64]| -> Result<f64> {
+                let cache = net
+                    .forward_cache(&point(x)?)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                let rows = net.backward_outputs(&cache).swap_remove(0);
+                let j = DMatrix::from_row_slice(c, rows.row_len(), &rows.data);
+                Ok(spectral_norm_small(&j))
+            };
+            let r = robustness_with(&ibp, &forward, &jacobian, &p.data, test, plan, eps)?;
+            robustness_quantities(&mut evidence, &r, eps);
+            (Some(r), None)
+        }
+    };
     let c_usize = c;
     let samples: Vec<RadialSample> = (0..n)
         .map(|i| RadialSample {
@@ -105,11 +143,18 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
             CurvaturePath::Gram => None,
             CurvaturePath::Operator(r) => Some(r.clone()),
         },
-        robust_reason: Some(ROBUST_REASON.into()),
+        robust_reason: robust_reason.clone(),
         curvature: plan.curvature,
         kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
     };
-    let verdicts = evaluate(&ctx, &evidence, None).map_err(|(id, e)| {
+    let extras = Extras {
+        stats: None,
+        lambdas: &curv.lambda,
+        lambda_rel: lambda_rel(&curv.lambda, |i| curv.err(i)),
+        directional: &directional,
+        robust: robust.as_ref(),
+    };
+    let verdicts = evaluate(&ctx, &evidence, Some(&extras)).map_err(|(id, e)| {
         Error::Internal(format!(
             "{id}: the bounds crate rejected the measured numbers: {e}"
         ))
@@ -127,7 +172,7 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
             widths: inputs.widths,
             n,
             parameters: p.net.num_params(),
-            test_n: None,
+            test_n: test.map(Dataset::len),
             architecture: inputs.architecture,
         },
         hyper,
@@ -137,12 +182,25 @@ pub fn run_detailed(p: &NetProblem, plan: &Plan) -> Result<(Certificate, Details
         },
         verdicts,
         summary,
-        per_point: None,
+        per_point: robust
+            .as_ref()
+            .filter(|_| plan.per_point)
+            .map(|r| super::certificate::PerPoint::of(&r.certs)),
     };
+    let radii: Option<Vec<f64>> = robust.as_ref().and_then(|r| {
+        r.certs
+            .points
+            .iter()
+            .map(|q| q.certified_radius.as_ref().map(|c| c.value))
+            .collect()
+    });
     let details = Details {
         lambdas: curv.lambda.clone(),
-        radii: None,
-        radius_cap: None,
+        radius_cap: radii
+            .as_ref()
+            .and(plan.epsilon)
+            .map(|e| super::collect::RADIUS_SEARCH_FACTOR * e),
+        radii,
     };
     Ok((cert, details))
 }

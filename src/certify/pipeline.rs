@@ -122,7 +122,11 @@ pub fn run_detailed(
         kinks_strict: plan.kinks == super::plan::KinksMode::Strict,
     };
     let extras = Extras {
-        stats: &col.stats,
+        stats: Some(&col.stats),
+        lambdas: &col.stats.lambda,
+        lambda_rel: super::theorems::lambda_rel(&col.stats.lambda, |i| {
+            col.stats.param_sq_err(i)
+        }),
         directional: &col.directional,
         robust: col.robust.as_ref(),
     };

@@ -173,7 +173,7 @@ pub fn verify(text: &str, path: &Path) -> Result<Outcome> {
                 metadata: Default::default(),
                 embedded: prov.embedded,
             };
-            super::layered::run_detailed(&problem, &plan)?.0
+            super::layered::run_detailed(&problem, loaded.test.as_ref(), &plan)?.0
         }
     };
     let a = serde_json::to_value(&cert).map_err(|e| Error::Internal(format!("JSON: {e}")))?;

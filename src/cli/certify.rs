@@ -233,25 +233,29 @@ fn emit(
 
 /// `flatcert certify` on a layered (convolutional) network (issue 14, THEORY §7).
 fn run_layered(args: &CertifyArgs, p: &NetProblem, start: Instant, format: Format) -> Result<i32> {
-    if args.test_x.is_some() || args.epsilon.is_some() {
-        return Err(flatcert::Error::invalid_argument(
-            if args.test_x.is_some() {
-                "--test-x"
-            } else {
-                "--epsilon"
-            },
-            flatcert::certify::layered::ROBUST_REASON,
-        )
-        .into());
-    }
     let mut plan = plan_of(args, &p.metadata)?;
     plan.validate(p.n(), p.outputs())?;
+    if args.test_y.is_some() && args.test_x.is_none() {
+        return Err(flatcert::Error::invalid_argument("--test-y", "given without --test-x").into());
+    }
+    let test = args
+        .test_x
+        .as_deref()
+        .map(|tx| {
+            p.load_held_out(
+                tx,
+                args.test_y.as_deref(),
+                args.inputs.one_hot,
+                args.inputs.input_shape.is_some(),
+            )
+        })
+        .transpose()?;
     plan.provenance = Some(Provenance {
         model: p.model_file.clone(),
         x: p.x_file.clone(),
         y: p.y_file.clone(),
-        test_x: None,
-        test_y: None,
+        test_x: args.test_x.as_deref().map(file_record).transpose()?,
+        test_y: args.test_y.as_deref().map(file_record).transpose()?,
         x_scale: p.x_scale,
         one_hot: args.inputs.one_hot,
         activation_flag: None,
@@ -259,6 +263,6 @@ fn run_layered(args: &CertifyArgs, p: &NetProblem, start: Instant, format: Forma
         layers: None,
         embedded: p.embedded,
     });
-    let (cert, details) = flatcert::certify::layered::run_detailed(p, &plan)?;
+    let (cert, details) = flatcert::certify::layered::run_detailed(p, test.as_ref(), &plan)?;
     emit(args, &cert, &details, start, format)
 }

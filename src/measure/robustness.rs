@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use super::QuantityMap;
 use super::lipschitz::{
-    BallNorm, JacobianNormBounds, LIBM_HYPOTHESIS, LipschitzBound, LipschitzOptions, Prepared,
+    BallNorm, JacobianNormBounds, LIBM_HYPOTHESIS, LayerBox, LipschitzBound, LipschitzOptions,
+    PairwiseLipschitz, Prepared,
     evaluate, jacobian_bounds, output_box,
 };
 use crate::data::Dataset;
@@ -377,26 +378,126 @@ fn gaps(out: &super::lipschitz::LayerBox, y: usize) -> Vec<f64> {
         .collect()
 }
 
+/// What the per-point T9/T10 certification needs of a network (THEORY T9, T10, §7(d)): a dense
+/// MLP ([`Prepared`]) or a layered network ([`crate::net::NetIbp`]). Every number is rigorous
+/// (outward-rounded interval propagation).
+pub(crate) trait PointEngine: Sync {
+    /// Number of outputs C.
+    fn outputs(&self) -> usize;
+    /// The γ index of a margin read from the output box (the dense depth, or the layer count).
+    fn depth(&self) -> usize;
+    /// A rigorous box for f(x) (radius 0).
+    fn output_box(&self, x: &[f64]) -> Result<LayerBox>;
+    /// Rigorous bounds of ‖J_x(x)‖₂.
+    fn jacobian_bounds(&self, x: &[f64]) -> Result<JacobianNormBounds>;
+    /// T10 on the ball of radius r around x.
+    fn lipschitz(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        opts: LipschitzOptions,
+    ) -> Result<LipschitzBound>;
+    /// T10 and the pairwise bounds of the difference networks f_y − f_c.
+    fn pairwise(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        opts: LipschitzOptions,
+        label: usize,
+    ) -> Result<(LipschitzBound, PairwiseLipschitz)>;
+}
+
+impl PointEngine for Prepared<'_> {
+    fn outputs(&self) -> usize {
+        self.mlp.output_dim()
+    }
+    fn depth(&self) -> usize {
+        self.mlp.depth()
+    }
+    fn output_box(&self, x: &[f64]) -> Result<LayerBox> {
+        Ok(output_box(self, x, 0.0, BallNorm::L2))
+    }
+    fn jacobian_bounds(&self, x: &[f64]) -> Result<JacobianNormBounds> {
+        jacobian_bounds(self, x)
+    }
+    fn lipschitz(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        opts: LipschitzOptions,
+    ) -> Result<LipschitzBound> {
+        Ok(evaluate(self, x, r, norm, opts, None, false)?.bound)
+    }
+    fn pairwise(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        opts: LipschitzOptions,
+        label: usize,
+    ) -> Result<(LipschitzBound, PairwiseLipschitz)> {
+        let ev = evaluate(self, x, r, norm, opts, Some(label), false)?;
+        let pairs = ev
+            .pairs
+            .ok_or_else(|| Error::Internal("pairwise bounds missing".into()))?;
+        Ok((ev.bound, pairs))
+    }
+}
+
+impl PointEngine for crate::net::NetIbp<'_> {
+    fn outputs(&self) -> usize {
+        self.net().output_dim()
+    }
+    fn depth(&self) -> usize {
+        self.net().layers().len()
+    }
+    fn output_box(&self, x: &[f64]) -> Result<LayerBox> {
+        self.output_enclosure(x, 0.0, BallNorm::L2)
+    }
+    fn jacobian_bounds(&self, x: &[f64]) -> Result<JacobianNormBounds> {
+        self.jacobian_norm_bounds(x)
+    }
+    fn lipschitz(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        opts: LipschitzOptions,
+    ) -> Result<LipschitzBound> {
+        crate::net::NetIbp::lipschitz(self, x, r, norm, opts)
+    }
+    fn pairwise(
+        &self,
+        x: &[f64],
+        r: f64,
+        norm: BallNorm,
+        _opts: LipschitzOptions,
+        label: usize,
+    ) -> Result<(LipschitzBound, PairwiseLipschitz)> {
+        crate::net::NetIbp::pairwise(self, x, r, norm, label)
+    }
+}
+
 /// Regression check at r: `(up(r·L(r)) ≤ τ, τ/L(r))`.
-fn regression_check(
-    prep: &Prepared<'_>,
+fn regression_check<E: PointEngine + ?Sized>(
+    prep: &E,
     x: &[f64],
     r: f64,
     tau: f64,
     norm: BallNorm,
     opts: LipschitzOptions,
 ) -> Result<(bool, f64)> {
-    let l = evaluate(prep, x, r, norm, opts, None, false)?
-        .bound
-        .lip
-        .value;
+    let l = prep.lipschitz(x, r, norm, opts)?.lip.value;
     Ok((round_up(r * l) <= tau, round_down(tau / l)))
 }
 
 /// Classification check at r: for all c ≠ y, `gap_c > up(r·L^{(y,c)}(r))`; candidate
 /// `min_c gap_c / L^{(y,c)}(r)`.
-fn classification_check(
-    prep: &Prepared<'_>,
+fn classification_check<E: PointEngine + ?Sized>(
+    prep: &E,
     x: &[f64],
     r: f64,
     y: usize,
@@ -404,10 +505,7 @@ fn classification_check(
     norm: BallNorm,
     opts: LipschitzOptions,
 ) -> Result<(bool, f64, LipschitzBound, Vec<Quantity>)> {
-    let ev = evaluate(prep, x, r, norm, opts, Some(y), false)?;
-    let pairs = ev
-        .pairs
-        .ok_or_else(|| Error::Internal("pairwise bounds missing".into()))?;
+    let (bound, pairs) = prep.pairwise(x, r, norm, opts, y)?;
     let mut ok = true;
     let mut cand = f64::INFINITY;
     for (c, q) in pairs.effective.iter().enumerate() {
@@ -417,11 +515,10 @@ fn classification_check(
         ok &= gap[c] > round_up(r * q.value);
         cand = cand.min(round_down(gap[c] / q.value));
     }
-    Ok((ok, cand, ev.bound, pairs.effective))
+    Ok((ok, cand, bound, pairs.effective))
 }
 
-fn validate_targets(mlp: &Mlp, y: Option<&[f64]>, task: &Task) -> Result<()> {
-    let c_out = mlp.output_dim();
+fn validate_targets(c_out: usize, y: Option<&[f64]>, task: &Task) -> Result<()> {
     match (y, task) {
         (None, Task::Classification) => Err(Error::invalid_argument(
             "y",
@@ -442,8 +539,8 @@ fn validate_targets(mlp: &Mlp, y: Option<&[f64]>, task: &Task) -> Result<()> {
     }
 }
 
-fn certify_one(
-    prep: &Prepared<'_>,
+fn certify_one<E: PointEngine + ?Sized>(
+    prep: &E,
     index: usize,
     x: &[f64],
     y: Option<&[f64]>,
@@ -453,7 +550,7 @@ fn certify_one(
         keep_intervals: false,
         ..cfg.lipschitz
     };
-    let out = output_box(prep, x, 0.0, BallNorm::L2);
+    let out = prep.output_box(x)?;
     let mid: Vec<f64> = out
         .lo
         .iter()
@@ -476,19 +573,19 @@ fn certify_one(
         let v = round_up(s.sqrt());
         Quantity::upper(v, gamma(e.len() + 2) * v).with_method("output-enclosure")
     });
-    let jacobian_norm = jacobian_bounds(prep, x)?;
+    let jacobian_norm = prep.jacobian_bounds(x)?;
     let eps = cfg.eps;
     let (lipschitz, label, margin, pair_bounds, certified_at_eps, radius) = match cfg.task {
         Task::Regression { tau } => {
-            let ev = evaluate(prep, x, eps, cfg.norm, opts, None, false)?;
-            let ok = round_up(eps * ev.bound.lip.value) <= tau;
+            let bound = prep.lipschitz(x, eps, cfg.norm, opts)?;
+            let ok = round_up(eps * bound.lip.value) <= tau;
             let radius = match cfg.radius {
                 Some(s) => Some(search_radius(s, |r| {
                     regression_check(prep, x, r, tau, cfg.norm, opts)
                 })?),
                 None => None,
             };
-            (ev.bound, None, None, None, ok, radius)
+            (bound, None, None, None, ok, radius)
         }
         Task::Classification => {
             let yr = y.ok_or_else(|| Error::Internal("targets checked above".into()))?;
@@ -505,7 +602,7 @@ fn certify_one(
                 })?),
                 None => None,
             };
-            let margin = Quantity::lower(m, gamma(prep.mlp.depth() + 2) * m.abs())
+            let margin = Quantity::lower(m, gamma(prep.depth() + 2) * m.abs())
                 .with_method("output-enclosure");
             (
                 bound,
@@ -574,10 +671,25 @@ pub fn certify_points(
             ),
         ));
     }
-    validate_targets(mlp, ds.y_row(0), &cfg.task)?;
+    certify_points_with(&prep, ds, cfg)
+}
+
+/// [`certify_points`] with any [`PointEngine`] (a dense MLP or a layered network); the data's
+/// dimension is the caller's to check.
+pub(crate) fn certify_points_with<E: PointEngine>(
+    engine: &E,
+    ds: &Dataset,
+    cfg: &RobustnessConfig,
+) -> Result<PointCertificates> {
+    check_eps("eps", cfg.eps, false)?;
+    check_task(&cfg.task)?;
+    if let Some(s) = &cfg.radius {
+        check_search(s)?;
+    }
+    validate_targets(engine.outputs(), ds.y_row(0), &cfg.task)?;
     let points = (0..ds.len())
         .into_par_iter()
-        .map(|i| certify_one(&prep, i, ds.x_row(i), ds.y_row(i), cfg))
+        .map(|i| certify_one(engine, i, ds.x_row(i), ds.y_row(i), cfg))
         .collect::<Result<Vec<_>>>()?;
     Ok(PointCertificates {
         eps: cfg.eps,
@@ -600,7 +712,7 @@ pub fn certify_point(
     if let Some(s) = &cfg.radius {
         check_search(s)?;
     }
-    validate_targets(mlp, y, &cfg.task)?;
+    validate_targets(mlp.output_dim(), y, &cfg.task)?;
     certify_one(&prep, 0, x0, y, cfg)
 }
 

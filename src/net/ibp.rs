@@ -575,6 +575,11 @@ impl<'a> NetIbp<'a> {
         t
     }
 
+    /// The network.
+    pub fn net(&self) -> &'a Sequential {
+        self.net
+    }
+
     /// T10 for the network on `B(x_0, ε)` (ε > 0): see [`net_local_lipschitz`].
     pub fn lipschitz(
         &self,

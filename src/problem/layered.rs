@@ -222,6 +222,30 @@ impl NetProblem {
         self.data.len()
     }
 
+    /// Held-out data (T8's coverage) read with the training data's options: the network's
+    /// per-sample shape (flat rows only when `flat_declared`, i.e. `--input-shape`), its C
+    /// outputs, the same input scaling; integer labels one-hot with `one_hot` classes.
+    pub fn load_held_out(
+        &self,
+        x: &std::path::Path,
+        y: Option<&std::path::Path>,
+        one_hot: Option<usize>,
+        flat_declared: bool,
+    ) -> Result<Dataset> {
+        let opts = DataOptions {
+            one_hot: if y.is_some() { one_hot } else { None },
+            x_scale: (self.x_scale != 1.0).then_some(self.x_scale),
+            expected_dim: Some(self.net.input_shape().len()),
+            sample_shape: Some(SampleShape {
+                dims: self.net.input_shape().dims(),
+                flat_declared,
+            }),
+        };
+        let data = crate::io::load_dataset(x, y, &opts)?;
+        check_targets(&self.net, &data)?;
+        Ok(data)
+    }
+
     /// Number of outputs C.
     pub fn outputs(&self) -> usize {
         self.net.output_dim()

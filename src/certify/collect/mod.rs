@@ -31,7 +31,7 @@ use crate::model::Mlp;
 use crate::quantity::{Quantity, gamma, round_up};
 use robust::{robustness, robustness_quantities};
 
-mod robust;
+pub(crate) mod robust;
 
 pub use robust::targets_are_one_hot;
 

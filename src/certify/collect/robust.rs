@@ -13,8 +13,10 @@ use crate::certify::plan::Plan;
 use crate::certify::theorems::Robust;
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::measure::lipschitz::{BallNorm, output_enclosure};
-use crate::measure::robustness::{RadiusSearch, RobustnessConfig, Task, certify_points, coverage};
+use crate::measure::lipschitz::{BallNorm, Prepared};
+use crate::measure::robustness::{
+    PointEngine, RadiusSearch, RobustnessConfig, Task, certify_points_with, coverage,
+};
 use crate::model::Mlp;
 use crate::quantity::{Quantity, round_down};
 
@@ -33,7 +35,7 @@ pub fn targets_are_one_hot(data: &Dataset) -> bool {
 }
 
 /// ‖A‖₂ of a small matrix (C × d): √λ_max(AAᵀ) or √λ_max(AᵀA), whichever is smaller.
-fn spectral_norm_small(a: &DMatrix<f64>) -> f64 {
+pub(crate) fn spectral_norm_small(a: &DMatrix<f64>) -> f64 {
     let g = if a.nrows() <= a.ncols() {
         a * a.transpose()
     } else {
@@ -65,11 +67,37 @@ fn forward_point(mlp: &Mlp, x: &[f64]) -> Vec<f64> {
     mlp.forward(xv.as_view()).as_slice().to_vec()
 }
 
-/// T8–T10 evidence at radius ε: T10 at every training point, the T9 per-point data (rigorous
-/// output enclosures for the gaps), T10 confronted with samples at the point with the largest
-/// L_i(ε), and the held-out coverage.
+/// T8–T10 evidence at radius ε for a dense MLP ([`robustness_with`]).
 pub(super) fn robustness(
     mlp: &Mlp,
+    data: &Dataset,
+    test: Option<&Dataset>,
+    plan: &Plan,
+    eps: f64,
+) -> Result<Robust> {
+    let prep = Prepared::new(mlp)?;
+    robustness_with(
+        &prep,
+        &|x| Ok(forward_point(mlp, x)),
+        &|x| Ok(spectral_norm_small(&mlp.input_jacobian_forward(x))),
+        data,
+        test,
+        plan,
+        eps,
+    )
+}
+
+/// f(x) at one point.
+pub(crate) type PointFn<'a, T> = &'a (dyn Fn(&[f64]) -> Result<T> + Sync);
+
+/// T8–T10 evidence at radius ε for any network (THEORY T8–T10, §7(d)): T10 at every training
+/// point, the T9 per-point data (rigorous output enclosures for the gaps), T10 confronted with
+/// samples (‖J_x‖₂ by `jacobian_norm`, slopes from `forward`) at the point with the largest
+/// L_i(ε), and the held-out coverage.
+pub(crate) fn robustness_with<E: PointEngine>(
+    engine: &E,
+    forward: PointFn<'_, Vec<f64>>,
+    jacobian_norm: PointFn<'_, f64>,
     data: &Dataset,
     test: Option<&Dataset>,
     plan: &Plan,
@@ -92,11 +120,11 @@ pub(super) fn robustness(
             steps: plan.radius_steps,
         });
     }
-    let certs = certify_points(mlp, data, &cfg)?;
+    let certs = certify_points_with(engine, data, &cfg)?;
     let mut gaps = Vec::new();
     if classification {
         for (i, p) in certs.points.iter().enumerate() {
-            let out = output_enclosure(mlp, data.x_row(i), 0.0, BallNorm::L2)?;
+            let out = engine.output_box(data.x_row(i))?;
             let y = p.label.unwrap_or(0);
             gaps.push(
                 (0..out.lo.len())
@@ -119,9 +147,9 @@ pub(super) fn robustness(
     }
     let t10_jacobians: Vec<f64> = pts
         .iter()
-        .map(|x| spectral_norm_small(&mlp.input_jacobian_forward(x)))
-        .collect();
-    let outs: Vec<Vec<f64>> = pts.iter().map(|x| forward_point(mlp, x)).collect();
+        .map(|x| jacobian_norm(x))
+        .collect::<Result<_>>()?;
+    let outs: Vec<Vec<f64>> = pts.iter().map(|x| forward(x)).collect::<Result<_>>()?;
     let mut t10_slopes = Vec::new();
     for j in 1..pts.len() {
         let (a, b) = (j - 1, j);
@@ -175,7 +203,7 @@ pub(super) fn robustness(
 }
 
 /// Summary quantities of the robustness stage (the full per-point data is in T8–T10).
-pub(super) fn robustness_quantities(q: &mut Evidence, r: &Robust, eps: f64) {
+pub(crate) fn robustness_quantities(q: &mut Evidence, r: &Robust, eps: f64) {
     let s = r.certs.summary();
     q.robustness.lipschitz_max = Some(
         s.lipschitz_max

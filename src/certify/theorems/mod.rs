@@ -192,12 +192,29 @@ pub struct Robust {
 /// What only the pipeline has (per-sample vectors, directional tests, robustness).
 #[derive(Debug, Clone, Copy)]
 pub struct Extras<'a> {
-    /// Per-sample statistics.
-    pub stats: &'a PerSampleStats,
+    /// The dense engine's per-sample statistics (T2); `None` for a layered network.
+    pub stats: Option<&'a PerSampleStats>,
+    /// λ_i = λ_max(J_iᵀJ_i) of every training sample (T6(e)).
+    pub lambdas: &'a [f64],
+    /// The relative error of max_i λ_i that T6 puts on it (the engine's per-sample bound).
+    pub lambda_rel: f64,
     /// T6(d) directional test values per even k (empty without the Gram path).
     pub directional: &'a [(u32, Vec<DirectionalResult>)],
     /// T8–T10 evidence, if ε was given.
     pub robust: Option<&'a Robust>,
+}
+
+/// The relative error T6 puts on max_i λ_i: the largest per-sample error bound `err(i)` of the
+/// engine (the dense |W| backward bound, `PerSampleStats::param_sq_err`, with Weyl; or a
+/// layered network's a-priori estimate) relative to that max, rounded up.
+pub fn lambda_rel(lambdas: &[f64], err: impl Fn(usize) -> f64) -> f64 {
+    let lm = lambdas.iter().copied().fold(0.0, f64::max);
+    let e = (0..lambdas.len()).fold(0.0f64, |m, i| m.max(err(i)));
+    if lm > 0.0 {
+        crate::quantity::round_up(e / lm * (1.0 + f64::EPSILON))
+    } else {
+        0.0 // no sample (λ_i ≥ ‖h_{L−1}‖² + 1 > 0 otherwise)
+    }
 }
 
 /// Why a theorem could not be built.

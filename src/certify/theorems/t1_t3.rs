@@ -63,13 +63,12 @@ pub(super) fn build_t1(ctx: &Context, ev: &Evidence) -> R<Verdict> {
 
 /// T2 on the per-sample norms (certify only): the tightest sample against ‖W‖₂ (upper).
 pub(super) fn build_t2(ev: &Evidence, extras: Option<&Extras<'_>>) -> R<Verdict> {
-    let Some(e) = extras else {
+    let Some(st) = extras.and_then(|e| e.stats) else {
         return missing(
             "missing per-sample norms ‖J_x(x_i)‖_F, ‖J_W(x_i)‖_F, ‖x_i‖ (a measurements document \
              holds only their maxima; run flatcert certify)",
         );
     };
-    let st = e.stats;
     let samples = (0..st.len())
         .map(|i| t2::T2Sample {
             jx_fro: st.input_sq[i].sqrt(),

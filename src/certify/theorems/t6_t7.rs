@@ -28,19 +28,9 @@ pub(super) fn build_t6(
     let lmax = req(&ev.per_sample.lambda_max, names::PER_SAMPLE_LAMBDA_MAX)?;
     let n = ctx.batch.n;
     let (lambdas, rel) = match extras {
-        // t6 puts the tol rel·max_i λ_i on max_i λ_i: the per-sample |W| backward bound
-        // (PerSampleStats::param_sq_err, Weyl) relative to that max, not the a-priori 2γ_K.
-        Some(e) => {
-            let st = &e.stats;
-            let lm = st.lambda.iter().copied().fold(0.0, f64::max);
-            let err = (0..st.len()).fold(0.0f64, |m, i| m.max(st.param_sq_err(i)));
-            let rel = if lm > 0.0 {
-                crate::quantity::round_up(err / lm * (1.0 + f64::EPSILON))
-            } else {
-                0.0 // no sample (λ_i ≥ ‖h_{L−1}‖² + 1 > 0 otherwise)
-            };
-            (st.lambda.clone(), rel)
-        }
+        // t6 puts the tol rel·max_i λ_i on max_i λ_i: the engine's per-sample bound relative
+        // to that max ([`super::lambda_rel`]).
+        Some(e) => (e.lambdas.to_vec(), e.lambda_rel),
         None => (
             vec![lmax.value; n],
             if lmax.value > 0.0 {

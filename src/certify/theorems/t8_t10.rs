@@ -81,14 +81,21 @@ pub(super) fn build_t8(
             certified: flags.as_ref().map(|f| f[i]),
         });
     }
-    let theory = T8Theory {
-        w_spectral: upper(
-            &ev.first_layer.spectral_norm,
-            names::FIRST_LAYER_SPECTRAL_NORM,
-        )?,
-        beta_k: t6::beta_k(ctx.eta, &ctx.batch, k)?,
-        min_x_norm: val(&ev.input.norm_min, names::INPUT_NORM_MIN)?,
-        k_stability: k_stability(k, stability),
+    let layered = matches!(ctx.network, super::Network::Layered { .. });
+    // The theory route (d) bounds G_{2k} by T7(b), ‖W‖₂ and the full input gradient: dense
+    // first layers only (THEORY §7(a)); (a)–(c) and (e) hold for any network.
+    let theory = if layered {
+        None
+    } else {
+        Some(T8Theory {
+            w_spectral: upper(
+                &ev.first_layer.spectral_norm,
+                names::FIRST_LAYER_SPECTRAL_NORM,
+            )?,
+            beta_k: t6::beta_k(ctx.eta, &ctx.batch, k)?,
+            min_x_norm: val(&ev.input.norm_min, names::INPUT_NORM_MIN)?,
+            k_stability: k_stability(k, stability),
+        })
     };
     let input = T8Input {
         epsilon: eps,
@@ -96,12 +103,20 @@ pub(super) fn build_t8(
         points,
         weights: None,
         k: Some(k),
-        theory: Some(theory),
+        theory,
         coverage: r.coverage,
         failure: None,
         mean_x_norm: num(&ev.input.norm_mean),
     };
     let mut v = t8::check(&input)?;
+    if layered {
+        v.notes.push(
+            "The theory route (d) is not computed for a layered network: it bounds the input \
+             gradient by ‖W‖₂ and T7(b), which need a dense first layer (THEORY §7(a)); the \
+             certified bounds (a)–(c) and (e) use only T10 and hold for any network."
+                .into(),
+        );
+    }
     v.notes.push(format!(
         "The moment form (c) and the theory route (d) use k = {k}; ε_y = {}.",
         ctx.epsilon_y
