@@ -8,6 +8,7 @@
 //! else the operator path (Lanczos on Gauss–Newton products; `gauss_newton_lambda_max` is then an
 //! estimate whose tol is its error estimate, and `_lower` the rigorous side).
 
+use super::names;
 use crate::error::Result;
 use crate::problem::Problem;
 
@@ -206,7 +207,7 @@ pub fn curvature_quantities(
         let (rho, lower) = (est.lanczos.rayleigh, est.bound.value);
         if rho > 0.0 {
             map.insert(
-                "gd_critical_lr".into(),
+                names::GD_CRITICAL_LR.into(),
                 Quantity::estimate(2.0 / rho, 2.0 * est.estimate.tol / (rho * rho))
                     .with_method("lanczos-T4")
                     .with_note("2/λ_max(G) from the Lanczos estimate (operator path)"),
@@ -214,7 +215,7 @@ pub fn curvature_quantities(
         }
         if lower > 0.0 {
             map.insert(
-                "gd_critical_lr_upper".into(),
+                names::GD_CRITICAL_LR_UPPER.into(),
                 Quantity::upper(round_up(2.0 / lower), 0.0)
                     .with_method("lanczos-T4")
                     .with_note("2/lower(λ_max(G)): rigorous upper bound of η_GD*"),
@@ -228,10 +229,10 @@ pub fn curvature_quantities(
                      with the same confidence (THEORY §3 item 8)",
                 );
             q.confidence = spec.upper.confidence;
-            map.insert("gd_critical_lr_lower".into(), q);
+            map.insert(names::GD_CRITICAL_LR_LOWER.into(), q);
         }
         map.insert(
-            "gauss_newton_lanczos_products".into(),
+            names::GAUSS_NEWTON_LANCZOS_PRODUCTS.into(),
             Quantity::exact(est.lanczos.products as f64, 0.0).with_note(format!(
                 "operator products of the randomized λ_max(G) bound (budget --max-products {}, \
                  seed {}, δ = {:e})",
@@ -277,20 +278,20 @@ pub fn curvature_quantities(
         ));
         hessian_extreme(&op, Target::Largest, &lanczos_opts)?.insert_into(
             &mut map,
-            "hessian_lambda_max",
+            names::HESSIAN_LAMBDA_MAX,
             "lower",
         );
         hessian_extreme(&op, Target::Smallest, &lanczos_opts)?.insert_into(
             &mut map,
-            "hessian_lambda_min",
+            names::HESSIAN_LAMBDA_MIN,
             "upper",
         );
         map.extend(hessian_trace(&op, HUTCHINSON_PROBES, 0)?);
         map.insert(
-            "hessian_gn_difference_norm".into(),
+            names::HESSIAN_GN_DIFFERENCE_NORM.into(),
             hessian_gn_difference_norm(&op, &lanczos_opts)?,
         );
-        if let Some(q) = map.get("hessian_lambda_min_upper")
+        if let Some(q) = map.get(names::HESSIAN_LAMBDA_MIN_UPPER)
             && q.value < 0.0
         {
             notes.push(format!(
@@ -332,7 +333,7 @@ pub fn measure_document(loaded: &Problem, args: &MeasurePlan) -> Result<Measurem
     let mut notes = Vec::new();
     if args.curvature {
         let residual_nonzero = quantities
-            .get("max_abs_residual")
+            .get(names::MAX_ABS_RESIDUAL)
             .is_some_and(|q| q.value > 0.0);
         let curvature = curvature_quantities(
             mlp,

@@ -21,6 +21,7 @@
 //! by the time the top pair meets a 1e-6..1e-8 tolerance. The tests compare the estimate with the
 //! true error on dense problems (clustered, graded and random spectra) and never see it below.
 
+use super::names;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -583,9 +584,12 @@ impl RandomizedSpectrum {
     /// with too few products for the dimension both bounds of §3 item 8 can be vacuous).
     pub fn insert_into(&self, map: &mut QuantityMap) {
         self.spectral
-            .insert_into(map, "gauss_newton_lambda_max", "lower");
+            .insert_into(map, names::GAUSS_NEWTON_LAMBDA_MAX, "lower");
         if self.upper.value.is_finite() {
-            map.insert("gauss_newton_lambda_max_upper".into(), self.upper.clone());
+            map.insert(
+                names::GAUSS_NEWTON_LAMBDA_MAX_UPPER.into(),
+                self.upper.clone(),
+            );
         }
     }
 }
@@ -717,13 +721,13 @@ pub fn hessian_trace(op: &CurvatureOperator<'_>, probes: usize, seed: u64) -> Re
     if op.mlp().activation().is_piecewise_linear() {
         op.require_targets()?;
         map.insert(
-            "hessian_gn_trace_difference".into(),
+            names::HESSIAN_GN_TRACE_DIFFERENCE.into(),
             Quantity::exact(0.0, 0.0)
                 .with_method("theory-T3")
                 .with_note("exactly 0 for piecewise-linear activations (THEORY T3)"),
         );
         map.insert(
-            "hessian_trace".into(),
+            names::HESSIAN_TRACE.into(),
             Quantity::exact(tr_g.value, tr_g.tol)
                 .with_method("gauss-newton-trace")
                 .with_note("tr H = tr G for piecewise-linear activations (THEORY T3)"),
@@ -741,13 +745,13 @@ pub fn hessian_trace(op: &CurvatureOperator<'_>, probes: usize, seed: u64) -> Re
         est.probes, est.seed
     );
     map.insert(
-        "hessian_gn_trace_difference".into(),
+        names::HESSIAN_GN_TRACE_DIFFERENCE.into(),
         Quantity::estimate(est.mean.abs(), est.std_err)
             .with_method("hutchinson-(H-G)")
             .with_note(note.clone()),
     );
     map.insert(
-        "hessian_trace".into(),
+        names::HESSIAN_TRACE.into(),
         Quantity::estimate(tr_g.value + est.mean, est.std_err + tr_g.tol)
             .with_method("trace-G-plus-hutchinson-(H-G)")
             .with_note(note),

@@ -14,6 +14,7 @@ pub mod hvp;
 pub mod kmoment;
 pub mod lanczos;
 pub mod lipschitz;
+pub mod names;
 pub mod per_sample;
 pub mod robustness;
 pub mod stability;

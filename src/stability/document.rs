@@ -2,6 +2,7 @@
 //! eigendecomposition of K for every batch size, the verdicts at η, the refinement of
 //! inconclusive verdicts, the k-moment rates and the notes a reader must see.
 
+use crate::measure::names;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -489,7 +490,7 @@ pub fn stability_document(
         let mut k_moments = serde_json::Map::new();
         for &k in &ks {
             k_moments.insert(
-                format!("k_moment_critical_lr_k{k}"),
+                names::per_k(names::K_MOMENT_CRITICAL_LR_K, k),
                 k_moment_entry(&model, crit, k, sampling),
             );
         }
@@ -640,7 +641,7 @@ pub fn stability_document(
                 eta_upper: row.mean_square_critical_lr.upper,
                 eta_k: ks.first().and_then(|k| {
                     row.k_moments
-                        .get(&format!("k_moment_critical_lr_k{k}"))
+                        .get(&names::per_k(names::K_MOMENT_CRITICAL_LR_K, k))
                         .and_then(|v| v.get("value"))
                         .and_then(Value::as_f64)
                 }),

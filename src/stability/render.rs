@@ -1,6 +1,7 @@
 //! Rendering of the stability document: the human-readable table, the JSON text (every float
 //! checked finite) and the list of rows not certified stable at η.
 
+use crate::measure::names;
 use serde_json::Value;
 
 use super::{Bracket, StabilityDoc};
@@ -80,8 +81,8 @@ pub fn render_table(doc: &StabilityDoc) -> String {
         "B", "p", "η_GD* = 2/λ_max(G) bracket", "η*(B) certified bracket"
     );
     for k in &ks {
-        let short = k.trim_start_matches("k_moment_critical_lr_");
-        header.push_str(&format!("  {:<14}", format!("η*_{} (T6)", &short[1..])));
+        let short = k.trim_start_matches(names::K_MOMENT_CRITICAL_LR_K);
+        header.push_str(&format!("  {:<14}", format!("η*_{short} (T6)")));
     }
     if doc.eta.is_some() {
         header.push_str("  verdict at η (certified margin)");

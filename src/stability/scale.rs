@@ -4,6 +4,7 @@
 //! ([`crate::certify::scale`]) with the rules of the bounds crate. This file only maps them
 //! onto the stability document.
 
+use crate::measure::names;
 use std::time::Instant;
 
 use crate::certify::scale::{scale_evidence, scale_row};
@@ -104,9 +105,9 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
     pb.finish_and_clear();
     let sharp = ev
         .quantities
-        .get("gauss_newton_lambda_max_lower")
+        .get(names::GAUSS_NEWTON_LAMBDA_MAX_LOWER)
         .map(|q| q.value);
-    let sharp_up = ev.quantities.get("gauss_newton_lambda_max_upper");
+    let sharp_up = ev.quantities.get(names::GAUSS_NEWTON_LAMBDA_MAX_UPPER);
     let lambda = Bracket {
         lower: sharp,
         upper: sharp_up.map(|q| q.value),

@@ -511,7 +511,7 @@ fn smooth_hessian(q: &mut Evidence, op: &CurvatureOperator<'_>, seed: u64) -> Re
     };
     let est = hessian_extreme(op, Target::Smallest, &lopts)?;
     let mut m = QuantityMap::new();
-    est.insert_into(&mut m, "hessian_lambda_min", "upper");
+    est.insert_into(&mut m, names::HESSIAN_LAMBDA_MIN, "upper");
     q.absorb(m);
     q.absorb(hessian_trace(op, 16, seed)?);
     Ok(())
