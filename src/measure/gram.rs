@@ -15,12 +15,12 @@
 //! - λ_max upper = sign-safe Weyl bound of the computed K̂ (item 3) `+ ‖E_K‖_F`;
 //! - λ_max lower = Rayleigh quotient of the top eigenvector minus its rounding (item 4) `− ‖E_K‖_F`.
 
-use super::names;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use super::QuantityMap;
 use super::hvp::mm;
+use super::names;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::linalg::{eigen_bounds, sym_eigen};

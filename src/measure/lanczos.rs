@@ -21,13 +21,13 @@
 //! by the time the top pair meets a 1e-6..1e-8 tolerance. The tests compare the estimate with the
 //! true error on dense problems (clustered, graded and random spectra) and never see it below.
 
-use super::names;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use super::QuantityMap;
 use super::hvp::{CurvatureOperator, dot, norm_sq};
+use super::names;
 use crate::error::{Error, Result};
 use crate::linalg::sym_eigen;
 use crate::quantity::{Quantity, gamma, round_down, round_up};

@@ -23,7 +23,6 @@
 //! generalization bounds ([`generalization_bound`]) and held-out coverage ([`coverage`]) for the
 //! hypothesis (D_ε) that no training-set computation can verify.
 
-use super::names;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,6 +32,7 @@ use super::lipschitz::{
     BallNorm, JacobianNormBounds, LIBM_HYPOTHESIS, LipschitzBound, LipschitzOptions, Prepared,
     evaluate, jacobian_bounds, output_box,
 };
+use super::names;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::Mlp;

@@ -21,12 +21,12 @@
 //! Sampling model (S) without replacement, `p = (n−B)/(B(n−1))` (`p := 0` at n = 1), or (S′) with
 //! replacement, `p = 1/B` (THEORY.md §0).
 
-use super::names;
 use nalgebra::DMatrix;
 
 use super::QuantityMap;
 use super::gram::GramSpectrum;
 use super::hvp::mm;
+use super::names;
 use crate::error::{Error, Result};
 use crate::linalg::{SymEigen, eigen_bounds, sym_eigen};
 use crate::quantity::{Quantity, UNIT_ROUNDOFF, gamma, round_down, round_up};

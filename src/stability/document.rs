@@ -2,7 +2,6 @@
 //! eigendecomposition of K for every batch size, the verdicts at η, the refinement of
 //! inconclusive verdicts, the k-moment rates and the notes a reader must see.
 
-use crate::measure::names;
 use std::time::Instant;
 
 use serde_json::Value;
@@ -19,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::measure::gram::{GramOptions, gauss_newton_gram};
 use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
 use crate::measure::kmoment::k_moment_critical_lr;
+use crate::measure::names;
 use crate::measure::stability::{
     BracketOptions, CriticalLr, ReducedModel, Sampling, Verdict, critical_lr_sweep, noise_p,
 };

@@ -1,12 +1,12 @@
 //! Rendering of the stability document: the human-readable table, the JSON text (every float
 //! checked finite) and the list of rows not certified stable at η.
 
-use crate::measure::names;
 use serde_json::Value;
 
 use super::{Bracket, StabilityDoc};
 use crate::certify::summary::status_label;
 use crate::error::{Error, Result};
+use crate::measure::names;
 use crate::measure::stability::Verdict;
 
 /// `x` as a signed percentage.

@@ -4,13 +4,13 @@
 //! ([`crate::certify::scale`]) with the rules of the bounds crate. This file only maps them
 //! onto the stability document.
 
-use crate::measure::names;
 use std::time::Instant;
 
 use crate::certify::scale::{scale_evidence, scale_row};
 use crate::certify::summary::status_label;
 use crate::error::Result;
 use crate::measure::lanczos::UpperBoundOptions;
+use crate::measure::names;
 use crate::measure::stability::{Sampling, Verdict};
 use crate::problem::Problem as Loaded;
 use crate::progress;
