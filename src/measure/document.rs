@@ -76,7 +76,7 @@ impl Default for MeasurePlan {
 impl MeasurePlan {
     /// Checks that need no data: k in 1..=64, δ and the product cap, a positive block.
     pub fn validate(&self) -> Result<()> {
-        validate_ks(&self.k)?;
+        crate::plan::check_k(flatcert_bounds::moments::KDomain::Measure, &self.k)?;
         // Bad delta / max_products are usage errors (exit 2) before any work.
         UpperBoundOptions {
             delta: self.delta,
@@ -99,34 +99,8 @@ impl MeasurePlan {
 
     /// The memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
-        self.memory_limit
-            .unwrap_or_else(crate::memory::default_memory_limit)
+        crate::plan::memory_limit_bytes(self.memory_limit)
     }
-}
-
-/// Validate `--k`: every order ≥ 1 and ≤ 64 (moments of order 2k are evaluated in scaled form,
-/// but orders beyond 64 carry no information a user can act on).
-pub fn validate_ks(ks: &[u32]) -> Result<()> {
-    if ks.is_empty() {
-        return Err(crate::Error::invalid_argument(
-            "k",
-            "give at least one order k ≥ 1",
-        ));
-    }
-    for &k in ks {
-        let domain = flatcert_bounds::moments::KDomain::Measure;
-        if !domain.contains(k) {
-            return Err(crate::Error::invalid_argument(
-                "k",
-                format!(
-                    "each k must lie in {}..={}, got {k}",
-                    domain.min(),
-                    domain.max()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Number of top eigenvalues of G reported on the Gram path.
