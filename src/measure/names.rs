@@ -83,6 +83,12 @@ pub const HESSIAN_GN_TRACE_DIFFERENCE: &str = "hessian_gn_trace_difference";
 /// ‖H − G‖₂.
 pub const HESSIAN_GN_DIFFERENCE_NORM: &str = "hessian_gn_difference_norm";
 
+// --- Layered networks: the radial quantities (THEORY §7(b): radial T2, T3, T7) ---------------
+/// (1/n) Σ_i ‖J_x(x_i) x_i‖².
+pub const INPUT_GRAD_RADIAL_MEAN_SQ: &str = "input_grad_radial_mean_sq";
+/// max_i ‖J_x(x_i) x_i‖.
+pub const INPUT_GRAD_RADIAL_MAX: &str = "input_grad_radial_max";
+
 // --- λ_max(G) and the spectrum of G (T4, §3 item 8) -------------------------------------------
 /// λ_max(G): rigorous upper bound (Gram path) or estimate (operator path).
 pub const GAUSS_NEWTON_LAMBDA_MAX: &str = "gauss_newton_lambda_max";
@@ -204,6 +210,8 @@ pub const PARAM_GRAD_MOMENT_K: &str = "param_grad_moment_k";
 pub const FIRST_LAYER_GRAD_MOMENT_K: &str = "first_layer_grad_moment_k";
 /// `input_grad_moment_k{k}`: ((1/n) Σ ‖J_x(x_i)‖_F^{2k})^{1/2k} (T7c).
 pub const INPUT_GRAD_MOMENT_K: &str = "input_grad_moment_k";
+/// `input_grad_radial_moment_k{k}`: ((1/n) Σ_i ‖J_x(x_i) x_i‖^{2k})^{1/(2k)} (layered networks).
+pub const INPUT_GRAD_RADIAL_MOMENT_K: &str = "input_grad_radial_moment_k";
 /// `input_grad_weighted_moment_k{k}`: ((1/n) Σ (‖J_x(x_i)‖_F ‖x_i‖)^{2k})^{1/2k} (T7c).
 pub const INPUT_GRAD_WEIGHTED_MOMENT_K: &str = "input_grad_weighted_moment_k";
 /// `input_grad_elementwise_k{k}`: g_x(k) (T7e).
