@@ -63,6 +63,7 @@ pub mod measurements;
 pub mod memory;
 pub mod model;
 pub mod net;
+pub mod plan;
 pub mod problem;
 #[doc(hidden)]
 pub mod progress;

@@ -94,16 +94,9 @@ impl Quantity {
 /// Unit roundoff of f64, u = 2⁻⁵³ (the bounds crate's constant).
 pub use flatcert_bounds::round::UNIT_ROUNDOFF;
 
-/// Higham's γ_k = k·u / (1 − k·u), the relative error bound of a length-k dot product
-/// (THEORY.md §3). Returns +∞ when k·u ≥ 1.
-pub fn gamma(k: usize) -> f64 {
-    let ku = k as f64 * UNIT_ROUNDOFF;
-    if ku >= 1.0 {
-        f64::INFINITY
-    } else {
-        ku / (1.0 - ku)
-    }
-}
+/// Higham's γ_k = k·u / (1 − k·u), rounded up (THEORY.md §3): the bounds crate's one
+/// definition. +∞ when k·u ≥ 1.
+pub use flatcert_bounds::round::gamma;
 
 /// Pad a computed result upward: `x·(1 + 2u) + MIN_POSITIVE` (`x·(1 − 2u) + MIN_POSITIVE` for
 /// `x < 0`): at least one ulp of `x` above `x` in the normal range (`MIN_POSITIVE` covers

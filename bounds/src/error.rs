@@ -132,8 +132,9 @@ pub(crate) fn positive(what: &'static str, x: f64) -> Result<f64> {
     }
 }
 
-/// η must be finite and > 0 (theory convention, §0).
-pub(crate) fn learning_rate(eta: f64) -> Result<f64> {
+/// η must be finite and > 0 (theory convention, §0): the one learning-rate check, also of the
+/// `flatcert` plans.
+pub fn learning_rate(eta: f64) -> Result<f64> {
     if eta.is_finite() && eta > 0.0 {
         Ok(eta)
     } else {

@@ -15,6 +15,7 @@
 //! | T3 | [`t3`] | (1/n)Σ‖J_x‖_F²‖x‖² ≤ ‖W‖₂² tr G_W ≤ ‖W‖₂² tr G |
 //! | T4 | [`t4`] | first moment: λ_max(H) ≤ 2/η, η_GD* |
 //! | T5 | [`t5`] | mean-square stability by the η* route, necessary tests, Wu–Ma–E |
+//! | T5(f) | [`truncation`] | the proven truncation allowance of a rank-r spectrum and the rank-search rules |
 //! | T6 | [`t6`] | k-th moments: β_k, exact directional test (DP and closed forms) |
 //! | T7 | [`t7`] | Sobolev bounds (a)–(e) next to measured values |
 //! | T8 | [`t8`] | generalization near the training set |
@@ -73,6 +74,7 @@ pub mod t6;
 pub mod t7;
 pub mod t8;
 pub mod t9;
+pub mod truncation;
 pub mod verdict;
 
 pub use error::{BoundsError, Result};

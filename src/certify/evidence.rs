@@ -5,7 +5,8 @@
 //! The canonical names of `docs/measurements.md` stay the contract **at the edge**: a measurements
 //! document, a certificate's `measurements` and the maps of the `measure` engine are
 //! `name → {value, kind, tol, …}`. This module is the one serialization layer between the two: one
-//! table (the `canonical_names!` invocation below) gives every name once, with the typed field it fills, and
+//! table (the `canonical_names!` invocation below) gives every name (a constant of
+//! [`crate::measure::names`], the names the measuring side writes) once, with the typed field it fills, and
 //! [`Evidence::from_map`] / [`Evidence::to_map`] go through that table only. Quantities the
 //! theorems do not read stay under their names in [`Evidence::other`], so the certificate's map is
 //! unchanged by the round trip.
@@ -21,6 +22,8 @@ use std::collections::BTreeMap;
 use flatcert_bounds::Sampling;
 
 use crate::measure::QuantityMap;
+pub use crate::measure::names;
+pub use crate::measure::names::{MEAN_SQUARE_BATCH, MEAN_SQUARE_WITH_REPLACEMENT, per_k};
 use crate::quantity::{Kind, Quantity};
 
 /// One measured quantity; `None` when it was not measured.
@@ -223,20 +226,14 @@ pub struct Evidence {
     pub other: QuantityMap,
 }
 
-/// The one table of canonical names of single quantities: `CONST = "name" => group.field`.
+/// The one table of the typed fields of single quantities: `CONST => group.field`, the names
+/// being the constants of [`crate::measure::names`].
 macro_rules! canonical_names {
-    ($( $(#[$doc:meta])* $konst:ident = $name:literal => $group:ident . $field:ident ; )*) => {
-        /// The canonical names (`docs/measurements.md`), one constant per quantity; the names of
-        /// the per-k families are `PREFIX{k}` ([`per_k`](crate::certify::evidence::per_k)).
-        pub mod names {
-            $( $(#[$doc])* pub const $konst: &str = $name; )*
-            pub use super::per_k_names::*;
-        }
-
+    ($( $konst:ident => $group:ident . $field:ident ; )*) => {
         impl Evidence {
             fn slot_mut(&mut self, name: &str) -> Option<&mut Slot> {
                 match name {
-                    $( $name => Some(&mut self.$group.$field), )*
+                    $( names::$konst => Some(&mut self.$group.$field), )*
                     _ => None,
                 }
             }
@@ -248,155 +245,84 @@ macro_rules! canonical_names {
     };
 }
 
-/// The table of per-k families: `CONST = "prefix" => group.field` for the names `prefix{k}`.
+/// The table of per-k families: `CONST => group.field` for the names `prefix{k}`.
 macro_rules! per_k_families {
-    ($( $(#[$doc:meta])* $konst:ident = $prefix:literal => $group:ident . $field:ident ; )*) => {
-        mod per_k_names {
-            $( $(#[$doc])* pub const $konst: &str = $prefix; )*
-        }
-
+    ($( $konst:ident => $group:ident . $field:ident ; )*) => {
         impl Evidence {
             fn family_mut(&mut self, prefix: &str) -> Option<&mut PerK> {
                 match prefix {
-                    $( $prefix => Some(&mut self.$group.$field), )*
+                    $( names::$konst => Some(&mut self.$group.$field), )*
                     _ => None,
                 }
             }
 
             fn families(&self) -> Vec<(&'static str, &PerK)> {
-                vec![$( (per_k_names::$konst, &self.$group.$field) ),*]
+                vec![$( (names::$konst, &self.$group.$field) ),*]
             }
         }
     };
 }
 
 canonical_names! {
-    /// T1a residual.
-    IDENTITY_MAX_ABS_RESIDUAL = "identity_max_abs_residual" => identity.matrix_residual;
-    /// T1b residual.
-    IDENTITY_SCALAR_MAX_ABS_RESIDUAL = "identity_scalar_max_abs_residual" => identity.scalar_residual;
-    /// T1 points checked.
-    IDENTITY_POINTS_CHECKED = "identity_points_checked" => identity.points_checked;
-    /// ‖W‖₂.
-    FIRST_LAYER_SPECTRAL_NORM = "first_layer_spectral_norm" => first_layer.spectral_norm;
-    /// max row sum of |W|.
-    FIRST_LAYER_MAX_ROW_SUM = "first_layer_max_row_sum" => first_layer.max_row_sum;
-    /// max column sum of |W|.
-    FIRST_LAYER_MAX_COL_SUM = "first_layer_max_col_sum" => first_layer.max_col_sum;
-    /// tr G_W.
-    FIRST_LAYER_GAUSS_NEWTON_TRACE = "first_layer_gauss_newton_trace" => first_layer.gauss_newton_trace;
-    /// min_i ‖x_i‖.
-    INPUT_NORM_MIN = "input_norm_min" => input.norm_min;
-    /// mean_i ‖x_i‖.
-    INPUT_NORM_MEAN = "input_norm_mean" => input.norm_mean;
-    /// max_i λ_i.
-    PER_SAMPLE_LAMBDA_MAX = "per_sample_lambda_max" => per_sample.lambda_max;
-    /// (1/n) Σ (tr H_i)².
-    PER_SAMPLE_TRACE_SQ_MEAN = "per_sample_trace_sq_mean" => per_sample.trace_sq_mean;
-    /// (1/n) Σ ‖H_i‖_F².
-    PER_SAMPLE_FRO_SQ_MEAN = "per_sample_fro_sq_mean" => per_sample.fro_sq_mean;
-    /// Wu–Ma–E non-uniformity.
-    NONUNIFORMITY = "nonuniformity" => per_sample.nonuniformity;
-    /// (1/n) Σ ‖J_x‖_F² ‖x‖².
-    INPUT_GRAD_WEIGHTED_MEAN_SQ = "input_grad_weighted_mean_sq" => per_sample.input_grad_weighted_mean_sq;
-    /// max_i ‖J_x‖₂.
-    INPUT_GRAD_SPECTRAL_MAX = "input_grad_spectral_max" => per_sample.input_grad_spectral_max;
-    /// max_i ‖J_x‖_F ‖x‖.
-    INPUT_GRAD_WEIGHTED_MAX = "input_grad_weighted_max" => per_sample.input_grad_weighted_max;
-    /// max |res_ic|.
-    MAX_ABS_RESIDUAL = "max_abs_residual" => residual.max_abs;
-    /// max_i ‖res_i‖.
-    MAX_RESIDUAL_NORM = "max_residual_norm" => residual.max_norm;
-    /// ‖∇ℒ‖.
-    LOSS_GRADIENT_NORM = "loss_gradient_norm" => residual.loss_gradient_norm;
-    /// ℒ.
-    TRAIN_LOSS = "train_loss" => residual.train_loss;
-    /// Near-kink units.
-    NEAR_KINK_UNITS = "near_kink_units" => residual.near_kink_units;
-    /// Smooth-σ backward-rounding size (THEORY §3 item 1).
-    SMOOTH_BACKWARD_ROUNDING = "smooth_backward_rounding" => residual.smooth_backward_rounding;
-    /// Upper bound of λ_min(H).
-    HESSIAN_LAMBDA_MIN_UPPER = "hessian_lambda_min_upper" => residual.hessian_lambda_min_upper;
-    /// |tr H − tr G|.
-    HESSIAN_GN_TRACE_DIFFERENCE = "hessian_gn_trace_difference" => residual.hessian_gn_trace_difference;
-    /// λ_max(G) (upper on the Gram path, estimate on the operator path).
-    GAUSS_NEWTON_LAMBDA_MAX = "gauss_newton_lambda_max" => operator.lambda_max;
-    /// Rigorous lower bound of λ_max(G).
-    GAUSS_NEWTON_LAMBDA_MAX_LOWER = "gauss_newton_lambda_max_lower" => operator.lambda_max_lower;
-    /// Randomized upper bound of λ_max(G).
-    GAUSS_NEWTON_LAMBDA_MAX_UPPER = "gauss_newton_lambda_max_upper" => operator.lambda_max_upper;
-    /// tr G.
-    GAUSS_NEWTON_TRACE = "gauss_newton_trace" => operator.trace;
-    /// rank of K.
-    GAUSS_NEWTON_RANK = "gauss_newton_rank" => operator.rank;
-    /// τ of the rank.
-    GAUSS_NEWTON_TAU = "gauss_newton_tau" => operator.tau;
-    /// Operator products of the randomized bound.
-    GAUSS_NEWTON_LANCZOS_PRODUCTS = "gauss_newton_lanczos_products" => operator.lanczos_products;
-    /// Upper side of the λ_max(𝒟̃) bracket.
-    MEAN_SQUARE_DTILDE_LAMBDA_MAX = "mean_square_dtilde_lambda_max" => t5.dtilde_upper;
-    /// Lower side of the λ_max(𝒟̃) bracket.
-    MEAN_SQUARE_DTILDE_LAMBDA_MAX_LOWER = "mean_square_dtilde_lambda_max_lower" => t5.dtilde_lower;
-    /// Eigenpairs kept for T5.
-    MEAN_SQUARE_RANK = "mean_square_rank" => t5.rank;
-    /// Relative threshold of the kept eigenvalues.
-    MEAN_SQUARE_TAU = "mean_square_tau" => t5.tau;
-    /// Discarded mass.
-    MEAN_SQUARE_DISCARDED_MASS = "mean_square_discarded_mass" => t5.discarded_mass;
-    /// λ_min(K_r).
-    MEAN_SQUARE_LAMBDA_MIN_KEPT = "mean_square_lambda_min_kept" => t5.lambda_min_kept;
-    /// λ_max(𝒬_r).
-    MEAN_SQUARE_RHO = "mean_square_rho" => t5.rho;
-    /// Wu–Ma–E λ_max.
-    WME_LAMBDA_MAX = "wme_lambda_max" => t5.wme_lambda_max;
-    /// Rounding-of-K allowance.
-    MEAN_SQUARE_ROUNDING_ALLOWANCE = "mean_square_rounding_allowance" => t5.rounding_allowance;
-    /// max_i L_i(ε).
-    LIPSCHITZ_MAX = "lipschitz_max" => robustness.lipschitz_max;
-    /// mean_i L_i(ε).
-    LIPSCHITZ_MEAN = "lipschitz_mean" => robustness.lipschitz_mean;
-    /// Held-out coverage.
-    COVERAGE_FRACTION = "coverage_fraction" => robustness.coverage_fraction;
-    /// ‖W‖_F (layered networks).
-    FIRST_LAYER_FROBENIUS_NORM = "first_layer_frobenius_norm" => radial.w_frobenius;
-    /// (1/n) Σ ‖J_x x‖² (layered networks).
-    INPUT_GRAD_RADIAL_MEAN_SQ = "input_grad_radial_mean_sq" => radial.mean_sq;
-    /// max ‖J_x x‖ (layered networks).
-    INPUT_GRAD_RADIAL_MAX = "input_grad_radial_max" => radial.max;
+    IDENTITY_MAX_ABS_RESIDUAL => identity.matrix_residual;
+    IDENTITY_SCALAR_MAX_ABS_RESIDUAL => identity.scalar_residual;
+    IDENTITY_POINTS_CHECKED => identity.points_checked;
+    FIRST_LAYER_SPECTRAL_NORM => first_layer.spectral_norm;
+    FIRST_LAYER_MAX_ROW_SUM => first_layer.max_row_sum;
+    FIRST_LAYER_MAX_COL_SUM => first_layer.max_col_sum;
+    FIRST_LAYER_GAUSS_NEWTON_TRACE => first_layer.gauss_newton_trace;
+    INPUT_NORM_MIN => input.norm_min;
+    INPUT_NORM_MEAN => input.norm_mean;
+    PER_SAMPLE_LAMBDA_MAX => per_sample.lambda_max;
+    PER_SAMPLE_TRACE_SQ_MEAN => per_sample.trace_sq_mean;
+    PER_SAMPLE_FRO_SQ_MEAN => per_sample.fro_sq_mean;
+    NONUNIFORMITY => per_sample.nonuniformity;
+    INPUT_GRAD_WEIGHTED_MEAN_SQ => per_sample.input_grad_weighted_mean_sq;
+    INPUT_GRAD_SPECTRAL_MAX => per_sample.input_grad_spectral_max;
+    INPUT_GRAD_WEIGHTED_MAX => per_sample.input_grad_weighted_max;
+    MAX_ABS_RESIDUAL => residual.max_abs;
+    MAX_RESIDUAL_NORM => residual.max_norm;
+    LOSS_GRADIENT_NORM => residual.loss_gradient_norm;
+    TRAIN_LOSS => residual.train_loss;
+    NEAR_KINK_UNITS => residual.near_kink_units;
+    SMOOTH_BACKWARD_ROUNDING => residual.smooth_backward_rounding;
+    HESSIAN_LAMBDA_MIN_UPPER => residual.hessian_lambda_min_upper;
+    HESSIAN_GN_TRACE_DIFFERENCE => residual.hessian_gn_trace_difference;
+    GAUSS_NEWTON_LAMBDA_MAX => operator.lambda_max;
+    GAUSS_NEWTON_LAMBDA_MAX_LOWER => operator.lambda_max_lower;
+    GAUSS_NEWTON_LAMBDA_MAX_UPPER => operator.lambda_max_upper;
+    GAUSS_NEWTON_TRACE => operator.trace;
+    GAUSS_NEWTON_RANK => operator.rank;
+    GAUSS_NEWTON_TAU => operator.tau;
+    GAUSS_NEWTON_LANCZOS_PRODUCTS => operator.lanczos_products;
+    MEAN_SQUARE_DTILDE_LAMBDA_MAX => t5.dtilde_upper;
+    MEAN_SQUARE_DTILDE_LAMBDA_MAX_LOWER => t5.dtilde_lower;
+    MEAN_SQUARE_RANK => t5.rank;
+    MEAN_SQUARE_TAU => t5.tau;
+    MEAN_SQUARE_DISCARDED_MASS => t5.discarded_mass;
+    MEAN_SQUARE_LAMBDA_MIN_KEPT => t5.lambda_min_kept;
+    MEAN_SQUARE_RHO => t5.rho;
+    WME_LAMBDA_MAX => t5.wme_lambda_max;
+    MEAN_SQUARE_ROUNDING_ALLOWANCE => t5.rounding_allowance;
+    LIPSCHITZ_MAX => robustness.lipschitz_max;
+    LIPSCHITZ_MEAN => robustness.lipschitz_mean;
+    COVERAGE_FRACTION => robustness.coverage_fraction;
+    FIRST_LAYER_FROBENIUS_NORM => radial.w_frobenius;
+    INPUT_GRAD_RADIAL_MEAN_SQ => radial.mean_sq;
+    INPUT_GRAD_RADIAL_MAX => radial.max;
 }
 
 per_k_families! {
-    /// `input_lq_norm_min_k{k}`.
-    INPUT_LQ_NORM_MIN_K = "input_lq_norm_min_k" => input.lq_norm_min;
-    /// `input_grad_moment_k{k}`.
-    INPUT_GRAD_MOMENT_K = "input_grad_moment_k" => per_sample.input_grad_moment;
-    /// `input_grad_weighted_moment_k{k}`.
-    INPUT_GRAD_WEIGHTED_MOMENT_K = "input_grad_weighted_moment_k" => per_sample.input_grad_weighted_moment;
-    /// `input_grad_elementwise_k{k}`.
-    INPUT_GRAD_ELEMENTWISE_K = "input_grad_elementwise_k" => per_sample.input_grad_elementwise;
-    /// `param_grad_elementwise_k{k}`.
-    PARAM_GRAD_ELEMENTWISE_K = "param_grad_elementwise_k" => per_sample.param_grad_elementwise;
-    /// `input_grad_radial_moment_k{k}` (layered networks).
-    INPUT_GRAD_RADIAL_MOMENT_K = "input_grad_radial_moment_k" => radial.moment;
-    /// `first_layer_grad_moment_k{k}`.
-    FIRST_LAYER_GRAD_MOMENT_K = "first_layer_grad_moment_k" => radial.first_layer_moment;
-    /// `k_moment_directional_max_k{k}`.
-    K_MOMENT_DIRECTIONAL_MAX_K = "k_moment_directional_max_k" => directional.max;
-    /// `k_moment_directional_argmax_k{k}`.
-    K_MOMENT_DIRECTIONAL_ARGMAX_K = "k_moment_directional_argmax_k" => directional.argmax;
+    INPUT_LQ_NORM_MIN_K => input.lq_norm_min;
+    INPUT_GRAD_MOMENT_K => per_sample.input_grad_moment;
+    INPUT_GRAD_WEIGHTED_MOMENT_K => per_sample.input_grad_weighted_moment;
+    INPUT_GRAD_ELEMENTWISE_K => per_sample.input_grad_elementwise;
+    PARAM_GRAD_ELEMENTWISE_K => per_sample.param_grad_elementwise;
+    INPUT_GRAD_RADIAL_MOMENT_K => radial.moment;
+    FIRST_LAYER_GRAD_MOMENT_K => radial.first_layer_moment;
+    K_MOMENT_DIRECTIONAL_MAX_K => directional.max;
+    K_MOMENT_DIRECTIONAL_ARGMAX_K => directional.argmax;
 }
-
-/// The canonical name of the `k`-th member of the per-k family `prefix` (e.g.
-/// `per_k(names::INPUT_GRAD_MOMENT_K, 2)` = `"input_grad_moment_k2"`).
-pub fn per_k(prefix: &str, k: u32) -> String {
-    format!("{prefix}{k}")
-}
-
-/// `mean_square_batch`: the batch size B of the λ_max(𝒟̃) bracket ([`T5Evidence::bracket_batch`]).
-pub const MEAN_SQUARE_BATCH: &str = "mean_square_batch";
-/// `mean_square_with_replacement`: 1 with replacement, 0 without
-/// ([`T5Evidence::bracket_sampling`]).
-pub const MEAN_SQUARE_WITH_REPLACEMENT: &str = "mean_square_with_replacement";
 
 impl Evidence {
     /// The typed evidence of a map of canonical names (a measurements document, a certificate's

@@ -8,6 +8,7 @@
 //! else the operator path (Lanczos on Gauss–Newton products; `gauss_newton_lambda_max` is then an
 //! estimate whose tol is its error estimate, and `_lower` the rigorous side).
 
+use super::names;
 use crate::error::Result;
 use crate::problem::Problem;
 
@@ -75,7 +76,7 @@ impl Default for MeasurePlan {
 impl MeasurePlan {
     /// Checks that need no data: k in 1..=64, δ and the product cap, a positive block.
     pub fn validate(&self) -> Result<()> {
-        validate_ks(&self.k)?;
+        crate::plan::check_k(flatcert_bounds::moments::KDomain::Measure, &self.k)?;
         // Bad delta / max_products are usage errors (exit 2) before any work.
         UpperBoundOptions {
             delta: self.delta,
@@ -98,34 +99,8 @@ impl MeasurePlan {
 
     /// The memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
-        self.memory_limit
-            .unwrap_or_else(crate::memory::default_memory_limit)
+        crate::plan::memory_limit_bytes(self.memory_limit)
     }
-}
-
-/// Validate `--k`: every order ≥ 1 and ≤ 64 (moments of order 2k are evaluated in scaled form,
-/// but orders beyond 64 carry no information a user can act on).
-pub fn validate_ks(ks: &[u32]) -> Result<()> {
-    if ks.is_empty() {
-        return Err(crate::Error::invalid_argument(
-            "k",
-            "give at least one order k ≥ 1",
-        ));
-    }
-    for &k in ks {
-        let domain = flatcert_bounds::moments::KDomain::Measure;
-        if !domain.contains(k) {
-            return Err(crate::Error::invalid_argument(
-                "k",
-                format!(
-                    "each k must lie in {}..={}, got {k}",
-                    domain.min(),
-                    domain.max()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Number of top eigenvalues of G reported on the Gram path.
@@ -296,7 +271,7 @@ pub fn curvature_quantities_of<S: CurvatureSource>(
         let (rho, lower) = (est.lanczos.rayleigh, est.bound.value);
         if rho > 0.0 {
             map.insert(
-                "gd_critical_lr".into(),
+                names::GD_CRITICAL_LR.into(),
                 Quantity::estimate(2.0 / rho, 2.0 * est.estimate.tol / (rho * rho))
                     .with_method("lanczos-T4")
                     .with_note("2/λ_max(G) from the Lanczos estimate (operator path)"),
@@ -304,7 +279,7 @@ pub fn curvature_quantities_of<S: CurvatureSource>(
         }
         if lower > 0.0 {
             map.insert(
-                "gd_critical_lr_upper".into(),
+                names::GD_CRITICAL_LR_UPPER.into(),
                 Quantity::upper(round_up(2.0 / lower), 0.0)
                     .with_method("lanczos-T4")
                     .with_note("2/lower(λ_max(G)): rigorous upper bound of η_GD*"),
@@ -318,10 +293,10 @@ pub fn curvature_quantities_of<S: CurvatureSource>(
                      with the same confidence (THEORY §3 item 8)",
                 );
             q.confidence = spec.upper.confidence;
-            map.insert("gd_critical_lr_lower".into(), q);
+            map.insert(names::GD_CRITICAL_LR_LOWER.into(), q);
         }
         map.insert(
-            "gauss_newton_lanczos_products".into(),
+            names::GAUSS_NEWTON_LANCZOS_PRODUCTS.into(),
             Quantity::exact(est.lanczos.products as f64, 0.0).with_note(format!(
                 "operator products of the randomized λ_max(G) bound (budget --max-products {}, \
                  seed {}, δ = {:e})",
@@ -367,20 +342,20 @@ pub fn curvature_quantities_of<S: CurvatureSource>(
         ));
         hessian_extreme(&op, Target::Largest, &lanczos_opts)?.insert_into(
             &mut map,
-            "hessian_lambda_max",
+            names::HESSIAN_LAMBDA_MAX,
             "lower",
         );
         hessian_extreme(&op, Target::Smallest, &lanczos_opts)?.insert_into(
             &mut map,
-            "hessian_lambda_min",
+            names::HESSIAN_LAMBDA_MIN,
             "upper",
         );
         map.extend(hessian_trace(&op, HUTCHINSON_PROBES, 0)?);
         map.insert(
-            "hessian_gn_difference_norm".into(),
+            names::HESSIAN_GN_DIFFERENCE_NORM.into(),
             hessian_gn_difference_norm(&op, &lanczos_opts)?,
         );
-        if let Some(q) = map.get("hessian_lambda_min_upper")
+        if let Some(q) = map.get(names::HESSIAN_LAMBDA_MIN_UPPER)
             && q.value < 0.0
         {
             notes.push(format!(
@@ -422,7 +397,7 @@ pub fn measure_document(loaded: &Problem, args: &MeasurePlan) -> Result<Measurem
     let mut notes = Vec::new();
     if args.curvature {
         let residual_nonzero = quantities
-            .get("max_abs_residual")
+            .get(names::MAX_ABS_RESIDUAL)
             .is_some_and(|q| q.value > 0.0);
         let curvature = curvature_quantities(
             mlp,

@@ -4,16 +4,12 @@
 
 use super::QuantityMap;
 use super::forward_error::round_up_or_zero;
+use super::names;
 use super::per_sample::{PerSampleStats, ScaledPowerSum};
 use crate::error::Result;
 use crate::linalg::{SpectralNormBounds, spectral_norm_bounds};
 use crate::model::Mlp;
 use crate::quantity::{Quantity, gamma, round_up};
-
-/// Name of the smooth-σ backward-rounding size (relative, `2γ_K`; 0 for piecewise-linear σ):
-/// for tanh, sigmoid and softplus the Jacobian tolerances are a-priori estimates (THEORY §3
-/// item 1), so every Jacobian-dependent verdict lists it as an assumed hypothesis.
-pub const SMOOTH_BACKWARD_ROUNDING: &str = "smooth_backward_rounding";
 
 /// Norms of the first layer W = W_1 (THEORY.md T2, §3 item 6).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,12 +69,12 @@ pub fn residual_loss_quantities(r: &[f64], e: &[f64], n: usize) -> QuantityMap {
     let slack = 1.0 + gamma(r.len() + 4);
     let loss_tol = round_up_or_zero((prop + gamma(r.len() + 2) * loss) * slack);
     q.insert(
-        "train_loss".into(),
+        names::TRAIN_LOSS.into(),
         Quantity::exact(loss, loss_tol)
             .with_method("(1/n) Σ ½‖f(x_i) − y_i‖²; tol: running forward bound (THEORY §3 item 1)"),
     );
     q.insert(
-        "max_abs_residual".into(),
+        names::MAX_ABS_RESIDUAL.into(),
         Quantity::exact(max_abs, round_up_or_zero(max_err)).with_method(
             "max_{i,c} |f_c(x_i) − y_ic|; tol: running forward bound + subtraction (THEORY §3 item 1)",
         ),
@@ -107,16 +103,16 @@ pub fn first_order_quantities(
     let d = mlp.input_dim();
     let xtol = gamma(d + 1);
     q.insert(
-        "input_norm_min".into(),
+        names::INPUT_NORM_MIN.into(),
         Quantity::exact(xmin, xmin * xtol).with_method("min_i ‖x_i‖₂"),
     );
     q.insert(
-        "input_norm_max".into(),
+        names::INPUT_NORM_MAX.into(),
         Quantity::exact(xmax, xmax * xtol).with_method("max_i ‖x_i‖₂"),
     );
     // First layer.
     q.insert(
-        "first_layer_spectral_norm".into(),
+        names::FIRST_LAYER_SPECTRAL_NORM.into(),
         Quantity::upper(
             norms.spectral.upper,
             norms.spectral.upper - norms.spectral.lower,
@@ -124,7 +120,7 @@ pub fn first_order_quantities(
         .with_method("weyl bound of the smaller Gram matrix (THEORY §3 item 6)"),
     );
     q.insert(
-        "first_layer_spectral_norm_lower".into(),
+        names::FIRST_LAYER_SPECTRAL_NORM_LOWER.into(),
         Quantity::lower(
             norms.spectral.lower,
             norms.spectral.upper - norms.spectral.lower,
@@ -133,7 +129,7 @@ pub fn first_order_quantities(
     );
     let fro = norms.frobenius;
     q.insert(
-        "first_layer_frobenius_norm".into(),
+        names::FIRST_LAYER_FROBENIUS_NORM.into(),
         Quantity::exact(fro, fro * gamma(mlp.first_layer().weight.len() + 1)),
     );
     // Loss and residuals: the tol bounds the rounding of the whole computation, forward pass
@@ -152,7 +148,7 @@ pub fn first_order_quantities(
     if let Some(d) = st.near_kink_description(mlp.activation()) {
         kinks = kinks.with_note(d);
     }
-    q.insert("near_kink_units".into(), kinks);
+    q.insert(names::NEAR_KINK_UNITS.into(), kinks);
     // Smooth σ (THEORY §3 item 1, "Otherwise"): the backward pass's tol is the |W| bound at the
     // computed σ′(ẑ); σ′(ẑ) − σ′(z) and the libm evaluation of σ′ are not bounded, so the
     // Jacobian tolerances are a-priori estimates of relative size 2γ_K, an assumed hypothesis
@@ -164,7 +160,7 @@ pub fn first_order_quantities(
         st.rel_tol
     };
     q.insert(
-        SMOOTH_BACKWARD_ROUNDING.into(),
+        names::SMOOTH_BACKWARD_ROUNDING.into(),
         // γ_K = Ku/(1 − Ku): Ku and 1 − Ku are exact in binary64 for K < 2⁵², the division
         // rounds once (≤ u relative), the doubling is exact.
         Quantity::exact(
@@ -187,7 +183,7 @@ pub fn first_order_quantities(
     let trace = st.param_sq.iter().sum::<f64>() / n_f;
     let trace_err = (0..n).map(|i| st.param_sq_err(i)).sum::<f64>() / n_f;
     q.insert(
-        "gauss_newton_trace".into(),
+        names::GAUSS_NEWTON_TRACE.into(),
         Quantity::exact(
             trace,
             round_up(trace_err * (1.0 + gamma(n + 2)) + trace * gamma(n + 1)),
@@ -199,14 +195,14 @@ pub fn first_order_quantities(
     let lmax = st.lambda.iter().copied().fold(0.0, f64::max);
     let lmax_err = (0..n).fold(0.0f64, |m, i| m.max(st.param_sq_err(i)));
     q.insert(
-        "per_sample_lambda_max".into(),
+        names::PER_SAMPLE_LAMBDA_MAX.into(),
         Quantity::exact(lmax, round_up(lmax_err)).with_method(
             "max_i λ_max(J_iJ_iᵀ); tol: Weyl with ‖J_iJ_iᵀ − Ĝ_i‖_F from the |W| backward pass",
         ),
     );
     // T1: forward-mode input Jacobian against the backward pass.
     q.insert(
-        "identity_max_abs_residual".into(),
+        names::IDENTITY_MAX_ABS_RESIDUAL.into(),
         Quantity::exact(st.t1.max_abs_residual, st.t1.expected_size)
             .with_method("T1a on sampled points: forward-mode ∇_x f_c xᵀ vs Wᵀ(δ_c xᵀ) from the backward pass")
             .with_note(format!(
@@ -255,7 +251,7 @@ pub fn first_order_quantities(
     if let Some(i) = argmax {
         t2 = t2.with_note(format!("attained at sample {i}; T2 requires ≤ 1"));
     }
-    q.insert("first_layer_inequality_max_ratio".into(), t2);
+    q.insert(names::FIRST_LAYER_INEQUALITY_MAX_RATIO.into(), t2);
     // Moments and entrywise sums.
     let first_layer_sq = &st.first_layer_sq;
     let jx_err = st.input_err.iter().fold(0.0f64, |m, &v| m.max(v));
@@ -268,7 +264,7 @@ pub fn first_order_quantities(
     for &k in ks {
         let m = moment_of_squares(&st.param_sq, k);
         q.insert(
-            format!("param_grad_moment_k{k}"),
+            names::per_k(names::PARAM_GRAD_MOMENT_K, k),
             Quantity::exact(m, round_up(jp_err + m * (rel + gamma(n + 2)))).with_method(format!(
                 "((1/n) Σ ‖J_θ(x_i)‖_F^{})^(1/{}); tol: max_i ‖Ĵ_θ − J_θ‖_F by the |W| backward pass",
                 2 * k,
@@ -280,7 +276,7 @@ pub fn first_order_quantities(
         // which can cancel); the rest is the rounding of the mean itself.
         let m = moment_of_squares(&st.input_sq, k);
         q.insert(
-            format!("input_grad_moment_k{k}"),
+            names::per_k(names::INPUT_GRAD_MOMENT_K, k),
             Quantity::exact(m, round_up(jx_err + m * rel)).with_method(format!(
                 "((1/n) Σ ‖J_x(x_i)‖_F^{})^(1/{}); tol: max_i ‖Ĵ_x − J_x‖_F by the |W| backward pass",
                 2 * k,
@@ -289,7 +285,7 @@ pub fn first_order_quantities(
         );
         let m = moment_of_squares(first_layer_sq, k);
         q.insert(
-            format!("first_layer_grad_moment_k{k}"),
+            names::per_k(names::FIRST_LAYER_GRAD_MOMENT_K, k),
             Quantity::exact(m, round_up(jw_err + m * rel)).with_method(format!(
                 "((1/n) Σ ‖J_W(x_i)‖_F^{})^(1/{}); tol: max_i ‖Δ̂_1 − Δ_1‖_F‖x_i‖ by the |W| backward pass",
                 2 * k,
@@ -299,7 +295,7 @@ pub fn first_order_quantities(
         if let Some((_, p)) = st.param_power.iter().find(|(kk, _)| *kk == k) {
             let g = ScaledPowerSum::mean_root(p, k);
             q.insert(
-                format!("param_grad_elementwise_k{k}"),
+                names::per_k(names::PARAM_GRAD_ELEMENTWISE_K, k),
                 Quantity::exact(g, round_up(jp_err + g * rel)).with_method(
                     "g_W(k), T7(e): all parameters incl. biases; tol: max_i ‖Ĵ_θ − J_θ‖_F by the \
                      |W| backward pass",
@@ -311,7 +307,7 @@ pub fn first_order_quantities(
             // ((1/n)Σ_i‖E_i‖_{2k}^{2k})^{1/(2k)} ≤ max_i‖E_i‖_F (ℓ_{2k} ≤ ℓ_2).
             let g = ScaledPowerSum::mean_root(p, k);
             q.insert(
-                format!("input_grad_elementwise_k{k}"),
+                names::per_k(names::INPUT_GRAD_ELEMENTWISE_K, k),
                 Quantity::exact(g, round_up(jx_err + g * rel)).with_method(
                     "g_x(k), T7(e); tol: max_i ‖Ĵ_x − J_x‖_F by the |W| backward pass",
                 ),

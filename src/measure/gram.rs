@@ -20,6 +20,7 @@ use rayon::prelude::*;
 
 use super::QuantityMap;
 use super::hvp::mm;
+use super::names;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::linalg::{eigen_bounds, sym_eigen};
@@ -420,33 +421,36 @@ impl GramSpectrum {
     /// `gauss_newton_discarded_mass` (exact).
     pub fn quantities(&self, top_k: usize) -> QuantityMap {
         let mut map = QuantityMap::new();
-        map.insert("gauss_newton_lambda_max".into(), self.lambda_max());
+        map.insert(names::GAUSS_NEWTON_LAMBDA_MAX.into(), self.lambda_max());
         map.insert(
-            "gauss_newton_lambda_max_lower".into(),
+            names::GAUSS_NEWTON_LAMBDA_MAX_LOWER.into(),
             self.lambda_max_lower(),
         );
         map.insert(
-            "gauss_newton_trace".into(),
+            names::GAUSS_NEWTON_TRACE.into(),
             Quantity::exact(self.trace, self.trace_tol).with_method("gram-trace"),
         );
         let frob_tol = round_up(
             self.formation_error + gamma(self.k.nrows() * self.k.nrows() + 1) * self.frobenius,
         );
         map.insert(
-            "gauss_newton_frobenius".into(),
+            names::GAUSS_NEWTON_FROBENIUS.into(),
             Quantity::exact(self.frobenius, frob_tol).with_method("gram-frobenius"),
         );
         for (j, q) in self.top_eigenvalues(top_k).into_iter().enumerate() {
-            map.insert(format!("gauss_newton_top_eigenvalue_{}", j + 1), q);
+            map.insert(
+                format!("{}{}", names::GAUSS_NEWTON_TOP_EIGENVALUE_, j + 1),
+                q,
+            );
         }
         map.insert(
-            "gauss_newton_rank".into(),
+            names::GAUSS_NEWTON_RANK.into(),
             Quantity::exact(self.rank as f64, 0.0)
                 .with_method("gram-eigh")
                 .with_note(format!("eigenvalues above tau·λ_max, tau = {:e}", self.tau)),
         );
         map.insert(
-            "gauss_newton_discarded_mass".into(),
+            names::GAUSS_NEWTON_DISCARDED_MASS.into(),
             Quantity::exact(self.discarded_mass, self.rounding_phi())
                 .with_method("gram-eigh")
                 .with_note(format!(

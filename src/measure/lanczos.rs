@@ -27,6 +27,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::QuantityMap;
 use super::hvp::{CurvatureOp, dot, norm_sq};
+use super::names;
 use crate::error::{Error, Result};
 use crate::linalg::sym_eigen;
 use crate::quantity::{Quantity, gamma, round_down, round_up};
@@ -583,9 +584,12 @@ impl RandomizedSpectrum {
     /// with too few products for the dimension both bounds of §3 item 8 can be vacuous).
     pub fn insert_into(&self, map: &mut QuantityMap) {
         self.spectral
-            .insert_into(map, "gauss_newton_lambda_max", "lower");
+            .insert_into(map, names::GAUSS_NEWTON_LAMBDA_MAX, "lower");
         if self.upper.value.is_finite() {
-            map.insert("gauss_newton_lambda_max_upper".into(), self.upper.clone());
+            map.insert(
+                names::GAUSS_NEWTON_LAMBDA_MAX_UPPER.into(),
+                self.upper.clone(),
+            );
         }
     }
 }
@@ -721,13 +725,13 @@ pub fn hessian_trace<O: CurvatureOp + ?Sized>(
     if op.is_piecewise_linear() {
         op.require_targets()?;
         map.insert(
-            "hessian_gn_trace_difference".into(),
+            names::HESSIAN_GN_TRACE_DIFFERENCE.into(),
             Quantity::exact(0.0, 0.0)
                 .with_method("theory-T3")
                 .with_note("exactly 0 for piecewise-linear activations (THEORY T3)"),
         );
         map.insert(
-            "hessian_trace".into(),
+            names::HESSIAN_TRACE.into(),
             Quantity::exact(tr_g.value, tr_g.tol)
                 .with_method("gauss-newton-trace")
                 .with_note("tr H = tr G for piecewise-linear activations (THEORY T3)"),
@@ -742,13 +746,13 @@ pub fn hessian_trace<O: CurvatureOp + ?Sized>(
         est.probes, est.seed
     );
     map.insert(
-        "hessian_gn_trace_difference".into(),
+        names::HESSIAN_GN_TRACE_DIFFERENCE.into(),
         Quantity::estimate(est.mean.abs(), est.std_err)
             .with_method("hutchinson-(H-G)")
             .with_note(note.clone()),
     );
     map.insert(
-        "hessian_trace".into(),
+        names::HESSIAN_TRACE.into(),
         Quantity::estimate(tr_g.value + est.mean, est.std_err + tr_g.tol)
             .with_method("trace-G-plus-hutchinson-(H-G)")
             .with_note(note),

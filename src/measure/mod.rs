@@ -15,6 +15,7 @@ pub mod kmoment;
 pub mod lanczos;
 pub mod layered;
 pub mod lipschitz;
+pub mod names;
 pub mod per_sample;
 pub mod robustness;
 pub mod stability;

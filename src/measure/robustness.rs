@@ -33,6 +33,7 @@ use super::lipschitz::{
     PairwiseLipschitz, Prepared,
     evaluate, jacobian_bounds, output_box,
 };
+use super::names;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::Mlp;
@@ -1045,19 +1046,29 @@ impl RobustnessSummary {
     /// (lower).
     pub fn insert_into(&self, map: &mut QuantityMap) {
         map.insert(
-            "robust_certified_fraction".into(),
+            names::ROBUST_CERTIFIED_FRACTION.into(),
             self.certified_fraction.clone(),
         );
-        map.insert("lipschitz_local_mean".into(), self.lipschitz_mean.clone());
-        map.insert("lipschitz_local_max".into(), self.lipschitz_max.clone());
+        map.insert(
+            names::LIPSCHITZ_LOCAL_MEAN.into(),
+            self.lipschitz_mean.clone(),
+        );
+        map.insert(
+            names::LIPSCHITZ_LOCAL_MAX.into(),
+            self.lipschitz_max.clone(),
+        );
         if let Some(q) = &self.omega_mean {
-            map.insert("omega_mean".into(), q.clone());
+            map.insert(names::OMEGA_MEAN.into(), q.clone());
         }
         if let Some(q) = &self.omega_max {
-            map.insert("omega_max".into(), q.clone());
+            map.insert(names::OMEGA_MAX.into(), q.clone());
         }
         for rq in self.radius_quantiles.iter().flatten() {
-            let name = format!("robust_radius_q{:02}", (rq.q * 100.0).round() as u32);
+            let name = format!(
+                "{}{:02}",
+                names::ROBUST_RADIUS_Q,
+                (rq.q * 100.0).round() as u32
+            );
             map.insert(name, rq.radius.clone());
         }
     }
@@ -1068,16 +1079,28 @@ impl GeneralizationBound {
     /// `gen_residual_mean`, `gen_lipschitz_term`, `gen_bound_moment_k{k}`,
     /// `input_jacobian_g2k_k{k}`, `gen_bound_classification_error` (all upper).
     pub fn insert_into(&self, map: &mut QuantityMap) {
-        map.insert("gen_bound_mean_abs".into(), self.mean_abs.clone());
-        map.insert("gen_bound_mean_half_sq".into(), self.mean_half_sq.clone());
-        map.insert("gen_residual_mean".into(), self.residual_mean.clone());
-        map.insert("gen_lipschitz_term".into(), self.lipschitz_term.clone());
+        map.insert(names::GEN_BOUND_MEAN_ABS.into(), self.mean_abs.clone());
+        map.insert(
+            names::GEN_BOUND_MEAN_HALF_SQ.into(),
+            self.mean_half_sq.clone(),
+        );
+        map.insert(names::GEN_RESIDUAL_MEAN.into(), self.residual_mean.clone());
+        map.insert(
+            names::GEN_LIPSCHITZ_TERM.into(),
+            self.lipschitz_term.clone(),
+        );
         for m in &self.moment_forms {
-            map.insert(format!("gen_bound_moment_k{}", m.k), m.bound.clone());
-            map.insert(format!("input_jacobian_g2k_k{}", m.k), m.g2k.clone());
+            map.insert(
+                names::per_k(names::GEN_BOUND_MOMENT_K, m.k),
+                m.bound.clone(),
+            );
+            map.insert(
+                names::per_k(names::INPUT_JACOBIAN_G2K_K, m.k),
+                m.g2k.clone(),
+            );
         }
         if let Some(q) = &self.classification_error {
-            map.insert("gen_bound_classification_error".into(), q.clone());
+            map.insert(names::GEN_BOUND_CLASSIFICATION_ERROR.into(), q.clone());
         }
     }
 }
@@ -1087,18 +1110,18 @@ impl Coverage {
     /// `coverage_nn_distance_median` (exact).
     pub fn insert_into(&self, map: &mut QuantityMap) {
         map.insert(
-            "coverage_within_eps".into(),
+            names::COVERAGE_WITHIN_EPS.into(),
             self.fraction_within_eps.clone(),
         );
         if let Some(q) = &self.fraction_within_eps_same_label {
-            map.insert("coverage_within_eps_label".into(), q.clone());
+            map.insert(names::COVERAGE_WITHIN_EPS_LABEL.into(), q.clone());
         }
         let mut d = self.nearest_distances.clone();
         if !d.is_empty() {
             d.sort_by(f64::total_cmp);
             let med = d[(d.len() - 1) / 2];
             map.insert(
-                "coverage_nn_distance_median".into(),
+                names::COVERAGE_NN_DISTANCE_MEDIAN.into(),
                 Quantity::exact(med, 4.0 * U * med).with_method("lower-median"),
             );
         }

@@ -26,6 +26,7 @@ use nalgebra::DMatrix;
 use super::QuantityMap;
 use super::gram::GramSpectrum;
 use super::hvp::mm;
+use super::names;
 use crate::error::{Error, Result};
 use crate::linalg::{SymEigen, eigen_bounds, sym_eigen};
 use crate::quantity::{Quantity, UNIT_ROUNDOFF, gamma, round_down, round_up};
@@ -670,7 +671,7 @@ impl CriticalLr {
         );
         let Some(b) = &self.bracket else {
             map.insert(
-                "mean_square_critical_lr_vacuous".into(),
+                names::MEAN_SQUARE_CRITICAL_LR_VACUOUS.into(),
                 Quantity::exact(1.0, 0.0)
                     .with_method("theory-T5f")
                     .with_note(format!("G = 0 (r = 0): η* = +∞, every η is stable; {ctx}")),
@@ -690,7 +691,7 @@ impl CriticalLr {
         if let Some(lo) = self.eta_lower() {
             let width = self.eta_upper().map_or(0.0, |u| u - lo);
             map.insert(
-                "mean_square_critical_lr".into(),
+                names::MEAN_SQUARE_CRITICAL_LR.into(),
                 Quantity::lower(lo, width)
                     .with_method(method)
                     .with_note(note.clone()),
@@ -699,7 +700,7 @@ impl CriticalLr {
         if let Some(hi) = self.eta_upper() {
             let width = hi - self.eta_lower().unwrap_or(hi);
             map.insert(
-                "mean_square_critical_lr_upper".into(),
+                names::MEAN_SQUARE_CRITICAL_LR_UPPER.into(),
                 Quantity::upper(hi, width)
                     .with_method(method)
                     .with_note(note),
@@ -709,7 +710,7 @@ impl CriticalLr {
             let (verdict, margin) = self.verdict(eta);
             if let Some(m) = margin {
                 map.insert(
-                    "mean_square_margin".into(),
+                    names::MEAN_SQUARE_MARGIN.into(),
                     Quantity::lower(m, 0.0).with_method(method).with_note(format!(
                         "{} at η = {eta}; certified relative margin 1/(η·upper) − 1 ≤ η*/η − 1; {ctx}",
                         verdict.name()
@@ -770,7 +771,7 @@ pub fn gd_critical_lr(model: &ReducedModel, eta: Option<f64>) -> QuantityMap {
     let mut map = QuantityMap::new();
     if hi <= 0.0 {
         map.insert(
-            "gd_critical_lr_vacuous".into(),
+            names::GD_CRITICAL_LR_VACUOUS.into(),
             Quantity::exact(1.0, 0.0).with_note("G = 0: η_GD* = +∞"),
         );
         return map;
@@ -783,14 +784,14 @@ pub fn gd_critical_lr(model: &ReducedModel, eta: Option<f64>) -> QuantityMap {
     if eta_gd.upper().is_finite() {
         let e_hi = eta_gd.upper();
         map.insert(
-            "gd_critical_lr_upper".into(),
+            names::GD_CRITICAL_LR_UPPER.into(),
             Quantity::upper(e_hi, e_hi - e_lo)
                 .with_method("gram-T4")
                 .with_note(note.clone()),
         );
     }
     map.insert(
-        "gd_critical_lr".into(),
+        names::GD_CRITICAL_LR.into(),
         Quantity::lower(e_lo, 0.0)
             .with_method("gram-T4")
             .with_note(note),
@@ -800,7 +801,7 @@ pub fn gd_critical_lr(model: &ReducedModel, eta: Option<f64>) -> QuantityMap {
         let margin = round_down(margin); // a lower bound: the subtraction's rounding, downward
         let verdict = status.name();
         map.insert(
-            "gd_margin".into(),
+            names::GD_MARGIN.into(),
             Quantity::lower(margin, 0.0)
                 .with_method("gram-T4")
                 .with_note(format!("{verdict} at η = {eta}: margin 2/η − λ_max")),
@@ -859,7 +860,7 @@ pub fn wme_quantities(model: &ReducedModel, eta: f64, p: f64) -> Result<Quantity
     let e = sym_eigen(&m)?;
     let b = eigen_bounds(&m, &e);
     map.insert(
-        "wme_lambda_max".into(),
+        names::WME_LAMBDA_MAX.into(),
         Quantity::estimate(e.values[0], b.max_upper - b.max_lower)
             .with_method("dense-reduced")
             .with_note(
@@ -876,7 +877,7 @@ pub fn wme_quantities(model: &ReducedModel, eta: f64, p: f64) -> Result<Quantity
         "p = 0: the bound 1/(η√p) is vacuous".to_string()
     };
     map.insert(
-        "nonuniformity".into(),
+        names::NONUNIFORMITY.into(),
         Quantity::estimate(s2.sqrt(), gamma(model.apply_length()) * s2.sqrt())
             .with_method("dense-reduced")
             .with_note(format!(
@@ -898,7 +899,7 @@ pub fn t5g_quantities(model: &ReducedModel, eta: f64, p: f64) -> QuantityMap {
     let c = model.outputs as f64;
     let g = gamma(model.n * model.outputs + 4);
     map.insert(
-        "t5g_sharpness".into(),
+        names::T5G_SHARPNESS.into(),
         Quantity::upper(a_hi, 0.0).with_method("gram-weyl"),
     );
     let vac = if p > 0.0 {
@@ -907,22 +908,22 @@ pub fn t5g_quantities(model: &ReducedModel, eta: f64, p: f64) -> QuantityMap {
         "; p = 0: the trace tests are vacuous (+∞)"
     };
     map.insert(
-        "t5g_trace".into(),
+        names::T5G_TRACE.into(),
         Quantity::exact(tr, tr_tol)
             .with_method("gram-trace")
             .with_note(format!("tr H = tr G{vac}")),
     );
     map.insert(
-        "t5g_mean_sq_frobenius".into(),
+        names::T5G_MEAN_SQ_FROBENIUS.into(),
         Quantity::exact(model.mean_sq_frobenius, g * model.mean_sq_frobenius),
     );
     map.insert(
-        "t5g_mean_sq_trace".into(),
+        names::T5G_MEAN_SQ_TRACE.into(),
         Quantity::exact(model.mean_sq_trace, g * model.mean_sq_trace),
     );
     let mut margin = |name: &str, lhs: f64, rhs: f64| {
         map.insert(
-            format!("t5g_margin_{name}"),
+            format!("{}{name}", names::T5G_MARGIN_),
             Quantity::estimate(rhs - lhs, g * (lhs.abs() + rhs.abs()))
                 .with_note(format!("necessary test {lhs:.6e} ≤ {rhs:.6e}")),
         );
@@ -968,7 +969,7 @@ pub fn stability_quantities(
     map.extend(crit.quantities(Some(eta)));
     if model.rank() > 0 {
         map.insert(
-            "mean_square_rho".into(),
+            names::MEAN_SQUARE_RHO.into(),
             mean_square_rho(&model, eta, crit.p, opts)?,
         );
         map.extend(wme_quantities(&model, eta, crit.p)?);

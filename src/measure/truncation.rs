@@ -3,7 +3,8 @@
 //!
 //! `λ_max(𝒟̃) ≤ λ_max(𝒟̃_r) + (1−p)·λ_d + 4p·ω`, `ω = max_i ‖Y_{i,d}‖₂²`,
 //!
-//! (λ_d the largest discarded eigenvalue of K), added to the upper side by
+//! (λ_d the largest discarded eigenvalue of K; the formula and the rules that order the rank
+//! search are [`flatcert_bounds::truncation`]), added to the upper side by
 //! [`crate::measure::stability`]; the lower side needs no allowance (𝒟̃_r is a compression of
 //! 𝒟̃). A cone step on Sym(r) costs O(nCr² + r³), so for a full-rank K with nC in the thousands
 //! (the bundled example: r = 2560) the untruncated bracket takes minutes, while a few hundred
@@ -19,11 +20,15 @@
 
 use nalgebra::DMatrix;
 
+use flatcert_bounds::truncation::{
+    DecideSearch, bracket_rank, decide_order, decide_stops, truncation_allowance,
+};
+
 use crate::error::{Error, Result};
 use crate::linalg::{eigen_bounds, sym_eigen};
 use crate::measure::gram::GramSpectrum;
 use crate::measure::stability::{
-    BracketOptions, CriticalLr, ReducedModel, Sampling, Verdict, mean_square_critical_lr, noise_p,
+    BracketOptions, CriticalLr, ReducedModel, Sampling, mean_square_critical_lr, noise_p,
 };
 use crate::quantity::{gamma, round_up};
 
@@ -112,10 +117,11 @@ fn omega_now(acc: &[DMatrix<f64>], fro: &[f64], m: usize, big_n: usize) -> Resul
     Ok(round_up(best * (1.0 + gamma(big_n + 2))))
 }
 
-/// The T5(f) truncation allowance (1−p)λ_d + 4pω at rank r for a given ω.
+/// The T5(f) truncation allowance (1−p)λ_d + 4pω at rank r for a given ω
+/// ([`truncation_allowance`]), rounded up.
 fn allowance(spec: &GramSpectrum, p: f64, r: usize, omega: f64) -> f64 {
     let ld = spec.values.get(r).copied().unwrap_or(0.0).max(0.0);
-    round_up((1.0 - p) * ld + 4.0 * p * omega)
+    round_up(truncation_allowance(p, ld, omega))
 }
 
 /// The reduced model on the top r eigenpairs with the tight ω.
@@ -217,34 +223,17 @@ impl<'a> RankBudget<'a> {
             .collect();
         let last = self.ranks.len() - 1;
         let order: Vec<usize> = match goal {
-            Goal::Bracket => {
-                // λ_1/2 ≤ λ_max(𝒟̃) (Σ = e_1e_1ᵀ and Jensen): the scale of the allowance.
-                let target = opts.rel_tol * lam1 / 2.0;
-                vec![allow.iter().position(|&a| a <= target).unwrap_or(last)]
-            }
-            Goal::DecideAt(eta) => {
-                // λ_1/2 ≤ λ_max(𝒟̃_r) for every r ≥ 1, so rank r can certify stability only if
-                // λ_1/2 + allowance(r) ≤ 1/η. The allowance decreases with r: those ranks are a
-                // suffix. Try the smallest rank first (a cheap refutation: the lower side needs
-                // no allowance), then that suffix in increasing order, or else the cap (the best
-                // lower side for a refutation).
-                let first_useful = (1..self.ranks.len())
-                    .find(|&k| eta * (lam1 / 2.0 + allow[k]) <= 1.0)
-                    .unwrap_or(last);
-                let on_target = allow
-                    .iter()
-                    .position(|&a| a <= TARGET * lam1 / 2.0)
-                    .unwrap_or(last);
-                let start_cap = self
-                    .ranks
-                    .iter()
-                    .position(|&r| r >= DECIDE_START_RANK)
-                    .unwrap_or(last);
-                let start = first_useful.max(on_target.min(start_cap)).max(1);
-                let mut order = vec![0];
-                order.extend(start..self.ranks.len());
-                order
-            }
+            Goal::Bracket => vec![bracket_rank(&allow, opts.rel_tol, lam1)],
+            Goal::DecideAt(eta) => decide_order(
+                &self.ranks,
+                &allow,
+                &DecideSearch {
+                    eta,
+                    lambda_1: lam1,
+                    target_fraction: TARGET,
+                    start_rank: DECIDE_START_RANK,
+                },
+            ),
         };
         let mut result: Option<(ReducedModel, CriticalLr)> = None;
         for k in order {
@@ -252,15 +241,7 @@ impl<'a> RankBudget<'a> {
             let crit = mean_square_critical_lr(&model, batch, sampling, opts)?;
             let decided = match goal {
                 Goal::Bracket => true,
-                Goal::DecideAt(eta) => {
-                    let verdict = crit.verdict(eta).0;
-                    if k == 0 && last > 0 {
-                        // At the smallest rank only a refutation is trusted to stop the search.
-                        verdict == Verdict::CertifiedUnstable
-                    } else {
-                        verdict != Verdict::Inconclusive
-                    }
-                }
+                Goal::DecideAt(eta) => decide_stops(crit.verdict(eta).0, k == 0 && last > 0),
             };
             result = Some((model, crit));
             if decided {
@@ -277,6 +258,7 @@ mod tests {
     use crate::example;
     use crate::io::{CheckpointOptions, DataOptions};
     use crate::measure::gram::{GramOptions, gauss_newton_gram};
+    use crate::measure::stability::Verdict;
     use std::time::Instant;
 
     /// Timing and allowance profile on the bundled example (run by hand:

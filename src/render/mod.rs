@@ -28,7 +28,7 @@ use flatcert_bounds::{Status, Value, Verdict};
 pub use markdown::render_markdown;
 pub use table::{Style, render};
 
-/// A number for people: 5 significant digits, `+∞`/`−∞` for the infinities.
+/// A number for people: 5 significant digits ([`significant`]), `+∞`/`−∞` for the infinities.
 pub fn num(x: f64) -> String {
     if x == f64::INFINITY {
         "+∞".into()
@@ -36,11 +36,23 @@ pub fn num(x: f64) -> String {
         "−∞".into()
     } else if x == 0.0 {
         "0".into()
-    } else if (1e-3..1e5).contains(&x.abs()) {
-        let digits = (4 - x.abs().log10().floor() as i32).clamp(0, 8) as usize;
-        format!("{x:.digits$}")
     } else {
-        format!("{x:.4e}")
+        significant(x, 5)
+    }
+}
+
+/// `x` with `digits` (≥ 1) significant digits, trailing zeros kept: fixed notation for
+/// 10⁻³ ≤ |x| < 10⁵ (`4.1652`, `0.091282`), scientific otherwise (`1.0000e-9`). The one number
+/// format of the tables and Markdown ([`num`], 5 digits) and of the SVG legends (6 digits).
+pub fn significant(x: f64, digits: usize) -> String {
+    let digits = digits.max(1);
+    if (1e-3..1e5).contains(&x.abs()) {
+        let mag = x.abs().log10().floor() as i32;
+        let decimals = (digits as i32 - 1 - mag).max(0) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        let decimals = digits - 1;
+        format!("{x:.decimals$e}")
     }
 }
 
@@ -229,6 +241,10 @@ mod tests {
         assert_eq!(num(0.0912822842), "0.091282");
         assert_eq!(num(4.1652417631), "4.1652");
         assert_eq!(num(1e-9), "1.0000e-9");
+        assert_eq!(num(-12345.678), "-12346");
+        assert_eq!(significant(0.2400821025, 6), "0.240082");
+        assert_eq!(significant(123456.0, 6), "1.23456e5");
+        assert_eq!(significant(f64::INFINITY, 3), "inf");
         assert_eq!(value(&Value::upper_bound(2.0, 0.0)), "≤ 2.0000 (upper)");
         assert!(value(&Value::interval(1.0, 2.0)).starts_with("[1.0000, 2.0000]"));
     }

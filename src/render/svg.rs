@@ -179,18 +179,12 @@ pub(crate) fn four_significant(x: f64, mag: i32) -> String {
     }
 }
 
-/// Short number for legends: 6 significant digits.
+/// Short number for legends: 6 significant digits ([`super::significant`]).
 pub(crate) fn fmt_sig(x: f64) -> String {
     if x == 0.0 || !x.is_finite() {
         return format!("{x}");
     }
-    let mag = x.abs().log10().floor() as i32;
-    if (-3..5).contains(&mag) {
-        let decimals = (5 - mag).max(0) as usize;
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x:.5e}")
-    }
+    super::significant(x, 6)
 }
 
 /// A logarithmic axis whose coordinate is log₁₀ of the value: key points at the powers of ten

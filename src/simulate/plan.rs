@@ -169,18 +169,13 @@ impl SimulatePlan {
 
     /// The memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> usize {
-        self.memory_limit
-            .unwrap_or_else(crate::memory::default_memory_limit)
+        crate::plan::memory_limit_bytes(self.memory_limit)
     }
 
     /// Checks that need no data (errors name the field).
     pub fn validate(&self) -> Result<()> {
         let args = self;
-        if let Some(lr) = args.lr
-            && !(lr.is_finite() && lr > 0.0)
-        {
-            return Err(invalid("lr", format!("must be finite and > 0, got {lr}")));
-        }
+        crate::plan::check_lr(args.lr)?;
         if args.batch == Some(0) {
             return Err(invalid("batch", "must be ≥ 1, got 0"));
         }
@@ -196,22 +191,13 @@ impl SimulatePlan {
                 format!("must lie in 1..=100000, got {}", args.trials),
             ));
         }
-        if args.k.is_empty() {
-            return Err(invalid("k", "give at least one even order k ≥ 2"));
-        }
-        for &k in &args.k {
-            let domain = flatcert_bounds::moments::KDomain::Simulate;
-            if u32::try_from(k).map_or(true, |k| !domain.contains(k)) {
-                return Err(invalid(
-                    "k",
-                    format!(
-                        "each k must be even and in {}..={} (THEORY T6), got {k}",
-                        domain.min(),
-                        domain.max()
-                    ),
-                ));
-            }
-        }
+        // A k beyond u32 is out of the domain anyway (its message then names u32::MAX).
+        let ks: Vec<u32> = args
+            .k
+            .iter()
+            .map(|&k| u32::try_from(k).unwrap_or(u32::MAX))
+            .collect();
+        crate::plan::check_k(flatcert_bounds::moments::KDomain::Simulate, &ks)?;
         if args.deltas.is_empty() {
             return Err(invalid("deltas", "give at least one δ > 0"));
         }

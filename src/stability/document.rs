@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde_json::Value;
 
 use super::cost::{estimate_cost, fmt_bytes, fmt_seconds, step_seconds};
@@ -16,13 +17,13 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::measure::gram::{GramOptions, gauss_newton_gram};
-use crate::measure::hvp::{CurvatureOperator, OperatorOptions};
 use crate::measure::kmoment::k_moment_critical_lr;
+use crate::measure::names;
 use crate::measure::stability::{
     BracketOptions, CriticalLr, ReducedModel, Sampling, Verdict, critical_lr_sweep, noise_p,
 };
 use crate::measure::truncation::{Goal, RankBudget};
-use crate::model::Mlp;
+use crate::model::{Mlp, Params};
 use crate::problem::Problem;
 use crate::progress;
 use crate::quantity::{round_down, round_up};
@@ -133,36 +134,47 @@ pub fn residual_info(loaded: &Problem) -> Result<Option<ResidualInfo>> {
     if !data.has_targets() {
         return Ok(None);
     }
-    // The running forward-error bound (THEORY §3 item 1) gives a rigorous upper side of
-    // max|res|; only a 0 upper side with no possible kink proves H = G (bounds `residual`).
+    // One forward pass (blocks of 256, up to REDUCE_GROUP of them in parallel, folded in block
+    // order so the result does not depend on the thread count) gives the residuals, the running
+    // forward-error bound (THEORY §3 item 1) — a rigorous upper side of max|res|; only a 0 upper
+    // side with no possible kink proves H = G (bounds `residual`) — and, by one VJP on the same
+    // cache, the block's part of ∇ℒ = (1/n) Σ_i J_iᵀ res_i.
     let (mut max_abs, mut sum_sq, mut max_upper, mut near_kinks) = (0.0f64, 0.0f64, 0.0f64, 0);
-    for (s, e) in data.blocks(256) {
-        let cache = mlp.forward_cache(data.x_block(s, e));
-        let fe = crate::measure::forward_error::forward_errors(mlp, &cache);
-        near_kinks += fe.near_kinks.len();
-        let Some(y) = data.y_block(s, e) else {
-            return Ok(None);
-        };
-        for ((a, b), bound) in cache.output().iter().zip(y.iter()).zip(fe.output().iter()) {
-            let r = a - b;
-            max_abs = max_abs.max(r.abs());
-            let err = crate::measure::forward_error::residual_error(*bound, *a, *b);
-            max_upper = max_upper.max(r.abs() + err);
-            sum_sq += r * r;
+    let mut grad = Params::zeros_like(mlp);
+    let blocks = data.blocks(256);
+    for group in blocks.chunks(crate::measure::hvp::REDUCE_GROUP) {
+        let parts: Vec<_> = group
+            .par_iter()
+            .map(|&(s, e)| {
+                let cache = mlp.forward_cache(data.x_block(s, e));
+                let fe = crate::measure::forward_error::forward_errors(mlp, &cache);
+                let part = data
+                    .y_block(s, e)
+                    .map(|y| mlp.vjp_params(&cache, &(cache.output() - y)));
+                (s, e, cache, fe, part)
+            })
+            .collect();
+        for (s, e, cache, fe, part) in parts {
+            near_kinks += fe.near_kinks.len();
+            let (Some(y), Some(part)) = (data.y_block(s, e), part) else {
+                return Ok(None);
+            };
+            grad.axpy(1.0, &part);
+            for ((a, b), bound) in cache.output().iter().zip(y.iter()).zip(fe.output().iter()) {
+                let r = a - b;
+                max_abs = max_abs.max(r.abs());
+                let err = crate::measure::forward_error::residual_error(*bound, *a, *b);
+                max_upper = max_upper.max(r.abs() + err);
+                sum_sq += r * r;
+            }
         }
     }
+    grad.scale(1.0 / data.len() as f64);
     let evidence = flatcert_bounds::residual::ResidualEvidence {
         max_abs: Some(flatcert_bounds::Value::upper_bound(max_upper, 0.0)),
         piecewise_linear: mlp.activation().is_piecewise_linear(),
         near_kink_units: Some(near_kinks),
     };
-    // One product (the loss gradient): caching the forward pass would only cost memory.
-    let no_cache = OperatorOptions {
-        cache_limit_bytes: 0,
-        ..OperatorOptions::default()
-    };
-    let op = CurvatureOperator::new(mlp, data, no_cache)?;
-    let grad = op.loss_gradient()?;
     Ok(Some(ResidualInfo {
         max_abs_residual: max_abs,
         max_abs_residual_upper: max_upper,
@@ -489,7 +501,7 @@ pub fn stability_document(
         let mut k_moments = serde_json::Map::new();
         for &k in &ks {
             k_moments.insert(
-                format!("k_moment_critical_lr_k{k}"),
+                names::per_k(names::K_MOMENT_CRITICAL_LR_K, k),
                 k_moment_entry(&model, crit, k, sampling),
             );
         }
@@ -640,7 +652,7 @@ pub fn stability_document(
                 eta_upper: row.mean_square_critical_lr.upper,
                 eta_k: ks.first().and_then(|k| {
                     row.k_moments
-                        .get(&format!("k_moment_critical_lr_k{k}"))
+                        .get(&names::per_k(names::K_MOMENT_CRITICAL_LR_K, k))
                         .and_then(|v| v.get("value"))
                         .and_then(Value::as_f64)
                 }),

@@ -118,8 +118,7 @@ impl SweepPlan {
     /// The memory limit in bytes: `memory_limit`, else the default fraction of the available
     /// memory.
     pub fn memory_limit_bytes(&self) -> usize {
-        self.memory_limit
-            .unwrap_or_else(crate::memory::default_memory_limit)
+        crate::plan::memory_limit_bytes(self.memory_limit)
     }
 
     /// Validate the arguments that do not need the data: η finite and positive, k even in 2..=16,
@@ -134,30 +133,8 @@ impl SweepPlan {
                 "torch-sum gives η = 2B·η_torch, which depends on B: give exactly one --batch",
             ));
         }
-        if let Some(lr) = args.lr
-            && !(lr.is_finite() && lr > 0.0)
-        {
-            return Err(invalid(
-                "lr",
-                format!("must be a positive finite number, got {lr}"),
-            ));
-        }
-        if args.k.is_empty() {
-            return Err(invalid("k", "give at least one even order k ≥ 2"));
-        }
-        for &k in &args.k {
-            let domain = flatcert_bounds::moments::KDomain::Stability;
-            if !domain.contains(k) {
-                return Err(invalid(
-                    "k",
-                    format!(
-                        "each k must be even and in {}..={}, got {k}",
-                        domain.min(),
-                        domain.max()
-                    ),
-                ));
-            }
-        }
+        crate::plan::check_lr(args.lr)?;
+        crate::plan::check_k(flatcert_bounds::moments::KDomain::Stability, &args.k)?;
         if args.tau.is_nan() || !(0.0..1.0).contains(&args.tau) {
             return Err(invalid(
                 "tau",

@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::{Bracket, StabilityDoc};
 use crate::certify::summary::status_label;
 use crate::error::{Error, Result};
+use crate::measure::names;
 use crate::measure::stability::Verdict;
 
 /// `x` as a signed percentage.
@@ -80,8 +81,8 @@ pub fn render_table(doc: &StabilityDoc) -> String {
         "B", "p", "η_GD* = 2/λ_max(G) bracket", "η*(B) certified bracket"
     );
     for k in &ks {
-        let short = k.trim_start_matches("k_moment_critical_lr_");
-        header.push_str(&format!("  {:<14}", format!("η*_{} (T6)", &short[1..])));
+        let short = k.trim_start_matches(names::K_MOMENT_CRITICAL_LR_K);
+        header.push_str(&format!("  {:<14}", format!("η*_{short} (T6)")));
     }
     if doc.eta.is_some() {
         header.push_str("  verdict at η (certified margin)");

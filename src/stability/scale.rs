@@ -10,6 +10,7 @@ use crate::certify::scale::{scale_evidence, scale_row};
 use crate::certify::summary::status_label;
 use crate::error::Result;
 use crate::measure::lanczos::UpperBoundOptions;
+use crate::measure::names;
 use crate::measure::stability::{Sampling, Verdict};
 use crate::problem::Problem as Loaded;
 use crate::progress;
@@ -104,9 +105,9 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
     pb.finish_and_clear();
     let sharp = ev
         .quantities
-        .get("gauss_newton_lambda_max_lower")
+        .get(names::GAUSS_NEWTON_LAMBDA_MAX_LOWER)
         .map(|q| q.value);
-    let sharp_up = ev.quantities.get("gauss_newton_lambda_max_upper");
+    let sharp_up = ev.quantities.get(names::GAUSS_NEWTON_LAMBDA_MAX_UPPER);
     let lambda = Bracket {
         lower: sharp,
         upper: sharp_up.map(|q| q.value),

@@ -563,7 +563,7 @@ fn smooth_hessian<O: CurvatureOp>(q: &mut Evidence, op: &O, seed: u64) -> Result
     };
     let est = hessian_extreme(op, Target::Smallest, &lopts)?;
     let mut m = QuantityMap::new();
-    est.insert_into(&mut m, "hessian_lambda_min", "upper");
+    est.insert_into(&mut m, names::HESSIAN_LAMBDA_MIN, "upper");
     q.absorb(m);
     q.absorb(hessian_trace(op, 16, seed)?);
     Ok(())
