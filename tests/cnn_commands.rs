@@ -411,7 +411,10 @@ fn certify_with_epsilon_runs_t8_to_t10_through_conv_and_pooling() {
     ]));
     assert!(out.exists(), "{code}\n{stdout}\n{stderr}");
     let cert = read_json(&out);
-    let statuses = format!("{} {}", cert["summary"]["theorems"], cert["summary"]["not_computed"]);
+    let statuses = format!(
+        "{} {}",
+        cert["summary"]["theorems"], cert["summary"]["not_computed"]
+    );
     for id in ["T8", "T9", "T10"] {
         let t = cert["summary"]["theorems"]
             .as_array()
@@ -422,8 +425,13 @@ fn certify_with_epsilon_runs_t8_to_t10_through_conv_and_pooling() {
         assert_ne!(t["status"], "not_computed", "{id}: {statuses}");
     }
     // No sampled Jacobian norm exceeds the certified bound.
-    assert!(!cert["summary"]["violated"].to_string().contains("T10"), "{statuses}");
-    let lip = cert["measurements"]["lipschitz_max"]["value"].as_f64().unwrap();
+    assert!(
+        !cert["summary"]["violated"].to_string().contains("T10"),
+        "{statuses}"
+    );
+    let lip = cert["measurements"]["lipschitz_max"]["value"]
+        .as_f64()
+        .unwrap();
     assert!(lip.is_finite() && lip > 0.0);
     // verify recomputes it, held-out file included.
     let (code, vout, verr) = run_cmd(flatcert().args(["verify", out.to_str().unwrap()]));

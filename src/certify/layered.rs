@@ -3,16 +3,14 @@
 //! T1b and the radial T2, T3, T7 of §7(b) ([`Network::Layered`]).
 
 use super::certificate::{CERTIFICATE_SCHEMA, Certificate, CertificateInputs, Measurements};
+use super::collect::robust::{robustness_quantities, robustness_with, spectral_norm_small};
 use super::collect::{CurvaturePath, curvature_stage, hessian_stage};
 use super::evidence::Evidence;
 use super::pipeline::{Details, gauss_newton_line};
 use super::plan::{Hyper, Plan};
 use super::summary::summarize;
 use super::theorems::{Context, Extras, Network, evaluate, lambda_rel};
-use super::collect::robust::{robustness_quantities, robustness_with, spectral_norm_small};
 use crate::data::Dataset;
-use crate::net::{NetIbp, Tensor};
-use nalgebra::DMatrix;
 use crate::error::{Error, Result};
 use crate::measure::document::CurvatureSource;
 use crate::measure::layered::{
@@ -20,9 +18,10 @@ use crate::measure::layered::{
     residual_quantities,
 };
 use crate::net::per_sample_curvature;
+use crate::net::{NetIbp, Tensor};
 use crate::problem::NetProblem;
 use flatcert_bounds::radial::RadialSample;
-
+use nalgebra::DMatrix;
 
 /// Certify a layered problem at the plan's (η, B): measure, evaluate T1 … T10 and assemble the
 /// certificate (schema `flatcert.certificate/v1`, with `inputs.architecture`).

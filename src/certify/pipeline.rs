@@ -124,9 +124,7 @@ pub fn run_detailed(
     let extras = Extras {
         stats: Some(&col.stats),
         lambdas: &col.stats.lambda,
-        lambda_rel: super::theorems::lambda_rel(&col.stats.lambda, |i| {
-            col.stats.param_sq_err(i)
-        }),
+        lambda_rel: super::theorems::lambda_rel(&col.stats.lambda, |i| col.stats.param_sq_err(i)),
         directional: &col.directional,
         robust: col.robust.as_ref(),
     };

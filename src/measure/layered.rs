@@ -12,14 +12,14 @@
 
 use rayon::prelude::*;
 
-use crate::certify::evidence::names as radial_names;
-use crate::measure::lipschitz::BallNorm;
 use crate::error::{Error, Result};
 use crate::measure::QuantityMap;
 use crate::measure::document::{CurvatureSource, curvature_quantities_of, hessian_product_cap};
 use crate::measure::gram::{GramOptions, GramSpectrum, gram_spectrum};
 use crate::measure::hvp::OperatorOptions;
 use crate::measure::lanczos::UpperBoundOptions;
+use crate::measure::lipschitz::BallNorm;
+use crate::measure::names;
 use crate::net::{LayerSpec, NetPerSample, PerSampleOptions, Sequential, Shape, Tensor};
 use crate::net::{NetCurvatureOperator, build_gram, net_gram_memory_bytes, per_sample_curvature};
 use crate::problem::NetProblem;
@@ -115,7 +115,7 @@ pub fn first_order(
                    bound through conv/pool)";
     let mut q = QuantityMap::new();
     q.insert(
-        crate::certify::evidence::names::SMOOTH_BACKWARD_ROUNDING.into(),
+        names::SMOOTH_BACKWARD_ROUNDING.into(),
         Quantity::exact(rel, round_up(rel * UNIT_ROUNDOFF)).with_method(
             "relative a-priori rounding estimate 2γ_K, K = Σ_l(fan-in_l + 1) + C, of the Jacobian \
              quantities of a layered network (THEORY §3 item 1, §7(d) fan-ins): no absolute-value \
@@ -130,7 +130,7 @@ pub fn first_order(
     let w_sq: f64 = w[..nw].iter().map(|v| v * v).sum();
     let w_fro = w_sq.sqrt();
     q.insert(
-        radial_names::FIRST_LAYER_FROBENIUS_NORM.into(),
+        names::FIRST_LAYER_FROBENIUS_NORM.into(),
         Quantity::upper(round_up(w_fro * (1.0 + gamma(nw + 2))), 0.0).with_method(
             "‖W‖_F of the first layer's weight (THEORY §7(b)); rigorous upper bound: the sum of \
              squares within γ_{nw+1}, the square root rounded up",
@@ -145,11 +145,11 @@ pub fn first_order(
     let xmin = x_norm.iter().copied().fold(f64::INFINITY, f64::min);
     let xmean = x_norm.iter().sum::<f64>() / n as f64;
     q.insert(
-        "input_norm_min".into(),
+        names::INPUT_NORM_MIN.into(),
         Quantity::exact(xmin, round_up(xmin * xr)).with_method("min_i ‖x_i‖₂"),
     );
     q.insert(
-        "input_norm_mean".into(),
+        names::INPUT_NORM_MEAN.into(),
         Quantity::exact(xmean, round_up(xmean * (xr + gamma(n + 1))))
             .with_method("(1/n) Σ_i ‖x_i‖₂"),
     );
@@ -167,7 +167,7 @@ pub fn first_order(
     // within (γ_K-sized) relative rounding of it, as for the dense T1 (10u·scale, THEORY §3).
     let t1_tol = round_up(t1_scale * (rel + 10.0 * UNIT_ROUNDOFF));
     q.insert(
-        crate::certify::evidence::names::IDENTITY_SCALAR_MAX_ABS_RESIDUAL.into(),
+        names::IDENTITY_SCALAR_MAX_ABS_RESIDUAL.into(),
         Quantity::exact(t1_abs, t1_tol)
             .with_method(
                 "T1b (THEORY §7(a)): max_ic |⟨x_i, ∇_x f_c⟩ − ⟨W, ∇_W f_c⟩|, the left side by \
@@ -180,27 +180,27 @@ pub fn first_order(
             )),
     );
     q.insert(
-        crate::certify::evidence::names::IDENTITY_POINTS_CHECKED.into(),
+        names::IDENTITY_POINTS_CHECKED.into(),
         Quantity::exact(n as f64, 0.0).with_method("samples at which T1b was checked"),
     );
     // Traces and per-sample traces.
     let nf = n as f64;
     let tr_g = st.jacobian_sq.iter().sum::<f64>() / nf;
     q.insert(
-        "gauss_newton_trace".into(),
+        names::GAUSS_NEWTON_TRACE.into(),
         Quantity::exact(tr_g, mean_tol(tr_g, true))
             .with_method(format!("tr G = (1/n) Σ_i ‖J_θ(x_i)‖_F²; {apriori}")),
     );
     let tr_gw = st.first_layer_sq.iter().sum::<f64>() / nf;
     q.insert(
-        "first_layer_gauss_newton_trace".into(),
+        names::FIRST_LAYER_GAUSS_NEWTON_TRACE.into(),
         Quantity::exact(tr_gw, mean_tol(tr_gw, true)).with_method(format!(
             "tr G_W = (1/n) Σ_i ‖J_W(x_i)‖_F² (weight, no bias); {apriori}"
         )),
     );
     let tr_sq = st.jacobian_sq.iter().map(|t| t * t).sum::<f64>() / nf;
     q.insert(
-        "per_sample_trace_sq_mean".into(),
+        names::PER_SAMPLE_TRACE_SQ_MEAN.into(),
         Quantity::exact(tr_sq, round_up(tr_sq * (4.0 * rel + gamma(n + 2))))
             .with_method(format!("(1/n) Σ_i (tr H_i)², tr H_i = ‖J_i‖_F²; {apriori}")),
     );
@@ -210,14 +210,14 @@ pub fn first_order(
         .collect();
     let radial_mean = radial_sq.iter().sum::<f64>() / nf;
     q.insert(
-        radial_names::INPUT_GRAD_RADIAL_MEAN_SQ.into(),
+        names::INPUT_GRAD_RADIAL_MEAN_SQ.into(),
         Quantity::exact(radial_mean, mean_tol(radial_mean, true)).with_method(format!(
             "(1/n) Σ_i ‖J_x(x_i) x_i‖² (THEORY §7(b)), J_x x_i by forward mode; {apriori}"
         )),
     );
     let radial_max = radial_sq.iter().copied().fold(0.0f64, f64::max).sqrt();
     q.insert(
-        radial_names::INPUT_GRAD_RADIAL_MAX.into(),
+        names::INPUT_GRAD_RADIAL_MAX.into(),
         Quantity::exact(radial_max, mean_tol(radial_max, false))
             .with_method(format!("max_i ‖J_x(x_i) x_i‖ (THEORY §7(b)); {apriori}")),
     );
@@ -225,7 +225,7 @@ pub fn first_order(
         let named = |prefix: &str| format!("{prefix}{k}");
         let m = moment_of_squares(&radial_sq, k);
         q.insert(
-            named(radial_names::INPUT_GRAD_RADIAL_MOMENT_K),
+            named(names::INPUT_GRAD_RADIAL_MOMENT_K),
             Quantity::exact(m, mean_tol(m, false)).with_method(format!(
                 "((1/n) Σ_i ‖J_x(x_i) x_i‖^{})^(1/{}) (THEORY §7(b)); {apriori}",
                 2 * k,
@@ -234,7 +234,7 @@ pub fn first_order(
         );
         let m = moment_of_squares(&st.first_layer_sq, k);
         q.insert(
-            named(radial_names::FIRST_LAYER_GRAD_MOMENT_K),
+            named(names::FIRST_LAYER_GRAD_MOMENT_K),
             Quantity::exact(m, mean_tol(m, false)).with_method(format!(
                 "((1/n) Σ_i ‖J_W(x_i)‖_F^{})^(1/{}); {apriori}",
                 2 * k,
@@ -243,7 +243,7 @@ pub fn first_order(
         );
         let m = moment_of_squares(&st.jacobian_sq, k);
         q.insert(
-            named("param_grad_moment_k"),
+            named(names::PARAM_GRAD_MOMENT_K),
             Quantity::exact(m, mean_tol(m, false)).with_method(format!(
                 "((1/n) Σ_i ‖J_θ(x_i)‖_F^{})^(1/{}); {apriori}",
                 2 * k,
@@ -252,7 +252,7 @@ pub fn first_order(
         );
         let m = moment_of_squares(&st.input_sq, k);
         q.insert(
-            named("input_grad_moment_k"),
+            named(names::INPUT_GRAD_MOMENT_K),
             Quantity::exact(m, mean_tol(m, false)).with_method(format!(
                 "((1/n) Σ_i ‖J_x(x_i)‖_F^{})^(1/{}); {apriori}",
                 2 * k,
@@ -260,14 +260,14 @@ pub fn first_order(
             )),
         );
         q.insert(
-            named("param_grad_elementwise_k"),
+            named(names::PARAM_GRAD_ELEMENTWISE_K),
             Quantity::exact(st.g_w[kj], mean_tol(st.g_w[kj], false)).with_method(format!(
                 "g_W(k), T7(e): all parameters incl. biases (conv gradients materialized per \
                  sample, THEORY §7(e)); {apriori}"
             )),
         );
         q.insert(
-            named("input_grad_elementwise_k"),
+            named(names::INPUT_GRAD_ELEMENTWISE_K),
             Quantity::exact(st.g_x[kj], mean_tol(st.g_x[kj], false))
                 .with_method(format!("g_x(k), T7(e); {apriori}")),
         );
@@ -286,7 +286,7 @@ pub fn first_order(
             })
             .fold(f64::INFINITY, f64::min);
         q.insert(
-            named("input_lq_norm_min_k"),
+            named(names::INPUT_LQ_NORM_MIN_K),
             Quantity::exact(lq, round_up(lq * (gamma(d + 2) + 4.0 * UNIT_ROUNDOFF)))
                 .with_method(format!("min_i ‖x_i‖_{}", 2 * k)),
         );
@@ -373,9 +373,9 @@ pub fn residual_quantities(p: &NetProblem, block: usize) -> Result<QuantityMap> 
             "max_ic |f_c(x_i) − y_ic|; {apriori} — not rigorous: {e}"
         )),
     };
-    q.insert("max_abs_residual".into(), residual);
+    q.insert(names::MAX_ABS_RESIDUAL.into(), residual);
     q.insert(
-        "max_residual_norm".into(),
+        names::MAX_RESIDUAL_NORM.into(),
         Quantity::exact(
             max_norm,
             round_up(res_tol * (c as f64).sqrt() + max_norm * gamma(c + 2)),
@@ -383,7 +383,7 @@ pub fn residual_quantities(p: &NetProblem, block: usize) -> Result<QuantityMap> 
         .with_method(format!("max_i ‖f(x_i) − y_i‖₂; {apriori}")),
     );
     q.insert(
-        "train_loss".into(),
+        names::TRAIN_LOSS.into(),
         Quantity::exact(
             loss,
             // |ℒ̂ − ℒ| ≤ (1/n) Σ_i (‖r_i‖‖δr_i‖ + ½‖δr_i‖²), ‖δr_i‖ ≤ √C·res_tol.
@@ -396,7 +396,7 @@ pub fn residual_quantities(p: &NetProblem, block: usize) -> Result<QuantityMap> 
         .with_method(format!("ℒ = (1/n) Σ_i ½‖f(x_i) − y_i‖²; {apriori}")),
     );
     q.insert(
-        "loss_gradient_norm".into(),
+        names::LOSS_GRADIENT_NORM.into(),
         Quantity::exact(gnorm, round_up(gnorm * (2.0 * rel + gamma(n + 2)))).with_method(format!(
             "‖∇ℒ‖ = ‖(1/n) Σ_i J_iᵀ res_i‖ (one backward pass); {apriori}"
         )),
@@ -454,7 +454,7 @@ pub fn measure_document(
     let mut notes = layered_notes();
     if plan.curvature {
         let residual_nonzero = quantities
-            .get(crate::certify::evidence::names::MAX_ABS_RESIDUAL)
+            .get(names::MAX_ABS_RESIDUAL)
             .is_some_and(|r| r.value > 0.0);
         quantities.extend(curvature_quantities(p, plan, residual_nonzero, &mut notes)?);
     }

@@ -30,8 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::QuantityMap;
 use super::lipschitz::{
     BallNorm, JacobianNormBounds, LIBM_HYPOTHESIS, LayerBox, LipschitzBound, LipschitzOptions,
-    PairwiseLipschitz, Prepared,
-    evaluate, jacobian_bounds, output_box,
+    PairwiseLipschitz, Prepared, evaluate, jacobian_bounds, output_box,
 };
 use super::names;
 use crate::data::Dataset;
