@@ -157,6 +157,7 @@ fn run_arch(
         seed: args.seed,
         sampling,
         log_every: (args.steps / 100).max(1),
+        stop_at_loss: None,
     };
     flatcert::train::net::check_net_data(&net, data)?;
     cfg.validate(data.len())?;

@@ -47,6 +47,9 @@ pub struct NetTrainConfig {
     pub sampling: BatchScheme,
     /// Record the full-data loss every `log_every` steps; 0 records only the first and last.
     pub log_every: u64,
+    /// Stop at the first recorded full-data loss (every `log_every` steps) that is ≤ this value
+    /// ("train to a fixed loss"); `None` always runs `steps` updates.
+    pub stop_at_loss: Option<f64>,
 }
 
 impl NetTrainConfig {
@@ -89,7 +92,8 @@ impl NetTrainResult {
     }
 
     /// The training metadata, with the keys of [`super::TrainResult::metadata`] that apply to
-    /// any architecture: `lr`, `lr_convention` (`theory`), `batch`, `steps`, `seed`, `sampling`,
+    /// any architecture: `lr`, `lr_convention` (`theory`), `batch`, `steps` (the updates done,
+    /// fewer than `cfg.steps` after [`NetTrainConfig::stop_at_loss`]), `seed`, `sampling`,
     /// `final_train_loss`, `trainer`, plus `init` (`pytorch_default`) and `params` (P). The
     /// architecture itself is stored by [`crate::net::net_to_safetensors`] under
     /// [`crate::net::ARCH_METADATA_KEY`].
@@ -98,7 +102,7 @@ impl NetTrainResult {
             ("lr", format!("{}", cfg.lr)),
             ("lr_convention", "theory".to_string()),
             ("batch", cfg.batch.to_string()),
-            ("steps", cfg.steps.to_string()),
+            ("steps", self.steps_done.to_string()),
             ("seed", cfg.seed.to_string()),
             ("sampling", cfg.sampling.name().to_string()),
             ("init", "pytorch_default".to_string()),
@@ -323,6 +327,9 @@ pub fn train_net(
             history.push((steps_done, loss));
             last_logged = Some(loss);
             diverged = !loss.is_finite();
+            if cfg.stop_at_loss.is_some_and(|t| loss <= t) {
+                break;
+            }
         }
     }
     let final_train_loss = match last_logged {

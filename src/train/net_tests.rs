@@ -20,6 +20,7 @@ fn cfg(lr: f64, batch: usize, steps: u64) -> NetTrainConfig {
         seed: 5,
         sampling: BatchScheme::IidSubsets,
         log_every: 0,
+        stop_at_loss: None,
     }
 }
 
