@@ -56,6 +56,13 @@ pub(crate) const SERIES: [RGBColor; 5] = [GREEN, PURPLE, ORANGE, BROWN, GREY];
 /// The colour cycle of the simulation figure: its callers pick a colour by index (modulo 8).
 pub(crate) const CYCLE: [RGBColor; 8] = [BLUE, RED, GREEN, ORANGE, PURPLE, BROWN, BLACK, GREY];
 
+/// The colour of series `i` in a figure drawn outside the crate (the examples): the colour cycle
+/// of the simulation figure (blue, red, green, orange, purple, brown, black, grey), so that
+/// examples draw with the crate's one palette.
+pub fn series_colour(i: usize) -> RGBColor {
+    CYCLE[i % CYCLE.len()]
+}
+
 /// A legend glyph.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Glyph {

@@ -17,6 +17,7 @@
 //!   the result keeps the last finite parameters and sets [`TrainResult::diverged`], and
 //!   [`TrainResult::into_converged`] turns that into an error so that nothing is saved.
 
+pub mod net;
 pub mod sampler;
 
 #[cfg(test)]
@@ -33,6 +34,10 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Activation, Dense, Mlp, Params};
 
+pub use net::{
+    NetTrainConfig, NetTrainResult, init_net_pytorch_default, net_checkpoint_bytes,
+    net_dataset_loss, read_arch, save_net, train_net,
+};
 pub use sampler::{BatchSampler, BatchScheme};
 
 /// Samples per block when the full-data loss `ℒ` is evaluated.
@@ -69,12 +74,7 @@ impl TrainConfig {
     /// Each error is a [`Error::InvalidArgument`] naming the flag (`--lr`, `--batch`, `--sizes`,
     /// `--steps`) and saying what is allowed.
     pub fn validate(&self, n: usize, d: usize, c: usize) -> Result<()> {
-        if !self.lr.is_finite() || self.lr <= 0.0 {
-            return Err(Error::invalid_argument(
-                "--lr",
-                format!("learning rate must be a finite number > 0, got {}", self.lr),
-            ));
-        }
+        check_lr(self.lr)?;
         if self.sizes.len() < 2 {
             return Err(Error::invalid_argument(
                 "--sizes",
@@ -106,24 +106,39 @@ impl TrainConfig {
                 format!("last width {last} does not match the {c} target columns of y"),
             ));
         }
-        if self.batch == 0 {
-            return Err(Error::invalid_argument("--batch", "batch size must be ≥ 1"));
-        }
-        if self.sampling.without_replacement() && self.batch > n {
-            return Err(Error::invalid_argument(
-                "--batch",
-                format!(
-                    "batch size {} exceeds the n = {n} samples ({} sampling draws without replacement)",
-                    self.batch,
-                    self.sampling.name()
-                ),
-            ));
-        }
-        if self.steps == 0 {
-            return Err(Error::invalid_argument("--steps", "must be ≥ 1"));
-        }
-        Ok(())
+        check_batch_steps(self.batch, self.steps, self.sampling, n)
     }
+}
+
+/// `--lr` must be finite and positive (shared by the dense and the [`net`] trainer).
+fn check_lr(lr: f64) -> Result<()> {
+    if !lr.is_finite() || lr <= 0.0 {
+        return Err(Error::invalid_argument(
+            "--lr",
+            format!("learning rate must be a finite number > 0, got {lr}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `--batch` in `1..=n` (without replacement) or ≥ 1, and `--steps` ≥ 1 (shared by both trainers).
+fn check_batch_steps(batch: usize, steps: u64, sampling: BatchScheme, n: usize) -> Result<()> {
+    if batch == 0 {
+        return Err(Error::invalid_argument("--batch", "batch size must be ≥ 1"));
+    }
+    if sampling.without_replacement() && batch > n {
+        return Err(Error::invalid_argument(
+            "--batch",
+            format!(
+                "batch size {batch} exceeds the n = {n} samples ({} sampling draws without replacement)",
+                sampling.name()
+            ),
+        ));
+    }
+    if steps == 0 {
+        return Err(Error::invalid_argument("--steps", "must be ≥ 1"));
+    }
+    Ok(())
 }
 
 /// Outcome of [`train`].
