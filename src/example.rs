@@ -64,6 +64,7 @@ pub fn digits_dataset() -> Result<Dataset> {
         one_hot: Some(CLASSES),
         x_scale: Some(X_SCALE),
         expected_dim: None,
+        sample_shape: None,
     };
     crate::io::load_dataset_bytes(
         X,
