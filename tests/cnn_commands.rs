@@ -437,3 +437,24 @@ fn certify_with_epsilon_runs_t8_to_t10_through_conv_and_pooling() {
     let (code, vout, verr) = run_cmd(flatcert().args(["verify", out.to_str().unwrap()]));
     assert_eq!(code, 0, "{vout}\n{verr}");
 }
+
+#[test]
+fn the_bundled_cnn_example_loads_and_measures() {
+    // `--example digits-cnn`: the committed CNN checkpoint with its architecture in the metadata,
+    // on the bundled digits (flat 64-pixel rows read as [1, 8, 8] images).
+    let (code, out, err) = run_cmd(flatcert().args([
+        "measure",
+        "--quiet",
+        "--no-curvature",
+        "--example",
+        "digits-cnn",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cnn.safetensors") && out.contains("identity_scalar_max_abs_residual"));
+    // Dense-only commands name the example and where it runs.
+    let (code, _, err) = run_cmd(flatcert().args(["stability", "--example", "digits-cnn"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("digits-cnn") && err.contains("flatcert certify"), "{err}");
+    let (code, _, err) = run_cmd(flatcert().args(["certify", "--example", "nope"]));
+    assert_eq!(code, 2, "{err}");
+}

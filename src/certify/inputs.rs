@@ -21,6 +21,7 @@ pub const EMBEDDED_TEST_LABELS: &[u8] = include_bytes!("../../data/digits/test_l
 pub fn embedded_bytes(name: &str) -> Option<&'static [u8]> {
     match name {
         "digits/model.safetensors" => Some(example::MODEL),
+        "digits/cnn.safetensors" => Some(example::CNN_MODEL),
         "digits/train_x.npy" => Some(example::X),
         "digits/train_labels.npy" => Some(example::LABELS),
         "digits/test_x.npy" => Some(EMBEDDED_TEST_X),

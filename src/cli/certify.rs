@@ -238,26 +238,44 @@ fn run_layered(args: &CertifyArgs, p: &NetProblem, start: Instant, format: Forma
     if args.test_y.is_some() && args.test_x.is_none() {
         return Err(flatcert::Error::invalid_argument("--test-y", "given without --test-x").into());
     }
-    let test = args
-        .test_x
-        .as_deref()
-        .map(|tx| {
-            p.load_held_out(
+    let (test, test_x, test_y) = match (&args.test_x, p.embedded, plan.epsilon) {
+        (Some(tx), _, _) => (
+            Some(p.load_held_out(
                 tx,
                 args.test_y.as_deref(),
                 args.inputs.one_hot,
                 args.inputs.input_shape.is_some(),
-            )
-        })
-        .transpose()?;
+            )?),
+            Some(file_record(tx)?),
+            args.test_y.as_deref().map(file_record).transpose()?,
+        ),
+        // The bundled example's held-out split: flat rows of the same 8×8 images.
+        (None, true, Some(_)) => (
+            Some(embedded_test()?),
+            embedded_file("digits/test_x.npy"),
+            embedded_file("digits/test_labels.npy"),
+        ),
+        _ => (None, None, None),
+    };
+    if p.embedded {
+        plan.notes.push(
+            "bundled example: digits-cnn (UCI digits, CC BY 4.0; a CNN trained by flatcert train \
+             --arch, data/digits/TRAINING.md), x scaled by 1/16, labels one-hot"
+                .into(),
+        );
+    }
     plan.provenance = Some(Provenance {
         model: p.model_file.clone(),
         x: p.x_file.clone(),
         y: p.y_file.clone(),
-        test_x: args.test_x.as_deref().map(file_record).transpose()?,
-        test_y: args.test_y.as_deref().map(file_record).transpose()?,
+        test_x,
+        test_y,
         x_scale: p.x_scale,
-        one_hot: args.inputs.one_hot,
+        one_hot: if p.embedded {
+            Some(flatcert::example::CLASSES)
+        } else {
+            args.inputs.one_hot
+        },
         activation_flag: None,
         activation_source: Some("architecture".into()),
         layers: None,

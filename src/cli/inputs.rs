@@ -6,17 +6,22 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use flatcert::example::Example;
 use flatcert::io::DataOptions;
-use flatcert::problem::{Loaded, Problem, ProblemFiles};
+use flatcert::problem::{Loaded, NetProblem, Problem, ProblemFiles};
 use flatcert::{Activation, Dataset};
 
 /// Model and data arguments shared by the subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct InputArgs {
-    /// Checkpoint (.safetensors, PyTorch state_dict). Omit --model and --x to use the bundled
-    /// digits example.
+    /// Checkpoint (.safetensors, PyTorch state_dict). Omit --model and --x to use a bundled
+    /// example (--example).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The bundled example to run when --model and --x are omitted: digits (a dense MLP, the
+    /// default) or digits-cnn (a small CNN, THEORY §7).
+    #[arg(long, value_name = "NAME")]
+    pub example: Option<String>,
     /// Inputs x (.npy or .csv), n × d (N-D arrays are flattened per sample).
     #[arg(long)]
     pub x: Option<PathBuf>,
@@ -75,6 +80,24 @@ impl InputArgs {
         Ok(flatcert::io::load_dataset(x, Some(y), &opts)?)
     }
 
+    /// The bundled example asked for (`--example`, default digits); an error if it is combined
+    /// with --model/--x or with options that only apply to one's own files.
+    pub fn example(&self) -> Result<Example> {
+        let Some(name) = &self.example else {
+            return Ok(Example::Digits);
+        };
+        let e = Example::parse(name)?;
+        if self.model.is_some() || self.x.is_some() || self.y.is_some() {
+            bail!("--example runs a bundled example: give it without --model, --x and --y");
+        }
+        if e == Example::DigitsCnn
+            && (self.activation.is_some() || self.layers.is_some() || self.arch.is_some())
+        {
+            bail!("--activation, --layers and --arch do not apply to the bundled digits-cnn");
+        }
+        Ok(e)
+    }
+
     /// The files as the library takes them.
     fn files(&self, model: &std::path::Path, x: &std::path::Path) -> Result<ProblemFiles> {
         Ok(ProblemFiles {
@@ -97,6 +120,9 @@ impl InputArgs {
     /// Load a dense or a layered problem (the embedded example when neither --model nor --x
     /// is given), for the commands that take both kinds.
     pub fn load_any(&self, require_targets: bool) -> Result<Loaded> {
+        if self.example()? == Example::DigitsCnn {
+            return Ok(Loaded::Layered(Box::new(NetProblem::bundled_cnn()?)));
+        }
         match (&self.model, &self.x) {
             (Some(model), Some(x)) if self.arch.is_some() || is_layered(model)? => {
                 let loaded = Loaded::load(&self.files(model, x)?)?;
@@ -113,6 +139,12 @@ impl InputArgs {
     /// the flag combinations are checked here, the files by [`Problem::load`]. A layered
     /// checkpoint is refused with a message naming `command` (it does not run on one yet).
     pub fn load_dense(&self, command: &str, require_targets: bool) -> Result<Problem> {
+        if self.example()? == Example::DigitsCnn {
+            bail!(
+                "--example digits-cnn: `flatcert {command}` reads dense MLP checkpoints only; the \
+                 CNN example runs with `flatcert measure` and `flatcert certify` (docs/cnn.md)"
+            );
+        }
         if let Some(model) = &self.model
             && (self.arch.is_some() || is_layered(model)?)
         {

@@ -78,6 +78,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
     let sampling = BatchScheme::parse(&args.sampling)?;
     let inputs = InputArgs {
         model: None,
+        example: None,
         x: Some(args.x.clone()),
         y: Some(args.y.clone()),
         activation: None,

@@ -217,6 +217,20 @@ impl NetProblem {
         })
     }
 
+    /// The bundled digits-cnn example ([`crate::example::Example::DigitsCnn`]): the CNN
+    /// checkpoint with its architecture in the metadata, on the digits training set (x scaled by
+    /// 1/16, labels one-hot with 10 classes).
+    pub fn bundled_cnn() -> Result<NetProblem> {
+        use crate::example;
+        NetProblem::embedded(
+            (example::CNN_MODEL, "digits/cnn.safetensors"),
+            (example::X, "digits/train_x.npy"),
+            (example::LABELS, "digits/train_labels.npy"),
+            example::CLASSES,
+            example::X_SCALE,
+        )
+    }
+
     /// Number of samples n.
     pub fn n(&self) -> usize {
         self.data.len()

@@ -101,7 +101,33 @@ fn borrowed_violated(v: &Verdict) -> bool {
 pub fn meaning(v: &Verdict) -> String {
     let st = v.status();
     let ok = matches!(st, Status::Certified | Status::Assumed);
+    // The forms for a non-dense bilinear first layer (THEORY §7): T1b and the radial T2, T3, T7.
+    let radial = v.title.contains("radial") || v.title.contains("T1b");
     match v.theorem.as_str() {
+        "T1" if ok && radial => "The first-layer identity ⟨x, ∇_x f_c⟩ = ⟨W, ∇_W f_c⟩ (T1b) holds \
+                                 to rounding at the checked points: input and weight gradients \
+                                 are consistent, so the radial statements below rest on sound \
+                                 gradients."
+            .into(),
+        "T2" if ok && radial => format!(
+            "At every training point the derivative along the ray, ‖J_x(x_i)x_i‖, is at most \
+             ‖W‖_F‖J_W(x_i)‖_F (tightest point: {} ≤ {}).",
+            conc(v, "tightest_lhs").map_or("?".into(), |x| num(x.value)),
+            conc(v, "tightest_rhs").map_or("?".into(), |x| num(x.upper()))
+        ),
+        "T2" if radial => "The radial inequality failed: the measured norms are inconsistent (a \
+                           bug in the engine)."
+            .into(),
+        "T3" if radial => format!(
+            "Flatness bounds the radial input sensitivity on the data: (1/n)Σ‖J_x(x_i)x_i‖² = {} \
+             is at most ‖W‖_F²·tr G ≤ {}.",
+            conc(v, "left").map_or("?".into(), |x| num(x.value)),
+            conc(v, "right").map_or("?".into(), |x| num(x.upper()))
+        ),
+        "T7" if radial && ok => "The radial moments ((1/n)Σ‖J_x(x_i)x_i‖^{2k})^{1/2k} are at \
+                                 most ‖W‖_F times the first-layer gradient moments (THEORY \
+                                 §7(b)); each bound is listed next to the measured value."
+            .into(),
         "T1" if ok => "The first-layer identity ∇_x f·xᵀ = Wᵀ∇_W f holds to rounding on the checked \
                        points: input and weight gradients are consistent, so the first-layer \
                        statements below rest on sound gradients."
