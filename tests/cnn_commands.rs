@@ -454,7 +454,10 @@ fn the_bundled_cnn_example_loads_and_measures() {
     // Dense-only commands name the example and where it runs.
     let (code, _, err) = run_cmd(flatcert().args(["stability", "--example", "digits-cnn"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("digits-cnn") && err.contains("flatcert certify"), "{err}");
+    assert!(
+        err.contains("digits-cnn") && err.contains("flatcert certify"),
+        "{err}"
+    );
     let (code, _, err) = run_cmd(flatcert().args(["certify", "--example", "nope"]));
     assert_eq!(code, 2, "{err}");
 }
