@@ -223,42 +223,30 @@ pub fn first_order(
     );
     for (kj, &k) in ks.iter().enumerate() {
         let named = |prefix: &str| format!("{prefix}{k}");
-        let m = moment_of_squares(&radial_sq, k);
-        q.insert(
-            named(names::INPUT_GRAD_RADIAL_MOMENT_K),
-            Quantity::exact(m, mean_tol(m, false)).with_method(format!(
-                "((1/n) Σ_i ‖J_x(x_i) x_i‖^{})^(1/{}) (THEORY §7(b)); {apriori}",
-                2 * k,
-                2 * k
-            )),
-        );
-        let m = moment_of_squares(&st.first_layer_sq, k);
-        q.insert(
-            named(names::FIRST_LAYER_GRAD_MOMENT_K),
-            Quantity::exact(m, mean_tol(m, false)).with_method(format!(
-                "((1/n) Σ_i ‖J_W(x_i)‖_F^{})^(1/{}); {apriori}",
-                2 * k,
-                2 * k
-            )),
-        );
-        let m = moment_of_squares(&st.jacobian_sq, k);
-        q.insert(
-            named(names::PARAM_GRAD_MOMENT_K),
-            Quantity::exact(m, mean_tol(m, false)).with_method(format!(
-                "((1/n) Σ_i ‖J_θ(x_i)‖_F^{})^(1/{}); {apriori}",
-                2 * k,
-                2 * k
-            )),
-        );
-        let m = moment_of_squares(&st.input_sq, k);
-        q.insert(
-            named(names::INPUT_GRAD_MOMENT_K),
-            Quantity::exact(m, mean_tol(m, false)).with_method(format!(
-                "((1/n) Σ_i ‖J_x(x_i)‖_F^{})^(1/{}); {apriori}",
-                2 * k,
-                2 * k
-            )),
-        );
+        // The power means ((1/n) Σ_i a_i^k)^{1/(2k)} of the per-sample squared norms a_i.
+        for (prefix, squares, what) in [
+            (
+                names::INPUT_GRAD_RADIAL_MOMENT_K,
+                &radial_sq,
+                "‖J_x(x_i) x_i‖ (THEORY §7(b))",
+            ),
+            (
+                names::FIRST_LAYER_GRAD_MOMENT_K,
+                &st.first_layer_sq,
+                "‖J_W(x_i)‖_F",
+            ),
+            (names::PARAM_GRAD_MOMENT_K, &st.jacobian_sq, "‖J_θ(x_i)‖_F"),
+            (names::INPUT_GRAD_MOMENT_K, &st.input_sq, "‖J_x(x_i)‖_F"),
+        ] {
+            let m = moment_of_squares(squares, k);
+            q.insert(
+                named(prefix),
+                Quantity::exact(m, mean_tol(m, false)).with_method(format!(
+                    "((1/n) Σ_i a_i^{k})^(1/{}), a_i = {what}²; {apriori}",
+                    2 * k
+                )),
+            );
+        }
         q.insert(
             named(names::PARAM_GRAD_ELEMENTWISE_K),
             Quantity::exact(st.g_w[kj], mean_tol(st.g_w[kj], false)).with_method(format!(

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ProblemFiles, read_input};
+use super::{ProblemFiles, read_data, read_input};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::io::{DataOptions, SampleShape};
@@ -140,17 +140,7 @@ impl NetProblem {
             expected_dim: Some(net.input_shape().len()),
             sample_shape: Some(shape),
         };
-        let (x_bytes, x_file) = read_input(&files.x)?;
-        let y_read = files.y.as_deref().map(read_input).transpose()?;
-        let data = crate::io::load_dataset_bytes(
-            &x_bytes,
-            &x_file.path,
-            y_read
-                .as_ref()
-                .map(|(b, f)| (b.as_slice(), f.path.as_str())),
-            &opts,
-        )?;
-        drop(x_bytes);
+        let (data, x_file, y_file) = read_data(files, &opts)?;
         check_targets(&net, &data)?;
         Ok(NetProblem {
             net,
@@ -160,7 +150,7 @@ impl NetProblem {
             model_file,
             arch_file,
             x_file,
-            y_file: y_read.map(|(_, f)| f),
+            y_file,
             x_scale: files.x_scale.unwrap_or(1.0),
             metadata,
             embedded: false,

@@ -110,6 +110,25 @@ pub struct Problem {
     pub activation_source: ActivationSource,
 }
 
+/// The data set of `files` (x and, if given, y, each read once and hashed) with `opts`, and the
+/// records of both files.
+pub(crate) fn read_data(
+    files: &ProblemFiles,
+    opts: &DataOptions,
+) -> Result<(Dataset, InputFile, Option<InputFile>)> {
+    let (x_bytes, x_file) = read_input(&files.x)?;
+    let y_read = files.y.as_deref().map(read_input).transpose()?;
+    let data = crate::io::load_dataset_bytes(
+        &x_bytes,
+        &x_file.path,
+        y_read
+            .as_ref()
+            .map(|(b, f)| (b.as_slice(), f.path.as_str())),
+        opts,
+    )?;
+    Ok((data, x_file, y_read.map(|(_, f)| f)))
+}
+
 /// A file's bytes, read once, and its record (path as given, SHA-256 of those bytes).
 pub(crate) fn read_input(path: &Path) -> Result<(Vec<u8>, InputFile)> {
     let bytes = crate::io::read_file(path)?;
@@ -202,23 +221,13 @@ impl Problem {
             expected_dim: Some(mlp.input_dim()),
             sample_shape: None,
         };
-        let (x_bytes, x_file) = read_input(&files.x)?;
-        let y_read = files.y.as_deref().map(read_input).transpose()?;
-        let data = crate::io::load_dataset_bytes(
-            &x_bytes,
-            &x_file.path,
-            y_read
-                .as_ref()
-                .map(|(b, f)| (b.as_slice(), f.path.as_str())),
-            &opts,
-        )?;
-        drop(x_bytes);
+        let (data, x_file, y_file) = read_data(files, &opts)?;
         check_shapes(&mlp, &data)?;
         Ok(Problem {
             mlp,
             model_file,
             x_file,
-            y_file: y_read.map(|(_, f)| f),
+            y_file,
             data,
             x_scale: files.x_scale.unwrap_or(1.0),
             metadata,

@@ -3,12 +3,10 @@
 //! errors for mismatched shapes and dense-only flags, and the T1b / radial quantities checked
 //! against identities of THEORY §7 and finite differences.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{Fx as TempDir, expect_bad_input, flatcert, read_json, run_cmd};
+use crate::common::{Fx as TempDir, expect_bad_input, flatcert, read_json, run_cmd};
 use flatcert::net::{ArchSpec, Sequential, Tensor};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -76,6 +74,18 @@ struct Files {
     x_data: Vec<f64>,
 }
 
+impl Files {
+    /// `flatcert <command> --quiet --model M --x X --y Y <extra…>`.
+    fn run(&self, command: &str, extra: &[&str]) -> (i32, String, String) {
+        let mut c = flatcert();
+        c.args([command, "--quiet"]);
+        for (flag, p) in [("--model", &self.model), ("--x", &self.x), ("--y", &self.y)] {
+            c.arg(flag).arg(p);
+        }
+        run_cmd(c.args(extra))
+    }
+}
+
 fn files(bare: bool) -> Files {
     let dir = TempDir::new();
     let net = network(3);
@@ -115,18 +125,7 @@ fn q(doc: &serde_json::Value, name: &str) -> (f64, f64) {
 fn measure_reports_t1b_and_the_radial_quantities_consistently() {
     let f = files(false);
     let out = f.dir.out("m.json");
-    let (code, stdout, stderr) = run_cmd(flatcert().args([
-        "measure",
-        "--quiet",
-        "--model",
-        f.model.to_str().unwrap(),
-        "--x",
-        f.x.to_str().unwrap(),
-        "--y",
-        f.y.to_str().unwrap(),
-        "--json",
-        out.to_str().unwrap(),
-    ]));
+    let (code, stdout, stderr) = f.run("measure", &["--json", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let doc = read_json(&out);
     assert!(doc["inputs"]["architecture"]["layers"].is_array());
@@ -184,24 +183,19 @@ fn measure_reports_t1b_and_the_radial_quantities_consistently() {
 fn certify_decides_t1b_and_the_radial_forms_and_says_what_is_missing() {
     let f = files(false);
     let out = f.dir.out("c.json");
-    let (code, stdout, stderr) = run_cmd(flatcert().args([
+    let (code, stdout, stderr) = f.run(
         "certify",
-        "--quiet",
-        "--model",
-        f.model.to_str().unwrap(),
-        "--x",
-        f.x.to_str().unwrap(),
-        "--y",
-        f.y.to_str().unwrap(),
-        "--lr",
-        "0.01",
-        "--batch",
-        "4",
-        "--k",
-        "2",
-        "--json",
-        out.to_str().unwrap(),
-    ]));
+        &[
+            "--lr",
+            "0.01",
+            "--batch",
+            "4",
+            "--k",
+            "2",
+            "--json",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(out.exists(), "{code}\n{stdout}\n{stderr}");
     let cert = read_json(&out);
     // The exit code follows the summary (docs/certificate.md): 0 iff every checked hypothesis
@@ -342,20 +336,10 @@ fn gram_and_operator_paths_bracket_the_same_lambda_max() {
     let f = files(false);
     let run = |limit: &str, name: &str| {
         let out = f.dir.out(name);
-        let (code, o, e) = run_cmd(flatcert().args([
+        let (code, o, e) = f.run(
             "measure",
-            "--quiet",
-            "--model",
-            f.model.to_str().unwrap(),
-            "--x",
-            f.x.to_str().unwrap(),
-            "--y",
-            f.y.to_str().unwrap(),
-            "--gram-limit",
-            limit,
-            "--json",
-            out.to_str().unwrap(),
-        ]));
+            &["--gram-limit", limit, "--json", out.to_str().unwrap()],
+        );
         assert_eq!(code, 0, "{o}{e}");
         read_json(&out)
     };
@@ -387,28 +371,23 @@ fn certify_with_epsilon_runs_t8_to_t10_through_conv_and_pooling() {
     // Jacobian norms and slopes sampled in the ball (a violation would mean an unsound bound).
     let f = files(false);
     let out = f.dir.out("e.json");
-    let (code, stdout, stderr) = run_cmd(flatcert().args([
+    let (code, stdout, stderr) = f.run(
         "certify",
-        "--quiet",
-        "--model",
-        f.model.to_str().unwrap(),
-        "--x",
-        f.x.to_str().unwrap(),
-        "--y",
-        f.y.to_str().unwrap(),
-        "--lr",
-        "0.01",
-        "--batch",
-        "4",
-        "--epsilon",
-        "0.01",
-        "--tau",
-        "0.5",
-        "--test-x",
-        f.x.to_str().unwrap(),
-        "--json",
-        out.to_str().unwrap(),
-    ]));
+        &[
+            "--lr",
+            "0.01",
+            "--batch",
+            "4",
+            "--epsilon",
+            "0.01",
+            "--tau",
+            "0.5",
+            "--test-x",
+            f.x.to_str().unwrap(),
+            "--json",
+            out.to_str().unwrap(),
+        ],
+    );
     assert!(out.exists(), "{code}\n{stdout}\n{stderr}");
     let cert = read_json(&out);
     let statuses = format!(

@@ -18,7 +18,7 @@ type Named = (String, Vec<usize>, Vec<f64>);
 
 /// The JSON block of docs/cnn.md (VGG config 'A', 3×32×32, K = 2).
 fn doc_example() -> String {
-    let doc = include_str!("../docs/cnn.md");
+    let doc = include_str!("../../docs/cnn.md");
     let start = doc.find("```json\n").expect("docs/cnn.md has a json block") + 8;
     let end = start + doc[start..].find("```").expect("closed");
     doc[start..end].to_string()

@@ -2,12 +2,10 @@
 //! written as a safetensors checkpoint with the architecture and the training metadata, and the
 //! bad-input contract (exit code 2 naming the file, field or flag).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use assert_cmd::Command;
-use common::*;
 use flatcert::testutil::random_data;
 use serde_json::Value;
 
