@@ -159,18 +159,21 @@ pub struct TrainResult {
     pub diverged: bool,
 }
 
+/// The error of a diverged run (either trainer): at which step, and a smaller `--lr` to try.
+pub(crate) fn diverged(steps_done: u64, steps: u64, lr: f64) -> Error {
+    Error::Numerical(format!(
+        "SGD diverged at step {} of {steps} (loss or parameters became non-finite) with --lr {lr}; \
+         no model written, try a smaller --lr",
+        steps_done + 1
+    ))
+}
+
 impl TrainResult {
     /// `Ok(self)` unless the run diverged, in which case an [`Error::Numerical`] saying at which
     /// step and suggesting a smaller `--lr` (exit code 3; nothing should be written).
     pub fn into_converged(self, cfg: &TrainConfig) -> Result<Self> {
         if self.diverged {
-            return Err(Error::Numerical(format!(
-                "SGD diverged at step {} of {} (loss or parameters became non-finite) with --lr {}; \
-                 no model written, try a smaller --lr",
-                self.steps_done + 1,
-                cfg.steps,
-                cfg.lr
-            )));
+            return Err(diverged(self.steps_done, cfg.steps, cfg.lr));
         }
         Ok(self)
     }

@@ -80,13 +80,7 @@ impl NetTrainResult {
     /// should be written), as [`super::TrainResult::into_converged`].
     pub fn into_converged(self, cfg: &NetTrainConfig) -> Result<Self> {
         if self.diverged {
-            return Err(Error::Numerical(format!(
-                "SGD diverged at step {} of {} (loss or parameters became non-finite) with --lr {}; \
-                 no model written, try a smaller --lr",
-                self.steps_done + 1,
-                cfg.steps,
-                cfg.lr
-            )));
+            return Err(super::diverged(self.steps_done, cfg.steps, cfg.lr));
         }
         Ok(self)
     }
