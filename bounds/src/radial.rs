@@ -13,11 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, learning_rate};
-use crate::kind::{Scalar, Value};
-use crate::sampling::BatchModel;
-use crate::t3::{flatness_bound, middle};
-use crate::verdict::{Check, Status, Verdict};
+use crate::error::Result;
+use crate::kind::Value;
+use crate::t3::middle;
+use crate::verdict::{Check, Verdict};
 
 /// Why the full-gradient forms are absent, as every radial verdict notes it.
 pub const WHY_RADIAL: &str = "Radial form (THEORY §7(b)): the first layer is not dense, so its \
@@ -187,64 +186,10 @@ pub fn check_t3(input: &RadialT3Input) -> Result<Verdict> {
     v.conclude("middle", "‖W‖_F² tr G_W (upper)", mid);
     v.conclude("right", "‖W‖_F² tr G (upper)", right);
     if let Some(f) = &input.flatness {
-        let eta = Value::exact(learning_rate(f.eta)?, 0.0);
-        f.batch.validate()?;
-        flatness_form(&mut v, f, w, eta, &f.batch)?;
+        crate::t3::flatness_form(&mut v, f, w, "(1/n)Σ‖J_x(x_i)x_i‖²", "‖W‖_F")?;
     }
     v.note(WHY_RADIAL);
     Ok(v)
-}
-
-/// The flatness conclusion of the radial T3 and its hypotheses (a violated stability check
-/// refutes it: shown as a diagnostic, the bound not computed).
-fn flatness_form(
-    v: &mut Verdict,
-    f: &crate::t3::T3Flatness,
-    w: Value,
-    eta: Value,
-    batch: &BatchModel,
-) -> Result<()> {
-    if let Some(ch) = f
-        .stability
-        .as_ref()
-        .filter(|c| c.status == Status::Violated)
-    {
-        v.diag(Check {
-            name: "mean_square_stable".into(),
-            ..ch.clone()
-        });
-        v.note(
-            "Flatness form not computed: mean-square stability at (η, B) is refuted (see \
-             mean_square_stable).",
-        );
-        return Ok(());
-    }
-    let b = flatness_bound(w, Value::constant(f.outputs as f64), eta, batch.p_value());
-    v.conclude(
-        "flatness_bound",
-        "(1/n)Σ‖J_x(x_i)x_i‖² ≤ 2C‖W‖_F²/(ηp) under mean-square stability and interpolation \
-         (vacuous at p = 0)",
-        b,
-    );
-    v.hyp(match &f.stability {
-        Some(ch) => Check {
-            name: "mean_square_stable".into(),
-            ..ch.clone()
-        },
-        None => Check::assumed(
-            "mean_square_stable",
-            "mean-square stability at (η, B) (T5), for the flatness form",
-            None,
-        ),
-    });
-    v.hyp(f.interpolation.clone().unwrap_or_else(|| {
-        Check::assumed(
-            "interpolation",
-            "assumed for the flatness form: interpolation (tr G = tr H)",
-            None,
-        )
-    }));
-    Ok(())
 }
 
 /// Radial T7 input: for one order k, the two moments of §7(b).
@@ -297,6 +242,7 @@ pub fn check_t7(inputs: &[RadialT7Input]) -> Result<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::Status;
 
     #[test]
     fn t1b_residual_against_its_expected_size() {
@@ -347,7 +293,7 @@ mod tests {
 
     #[test]
     fn t3_chain_and_flatness_bound() {
-        use crate::sampling::Sampling;
+        use crate::sampling::{BatchModel, Sampling};
         // left 1 ≤ ‖W‖_F² tr G_W = 4·0.5 = 2 ≤ ‖W‖_F² tr G = 4·1 = 4; flatness 2·1·4/(0.1·p).
         let batch = BatchModel::new(10, 2, Sampling::WithReplacement).unwrap();
         let v = check_t3(&RadialT3Input {

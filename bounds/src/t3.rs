@@ -108,53 +108,7 @@ pub fn check(input: &T3Input) -> Result<Verdict> {
         );
     }
     if let Some(f) = &input.flatness {
-        let eta = Value::exact(learning_rate(f.eta)?, 0.0);
-        f.batch.validate()?;
-        match &f.stability {
-            Some(ch) if ch.status == Status::Violated => {
-                v.diag(Check {
-                    name: "mean_square_stable".into(),
-                    ..ch.clone()
-                });
-                v.note(
-                    "Flatness form not computed: its hypothesis \"mean-square stable at (η, B)\" \
-                     is refuted (see mean_square_stable); the chain left ≤ middle ≤ right does not \
-                     use stability.",
-                );
-            }
-            stability => {
-                let b =
-                    flatness_bound(w, Value::constant(f.outputs as f64), eta, f.batch.p_value());
-                v.conclude(
-                    "flatness_bound",
-                    "(1/n)Σ‖J_x‖_F²‖x‖² ≤ 2C‖W‖₂²/(ηp) under mean-square stability and \
-                     interpolation (vacuous at p = 0)",
-                    b,
-                );
-                match stability {
-                    Some(ch) => {
-                        v.hyp(Check {
-                            name: "mean_square_stable".into(),
-                            ..ch.clone()
-                        });
-                        v.hyp(f.interpolation.clone().unwrap_or_else(|| {
-                            Check::assumed(
-                                "interpolation",
-                                "assumed for the flatness form: interpolation (tr G = tr H)",
-                                None,
-                            )
-                        }));
-                    }
-                    None => v.hyp(Check::assumed(
-                        "mean_square_stable",
-                        "mean-square stability at (η, B) (T5) and interpolation, for the \
-                         flatness form",
-                        None,
-                    )),
-                }
-            }
-        }
-        v.note("GD stability alone (T4) gives only tr G ≤ 2r/η: it is the SGD noise (p > 0) that bounds the trace.");
+        flatness_form(&mut v, f, w, "(1/n)Σ‖J_x‖_F²‖x‖²", "‖W‖₂")?;
     }
     if let Some(gap) = input.trace_gap {
         v.conclude(
@@ -164,6 +118,68 @@ pub fn check(input: &T3Input) -> Result<Verdict> {
         );
     }
     Ok(v)
+}
+
+/// T3's flatness form on `v` (shared by the dense T3 and the radial one of THEORY §7(b)):
+/// `lhs ≤ 2C·w²/(ηp)` under mean-square stability and interpolation, with `w` the upper bound of
+/// the first-layer norm named `w_name`. A violated stability check refutes it (shown as a
+/// diagnostic, the bound not computed); the chain left ≤ middle ≤ right does not use stability.
+pub(crate) fn flatness_form(
+    v: &mut Verdict,
+    f: &T3Flatness,
+    w: Value,
+    lhs: &str,
+    w_name: &str,
+) -> Result<()> {
+    let eta = Value::exact(learning_rate(f.eta)?, 0.0);
+    f.batch.validate()?;
+    match &f.stability {
+        Some(ch) if ch.status == Status::Violated => {
+            v.diag(Check {
+                name: "mean_square_stable".into(),
+                ..ch.clone()
+            });
+            v.note(
+                "Flatness form not computed: its hypothesis \"mean-square stable at (η, B)\" \
+                 is refuted (see mean_square_stable); the chain left ≤ middle ≤ right does not \
+                 use stability.",
+            );
+        }
+        stability => {
+            let b = flatness_bound(w, Value::constant(f.outputs as f64), eta, f.batch.p_value());
+            v.conclude(
+                "flatness_bound",
+                format!(
+                    "{lhs} ≤ 2C{w_name}²/(ηp) under mean-square stability and \
+                     interpolation (vacuous at p = 0)"
+                ),
+                b,
+            );
+            match stability {
+                Some(ch) => {
+                    v.hyp(Check {
+                        name: "mean_square_stable".into(),
+                        ..ch.clone()
+                    });
+                    v.hyp(f.interpolation.clone().unwrap_or_else(|| {
+                        Check::assumed(
+                            "interpolation",
+                            "assumed for the flatness form: interpolation (tr G = tr H)",
+                            None,
+                        )
+                    }));
+                }
+                None => v.hyp(Check::assumed(
+                    "mean_square_stable",
+                    "mean-square stability at (η, B) (T5) and interpolation, for the \
+                     flatness form",
+                    None,
+                )),
+            }
+        }
+    }
+    v.note("GD stability alone (T4) gives only tr G ≤ 2r/η: it is the SGD noise (p > 0) that bounds the trace.");
+    Ok(())
 }
 
 #[cfg(test)]
