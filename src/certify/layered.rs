@@ -122,8 +122,12 @@ pub fn run_detailed(
         })
         .collect();
     let inputs = measurement_inputs(p, &ks);
-    let activation =
-        crate::model::Activation::parse(inputs.activation.split(',').next().unwrap_or("identity"))?;
+    let activation = p
+        .net
+        .activations()
+        .first()
+        .copied()
+        .unwrap_or(crate::model::Activation::Identity);
     let ctx = Context {
         network: Network::Layered {
             samples,

@@ -63,6 +63,29 @@ pub fn scale_evidence(
     })
 }
 
+/// [`scale_evidence`] for a layered (convolutional) network (THEORY §7(c)): the per-sample
+/// pass of [`crate::measure::layered::first_order`], the per-sample λ_i, (tr H_i)² and
+/// ‖H_i‖_F² from the materialized J_i ([`crate::net::per_sample_curvature`], memory
+/// O(block·C·P)), and the randomized Lanczos run on the layered operator.
+pub fn layered_scale_evidence(
+    p: &crate::problem::NetProblem,
+    opts: &UpperBoundOptions,
+    memory_limit_bytes: usize,
+) -> Result<ScaleEvidence> {
+    use crate::measure::document::CurvatureSource;
+    opts.validate()?;
+    let (mut quantities, _) = crate::measure::layered::first_order(p, &[1, 2], 64)?;
+    let src = crate::measure::layered::LayeredSource::of(p)?;
+    quantities.extend(crate::net::per_sample_curvature(&p.net, &src.x, 64)?.quantities());
+    let op = src.operator(memory_limit_bytes)?;
+    let spec = gauss_newton_lambda_max_randomized(&op, opts, |_, _| false)?;
+    spec.insert_into(&mut quantities);
+    Ok(ScaleEvidence {
+        quantities,
+        products: spec.spectral.lanczos.products,
+    })
+}
+
 /// One batch size at scale.
 #[derive(Debug, Clone)]
 pub struct ScaleRow {
@@ -84,7 +107,8 @@ pub struct ScaleRow {
 /// η*(B) and, with `eta`, the T4/T5 verdicts for one batch size (THEORY T5(i), (g)).
 pub fn scale_row(
     ev: &ScaleEvidence,
-    mlp: &Mlp,
+    outputs: usize,
+    activation: crate::model::Activation,
     n: usize,
     batch: usize,
     sampling: Sampling,
@@ -97,9 +121,9 @@ pub fn scale_row(
         // η*(B) does not depend on η; without one, any η gives the same bracket.
         eta: eta.unwrap_or(1.0),
         batch: model,
-        outputs: mlp.output_dim(),
+        outputs,
         ks: vec![2],
-        activation: mlp.activation(),
+        activation,
         epsilon: None,
         epsilon_y: 0.0,
         tau: None,

@@ -165,12 +165,12 @@ pub fn run(args: &StabilityArgs) -> Result<i32> {
     {
         return Err(flatcert::Error::invalid_argument("--plot", "must differ from --json").into());
     }
-    let problem = args.inputs.load_dense("stability", false)?;
+    let loaded = args.inputs.load_any(false)?;
     let plan = SweepPlan {
         memory_limit: Some(args.inputs.memory_limit()?),
         ..plan
     };
-    let StabilityReport { doc, plot } = stability::sweep(&problem, &plan)?;
+    let StabilityReport { doc, plot } = stability::sweep(loaded.stability_subject(), &plan)?;
     print!("{}", render_table(&doc));
     let open = not_certified(&doc);
     if let Some(e) = &doc.eta

@@ -356,9 +356,11 @@ pub fn residual_quantities(p: &NetProblem, block: usize) -> Result<QuantityMap> 
                  enclosure at radius 0, THEORY §7(d))",
             )
         }
-        // A network IBP does not certify (e.g. a leaky slope > 1): the a-priori size only.
-        Err(e) => Quantity::exact(max_abs, res_tol).with_method(format!(
-            "max_ic |f_c(x_i) − y_ic|; {apriori} — not rigorous: {e}"
+        // A network IBP does not certify (e.g. a leaky slope > 1): the a-priori size only, so the
+        // value is an estimate — an exact kind would make value + tol a "rigorous" upper side
+        // (the theorems would then call the Gauss–Newton hypothesis's size proven).
+        Err(e) => Quantity::estimate(max_abs, res_tol).with_method(format!(
+            "max_ic |f_c(x_i) − y_ic|; {apriori} — no rigorous upper side: {e}"
         )),
     };
     q.insert(names::MAX_ABS_RESIDUAL.into(), residual);
@@ -399,17 +401,12 @@ pub fn measurement_inputs(p: &NetProblem, k: &[u32]) -> crate::measurements::Mea
     let net = &p.net;
     let mut widths = vec![net.input_shape().len()];
     let shapes = net.shapes();
-    let mut acts: Vec<String> = Vec::new();
     for (j, l) in net.layers().iter().enumerate() {
         if l.num_params() > 0 {
             widths.push(shapes[j + 1].len());
         }
-        if let LayerSpec::Activation(a) = l.spec()
-            && !acts.contains(&a.name())
-        {
-            acts.push(a.name());
-        }
     }
+    let acts: Vec<String> = net.activations().iter().map(|a| a.name()).collect();
     crate::measurements::MeasurementInputs {
         model: p.model_file.clone(),
         x: p.x_file.clone(),
@@ -465,6 +462,38 @@ pub fn layered_notes() -> Vec<String> {
     ]
 }
 
+/// Multiply-adds of one sample's forward pass through the layers with parameters: each weight is
+/// applied once per output pixel (a `Linear` layer's output is one "pixel"). The time model of
+/// the layered Gram path ([`crate::stability::cost::layered_gram_seconds_estimate`]) uses it.
+pub fn forward_work_per_sample(net: &Sequential) -> f64 {
+    net.layers()
+        .iter()
+        .zip(net.shapes().windows(2))
+        .map(|(layer, io)| {
+            let pixels = match io[1] {
+                Shape::Flat(_) => 1,
+                Shape::Image { h, w, .. } => h * w,
+            };
+            layer.weight_len().unwrap_or(0) as f64 * pixels as f64
+        })
+        .sum()
+}
+
+/// The Gram path's memory (bytes) and time (seconds) of a layered network on `n` samples
+/// ([`net_gram_memory_bytes`], [`crate::stability::cost::layered_gram_seconds_estimate`]).
+pub fn layered_gram_cost(net: &Sequential, n: usize) -> (usize, f64) {
+    let c = net.output_dim();
+    (
+        net_gram_memory_bytes(net, n, 256),
+        crate::stability::cost::layered_gram_seconds_estimate(
+            n * c,
+            net.num_params(),
+            c,
+            forward_work_per_sample(net),
+        ),
+    )
+}
+
 /// A layered network and its data as a [`CurvatureSource`] (THEORY §7(c): the Gram and
 /// operator paths hold unchanged for any architecture).
 pub struct LayeredSource<'d> {
@@ -514,9 +543,7 @@ impl CurvatureSource for LayeredSource<'_> {
         self.y.is_some()
     }
     fn gram_cost(&self) -> (usize, f64) {
-        // No calibrated time model for layered networks: the notice shows the memory only when
-        // it is large (a 0 s estimate never triggers it by itself).
-        (net_gram_memory_bytes(self.net, self.x.batch, 256), 0.0)
+        layered_gram_cost(self.net, self.x.batch)
     }
     fn gram(&self, opts: &GramOptions) -> Result<GramSpectrum> {
         gram_spectrum(build_gram(self.net, &self.x, opts)?, opts.tau)

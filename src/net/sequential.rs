@@ -145,6 +145,18 @@ impl Sequential {
     pub fn layers(&self) -> &[Box<dyn Layer>] {
         &self.layers
     }
+    /// The distinct activations, in the order they first occur (empty: the network is affine).
+    pub fn activations(&self) -> Vec<crate::model::Activation> {
+        let mut acts = Vec::new();
+        for l in &self.layers {
+            if let super::LayerSpec::Activation(a) = l.spec()
+                && !acts.contains(&a)
+            {
+                acts.push(a);
+            }
+        }
+        acts
+    }
     /// `shapes()[j]` is layer `j`'s input shape; the last entry is the output shape.
     pub fn shapes(&self) -> &[Shape] {
         &self.shapes

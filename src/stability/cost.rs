@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use nalgebra::DMatrix;
 
-use crate::measure::gram::gram_memory_bytes;
 use crate::model::Mlp;
 
 /// Format bytes as MiB/GiB.
@@ -71,25 +70,47 @@ pub fn gram_seconds_estimate(mlp: &Mlp, n: usize) -> f64 {
     (4.0 * big_n * big_n * m_sum as f64 + EIGEN_SLOWDOWN * 14.0 * big_n.powi(3)) / gemm_rate()
 }
 
-/// Seconds of one cone step at rank r (see [`estimate_cost`]).
-pub fn step_seconds(mlp: &Mlp, n: usize, r: usize) -> f64 {
-    let big_n = (n * mlp.output_dim()) as f64;
+/// Estimated seconds of the Gram path of a layered network (THEORY §4, §7(c)): the N × P
+/// Jacobian blocks cost about `(C + 1)` passes per sample, each about `2P·s` flops with `s` the
+/// mean spatial size a weight is applied at (`work_per_sample / P`), then forming K costs
+/// `2N²P` flops and the eigensolver and its Weyl bound about `14N³` at a third of the GEMM rate,
+/// N = nC. `work_per_sample` is the forward multiply-adds of one sample.
+pub fn layered_gram_seconds_estimate(
+    big_n: usize,
+    params: usize,
+    outputs: usize,
+    work_per_sample: f64,
+) -> f64 {
+    let nf = big_n as f64;
+    let samples = nf / outputs.max(1) as f64;
+    let jacobians = samples * (outputs as f64 + 1.0) * 2.0 * work_per_sample;
+    (jacobians + 2.0 * nf * nf * params as f64 + EIGEN_SLOWDOWN * 14.0 * nf.powi(3)) / gemm_rate()
+}
+
+/// Seconds of one cone step at rank r on N = nC rows (see [`estimate_cost`]).
+pub fn step_seconds(big_n: usize, r: usize) -> f64 {
+    let big_n = big_n as f64;
     let r = r as f64;
     (2.0 * 8.0 * big_n * r * r + EIGEN_SLOWDOWN * 40.0 * r.powi(3)) / gemm_rate()
 }
 
-/// The cost model of `flatcert stability`: the Gram path, then per cone step `8Nr²` flops for
-/// 𝒟̃ and |𝒟̃| plus about `40r³` for the certificate's eigendecompositions (at a third of the
-/// GEMM rate), with r ≤ min(N, P, `rank_cap`).
-pub fn estimate_cost(mlp: &Mlp, n: usize, rank_cap: usize) -> CostEstimate {
-    let big_n = (n * mlp.output_dim()) as f64;
-    let r_full = (n * mlp.output_dim()).min(mlp.num_params());
+/// The cost model of `flatcert stability` on N = nC rows and P parameters: the Gram path
+/// (`gram`: its bytes and seconds, from the network's own model), then per cone step `8Nr²`
+/// flops for 𝒟̃ and |𝒟̃| plus about `40r³` for the certificate's eigendecompositions (at a
+/// third of the GEMM rate), with r ≤ min(N, P, `rank_cap`).
+pub fn estimate_cost(
+    big_n: usize,
+    params: usize,
+    gram: (usize, f64),
+    rank_cap: usize,
+) -> CostEstimate {
+    let r_full = big_n.min(params);
     // Memory: the full reduced basis Y (N × r) and its |Y| are built once (T4, k-moments).
-    let r = r_full as f64;
-    let extra = 8.0 * (4.0 * big_n * r + 24.0 * r * r);
+    let (nf, r) = (big_n as f64, r_full as f64);
+    let extra = 8.0 * (4.0 * nf * r + 24.0 * r * r);
     CostEstimate {
-        bytes: gram_memory_bytes(mlp, n).saturating_add(extra as usize),
-        gram_seconds: gram_seconds_estimate(mlp, n),
-        step_seconds: step_seconds(mlp, n, r_full.min(rank_cap)),
+        bytes: gram.0.saturating_add(extra as usize),
+        gram_seconds: gram.1,
+        step_seconds: step_seconds(big_n, r_full.min(rank_cap)),
     }
 }

@@ -7,16 +7,17 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::cost::{estimate_cost, fmt_bytes, fmt_seconds, step_seconds};
+use super::cost::{fmt_bytes, fmt_seconds, step_seconds};
 use super::plan::{SweepPlan, default_batches, resolve_eta};
 use super::render::fmt_percent;
+use super::subject::Subject;
 use super::{
     ANNOUNCE_BYTES, ANNOUNCE_SECONDS, Bracket, K_MOMENT_MAX_RANK, K_MOMENT_WORK_LIMIT, Marker,
     MeanSquareBracket, REFINE_SECONDS_LIMIT, ResidualInfo, Row, RowVerdict, SAFE_MEMORY_FRACTION,
     STABILITY_SCHEMA, StabilityDoc, TYPICAL_CONE_STEPS, TYPICAL_LOOSE_STEPS,
 };
 use crate::error::{Error, Result};
-use crate::measure::gram::{GramOptions, gauss_newton_gram};
+use crate::measure::gram::GramOptions;
 use crate::measure::kmoment::k_moment_critical_lr;
 use crate::measure::names;
 use crate::measure::stability::{
@@ -212,7 +213,6 @@ pub(super) fn jacobian_notes(mlp: &Mlp, residual: Option<&ResidualInfo>) -> Vec<
 /// What [`refine_inconclusive`] works on.
 struct RefineInputs<'s, 'a> {
     spec: &'s crate::measure::gram::GramSpectrum,
-    mlp: &'s Mlp,
     budget: &'s RankBudget<'a>,
     refine_rank: usize,
     /// Cone steps assumed by the time estimate.
@@ -251,7 +251,7 @@ fn refine_inconclusive(r: RefineInputs<'_, '_>) -> Result<()> {
         .map(|&i| format!("B = {}", r.crits[i].0.batch))
         .collect::<Vec<_>>()
         .join(", ");
-    let seconds = step_seconds(r.mlp, r.spec.n, cap) * r.typical_steps * open.len() as f64;
+    let seconds = step_seconds(r.spec.n, cap) * r.typical_steps * open.len() as f64;
     if seconds > REFINE_SECONDS_LIMIT {
         r.notes.push(format!(
             "verdict at η = {} inconclusive at rank {} for {}; a second attempt at ranks up to \
@@ -319,17 +319,16 @@ fn refine_inconclusive(r: RefineInputs<'_, '_>) -> Result<()> {
 
 /// Run the whole computation and build the document (and the figure's data).
 pub fn stability_document(
-    loaded: &Problem,
+    loaded: &dyn Subject,
     args: &SweepPlan,
 ) -> Result<(StabilityDoc, StabilityPlot)> {
     let t0 = Instant::now();
     args.validate()?;
-    let (mlp, data) = (&loaded.mlp, &loaded.data);
-    let (n, c) = (data.len(), mlp.output_dim());
-    let mut notes = loaded.default_activation_notes();
+    let (n, c) = (loaded.n(), loaded.outputs());
+    let mut notes = loaded.opening_notes();
 
     let md_sampling = loaded
-        .metadata
+        .metadata()
         .get("sampling")
         .and_then(|s| crate::train::BatchScheme::parse(s).ok());
     let sampling: Sampling = match args.sampling {
@@ -365,7 +364,7 @@ pub fn stability_document(
     {
         sweep_batches.push(b);
     }
-    let cost = estimate_cost(mlp, n, args.t5_rank);
+    let cost = loaded.cost(args.t5_rank);
     // Typical: the plain cone steps, then (tight targets) a Lanczos restart worth ~10 steps.
     let typical_steps = if args.rel_tol >= 1e-2 {
         args.max_steps.min(TYPICAL_LOOSE_STEPS)
@@ -412,23 +411,19 @@ pub fn stability_document(
         );
     }
 
-    let residual = residual_info(loaded)?;
-    notes.extend(jacobian_notes(mlp, residual.as_ref()));
-    let spec = gauss_newton_gram(
-        mlp,
-        data,
-        &GramOptions {
-            tau: args.tau,
-            memory_limit_bytes: safe.max(cost.bytes),
-            ..GramOptions::default()
-        },
-    )?;
+    let residual = loaded.residual()?;
+    notes.extend(loaded.jacobian_notes(residual.as_ref()));
+    let spec = loaded.gram(&GramOptions {
+        tau: args.tau,
+        memory_limit_bytes: safe.max(cost.bytes),
+        ..GramOptions::default()
+    })?;
     let model = ReducedModel::from_spectrum(&spec);
     let r = model.rank();
     let lambda = model.lambda_max_bracket;
     let budget = RankBudget::new(&spec, args.t5_rank)?;
     let refined =
-        step_seconds(mlp, n, r.min(args.t5_rank)) * typical_steps * sweep_batches.len() as f64;
+        step_seconds(big_n, r.min(args.t5_rank)) * typical_steps * sweep_batches.len() as f64;
     if !args.quiet && refined >= ANNOUNCE_SECONDS {
         eprintln!(
             "η*(B): r = {r} (τ = {:e}); estimated ≈ {} for {} batch size(s) (rough; a looser \
@@ -469,7 +464,6 @@ pub fn stability_document(
     if let Some(e) = eta.as_ref().map(|e| e.theory) {
         refine_inconclusive(RefineInputs {
             spec: &spec,
-            mlp,
             budget: &budget,
             refine_rank: args.refine_rank,
             typical_steps,
@@ -626,18 +620,14 @@ pub fn stability_document(
             spec.discarded_mass
         ));
     }
-    if loaded.embedded {
-        notes.push(
-            "bundled example: digits (UCI, CC BY 4.0), x scaled by 1/16, labels one-hot".into(),
-        );
-    }
+    notes.extend(loaded.embedded_note());
 
     let sampling_name = sampling.name();
     let plot = StabilityPlot {
         title: "Where SGD can stay: mean-square stable region in the (B, η) plane".into(),
         subtitle: format!(
             "{} — n = {n}, C = {c}, r = {r}, sampling {sampling_name}{}",
-            loaded.model_file.path,
+            loaded.model_path(),
             if residual.as_ref().is_some_and(|r| r.hessian_is_gauss_newton) {
                 ", interpolating (H = G, proven)"
             } else {
@@ -692,7 +682,7 @@ pub fn stability_document(
         eta,
         n,
         c,
-        p: mlp.num_params(),
+        p: loaded.params(),
         r: Some(r),
         tau: Some(spec.tau),
         discarded_mass: Some(spec.discarded_mass),

@@ -28,7 +28,6 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::measurements::MeasurementInputs;
-use crate::problem::Problem;
 use crate::render::figures::stability::StabilityPlot;
 use flatcert_bounds::Confidence;
 
@@ -37,10 +36,12 @@ mod document;
 pub mod plan;
 mod render;
 mod scale;
+mod subject;
 
 pub use document::{residual_info, stability_document, verdict_of};
 pub use plan::{SweepPlan, resolve_eta};
 pub use render::{not_certified, render_table, to_json};
+pub use subject::Subject;
 
 /// Schema identifier of the stability document.
 pub const STABILITY_SCHEMA: &str = "flatcert.stability/v1";
@@ -92,11 +93,12 @@ pub struct StabilityReport {
     pub plot: StabilityPlot,
 }
 
-/// The critical learning rates η*(B) of every batch size of `plan` on `problem` (THEORY.md T4,
+/// The critical learning rates η*(B) of every batch size of `plan` on `problem` — a dense MLP
+/// ([`crate::problem::Problem`]) or a layered network ([`crate::problem::NetProblem`]) — (THEORY.md T4,
 /// T5, T6) and the verdicts at η: the exact Gram path up to `plan.gram_limit`, the
 /// matrix-free T5(i)/T5(g) brackets beyond. Fails with [`crate::Error::InvalidArgument`] naming
 /// the plan's field when the plan is out of its domain.
-pub fn sweep(problem: &Problem, plan: &SweepPlan) -> Result<StabilityReport> {
+pub fn sweep(problem: &dyn Subject, plan: &SweepPlan) -> Result<StabilityReport> {
     let (doc, plot) = stability_document(problem, plan)?;
     Ok(StabilityReport { doc, plot })
 }
@@ -153,7 +155,8 @@ pub struct RowVerdict {
     pub certified_relative_margin: Option<f64>,
     /// T4 verdict (GD condition, necessary): stable / unstable / inconclusive.
     pub gd: &'static str,
-    /// At scale: the confidence of a certified verdict (THEORY §3 item 8).
+    /// At scale: the confidence of the row's certified verdicts, mean-square and GD, when one
+    /// rests on the randomized λ_max(G) bound (THEORY §3 item 8).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<Confidence>,
 }

@@ -5,7 +5,7 @@ use super::{DEFAULT_REFINE_RANK, DEFAULT_REL_TOL, DEFAULT_T5_RANK, EtaInfo};
 use crate::certify::LrConventionName;
 use crate::error::{Error, Result};
 use crate::measure::stability::Sampling;
-use crate::problem::{Problem, Source};
+use crate::problem::Source;
 
 /// The parameters of [`super::sweep`] (the library side of `flatcert stability`'s flags). Every
 /// field has the CLI's default ([`Default`]); [`SweepPlan::validate`] (also run by
@@ -197,10 +197,10 @@ fn to_theory(lr: f64, conv: LrConventionName, c: usize, batch: Option<usize>) ->
 /// metadata `lr`/`lr_convention`/`batch` (with notes when the metadata is unusable).
 pub fn resolve_eta(
     args: &SweepPlan,
-    loaded: &Problem,
+    loaded: &dyn super::Subject,
     notes: &mut Vec<String>,
 ) -> (Option<EtaInfo>, Option<usize>) {
-    let c = loaded.mlp.output_dim();
+    let c = loaded.outputs();
     let info = |theory: f64, source: String| EtaInfo {
         theory,
         torch_mse: theory * c as f64 / 2.0,
@@ -214,8 +214,8 @@ pub fn resolve_eta(
             .map(|eta| info(eta, format!("--lr {lr} ({})", conv.name())));
         return (eta, None);
     }
-    let md = &loaded.metadata;
-    let hyper = loaded.training_hyper(None, None, None);
+    let md = loaded.metadata();
+    let hyper = loaded.training_hyper();
     let lr_text = md.get("lr").map_or("", String::as_str);
     let lr = match hyper.lr {
         Source::Missing => return (None, None),

@@ -112,7 +112,13 @@ pub fn render_table(doc: &StabilityDoc) -> String {
         if let Some(v) = &row.verdict {
             line.push_str(&format!(
                 "  {}{}",
-                status_label(v.mean_square, v.confidence),
+                // The row's confidence may come from the GD verdict alone: an inconclusive
+                // mean-square verdict asserts nothing, so it carries none.
+                status_label(
+                    v.mean_square,
+                    v.confidence
+                        .filter(|_| super::verdict_of(v.mean_square) != Verdict::Inconclusive)
+                ),
                 v.certified_relative_margin
                     .map(|m| format!(" ({})", fmt_percent(m)))
                     .unwrap_or_else(|| " (η* = +∞)".into())

@@ -6,13 +6,12 @@
 
 use std::time::Instant;
 
-use crate::certify::scale::{scale_evidence, scale_row};
+use crate::certify::scale::scale_row;
 use crate::certify::summary::status_label;
 use crate::error::Result;
 use crate::measure::lanczos::UpperBoundOptions;
 use crate::measure::names;
 use crate::measure::stability::{Sampling, Verdict};
-use crate::problem::Problem as Loaded;
 use crate::progress;
 use crate::render::figures::stability::{PlotMarker, PlotRow, StabilityPlot};
 use flatcert_bounds::Value;
@@ -21,13 +20,13 @@ use flatcert_bounds::t4::GdStatus;
 use super::plan::SweepPlan;
 use super::{
     Bracket, EtaInfo, Marker, MeanSquareBracket, Row, RowVerdict, STABILITY_SCHEMA, StabilityDoc,
-    residual_info, verdict_of,
+    verdict_of,
 };
 
 /// What [`document`] needs from the shared part of `stability_document`.
 pub(super) struct ScaleInputs<'a> {
     pub args: &'a SweepPlan,
-    pub loaded: &'a Loaded,
+    pub loaded: &'a dyn super::subject::Subject,
     pub sampling: Sampling,
     pub batches: Vec<usize>,
     pub eta: Option<EtaInfo>,
@@ -62,8 +61,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         mut notes,
         t0,
     } = inp;
-    let (mlp, data) = (&loaded.mlp, &loaded.data);
-    let (n, c) = (data.len(), mlp.output_dim());
+    let (n, c) = (loaded.n(), loaded.outputs());
     let opts = UpperBoundOptions {
         delta: args.delta,
         max_products: args.max_products,
@@ -79,12 +77,9 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
             args.max_products
         );
     }
-    let residual = residual_info(loaded)?;
-    notes.extend(super::document::jacobian_notes(
-        &loaded.mlp,
-        residual.as_ref(),
-    ));
-    let ev = scale_evidence(mlp, data, &opts, args.memory_limit_bytes())?;
+    let residual = loaded.residual()?;
+    notes.extend(loaded.jacobian_notes(residual.as_ref()));
+    let ev = loaded.scale_evidence(&opts, args.memory_limit_bytes())?;
     let eta_theory = eta.as_ref().map(|e| e.theory);
     let mut sweep = batches.clone();
     if let Some(b) = marker_batch
@@ -97,7 +92,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
     for &b in &sweep {
         let t = Instant::now();
         scale_rows.push((
-            scale_row(&ev, mlp, n, b, sampling, eta_theory)?,
+            scale_row(&ev, c, loaded.activation(), n, b, sampling, eta_theory)?,
             t.elapsed(),
         ));
         pb.inc(1);
@@ -111,7 +106,13 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
     let lambda = Bracket {
         lower: sharp,
         upper: sharp_up.map(|q| q.value),
-        confidence: sharp_up.and_then(|q| q.confidence),
+        // Only the upper end rests on the randomized bound; the lower end is a Ritz value.
+        confidence: sharp_up
+            .and_then(|q| q.confidence)
+            .map(|c| flatcert_bounds::Confidence {
+                sides: flatcert_bounds::Sides::Upper,
+                ..c
+            }),
     };
     let verdict_of_row = |r: &crate::certify::scale::ScaleRow| {
         let (t5, t4) = (r.t5.as_ref()?, r.t4.as_ref());
@@ -130,7 +131,11 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
                     GdStatus::from_status(v.status())
                 })
                 .name(),
-            confidence: t5.confidence(),
+            // Either verdict of the row may rest on the randomized bound.
+            confidence: flatcert_bounds::Confidence::combine(
+                t5.confidence(),
+                t4.and_then(|v| v.confidence()),
+            ),
         })
     };
     let mut rows = Vec::new();
@@ -210,11 +215,12 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
          reshuffling is not covered"
             .into(),
     );
+    notes.extend(loaded.embedded_note());
     let plot = StabilityPlot {
         title: "Where SGD can stay: mean-square stable region in the (B, η) plane".into(),
         subtitle: format!(
             "{} — n = {n}, C = {c}, matrix-free (T5(i), T5(g)), sampling {}",
-            loaded.model_file.path,
+            loaded.model_path(),
             sampling.name()
         ),
         rows: rows
@@ -246,7 +252,7 @@ pub(super) fn document(inp: ScaleInputs<'_>) -> Result<(StabilityDoc, StabilityP
         eta,
         n,
         c,
-        p: mlp.num_params(),
+        p: loaded.params(),
         r: None,
         tau: None,
         discarded_mass: None,
