@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::document::CurvatureSource;
 use crate::measure::layered::{
-    LayeredSource, first_order, layered_jacobian_rel_tol, layered_notes, measurement_inputs,
+    LayeredSource, first_order, layered_jacobian_rel_tol, measurement_inputs, network_notes,
     residual_quantities,
 };
 use crate::net::per_sample_curvature;
@@ -55,7 +55,7 @@ pub fn run_detailed(
     map.extend(curv.quantities());
     let mut evidence = Evidence::from_map(&map);
     let mut notes = plan.notes.clone();
-    notes.extend(layered_notes());
+    notes.extend(network_notes(&p.net));
     let op = src.operator(plan.memory_limit_bytes)?;
     let max_abs = evidence.residual.max_abs.as_ref().map_or(0.0, |r| r.value);
     hessian_stage(

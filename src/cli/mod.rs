@@ -14,7 +14,8 @@ pub mod stability;
 pub mod train;
 pub mod verify;
 
-/// flatcert: certify trained MLP checkpoints with the linear-stability theory of SGD.
+/// flatcert: certify trained neural-network checkpoints (MLPs and CNNs) with the linear-stability
+/// theory of SGD.
 #[derive(Debug, Parser)]
 #[command(name = "flatcert", version, about, long_about = None)]
 pub struct Cli {
@@ -35,7 +36,8 @@ pub enum Command {
     Bound(bound::BoundArgs),
     /// Recompute a certificate from its files and recheck its arithmetic.
     Verify(verify::VerifyArgs),
-    /// Train an MLP with plain SGD exactly as the theory assumes (model S) and save safetensors.
+    /// Train an MLP (or, with --arch, a CNN) with plain SGD exactly as the theory assumes (model S)
+    /// and save safetensors.
     Train(train::TrainArgs),
     /// Critical learning rates η*(B) per batch size (T4, T5, T6) as a table, JSON and SVG plot.
     Stability(stability::StabilityArgs),

@@ -436,7 +436,7 @@ pub fn measure_document(
     plan.validate()?;
     let (mut quantities, _) = first_order(p, &plan.k, plan.block)?;
     quantities.extend(residual_quantities(p, plan.block)?);
-    let mut notes = layered_notes();
+    let mut notes = network_notes(&p.net);
     if plan.curvature {
         let residual_nonzero = quantities
             .get(names::MAX_ABS_RESIDUAL)
@@ -451,7 +451,30 @@ pub fn measure_document(
     })
 }
 
-/// What a layered network's documents say once, up front (THEORY §7).
+/// What a layered network's documents say once, up front (THEORY §7): [`layered_notes`], and
+/// for a network with batch normalization, that it is read in eval mode.
+pub fn network_notes(net: &Sequential) -> Vec<String> {
+    let mut notes = layered_notes();
+    let bn: Vec<String> = net
+        .layers()
+        .iter()
+        .filter(|l| matches!(l.spec(), LayerSpec::BatchNorm2d { .. }))
+        .map(|l| l.name().unwrap_or("?").to_string())
+        .collect();
+    if !bn.is_empty() {
+        notes.push(format!(
+            "batchnorm2d layers ({}) are read in eval mode: the running statistics are constants \
+             and γ, β are parameters, so every number is about this per-sample map; SGD with \
+             train-mode batch normalization (statistics of each batch) couples the samples and \
+             is not model (S) of THEORY §0, so the stability verdicts describe SGD on the \
+             eval-mode network",
+            bn.join(", ")
+        ));
+    }
+    notes
+}
+
+/// The note every layered network's documents start with (THEORY §7).
 pub fn layered_notes() -> Vec<String> {
     vec![
         "layered network (THEORY §7): T1 checks T1b only; T2, T3 and T7 are in the radial form of \

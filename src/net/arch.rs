@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use nalgebra::DMatrix;
 use serde_json::{Map, Value, json};
 
+use super::batchnorm::BatchNorm2d;
 use super::conv::{Conv2d, Window};
 use super::error::{NetError, NetResult};
 use super::layer::{Act, Flatten, Layer, Linear};
@@ -24,7 +25,7 @@ use crate::model::Activation;
 pub const ARCH_METADATA_KEY: &str = "flatcert_arch";
 
 /// The layer types the spec accepts, as listed in error messages.
-pub const SUPPORTED_TYPES: &str = "conv2d, linear, maxpool2d, avgpool2d, flatten, relu, leaky_relu, tanh, sigmoid, softplus, identity";
+pub const SUPPORTED_TYPES: &str = "conv2d, linear, batchnorm2d (eval mode), maxpool2d, avgpool2d, flatten, relu, leaky_relu, tanh, sigmoid, softplus, identity";
 
 /// One layer of an [`ArchSpec`].
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +49,17 @@ pub enum LayerSpec {
         in_features: Option<usize>,
         /// Optional cross-check against the weight tensor.
         out_features: Option<usize>,
+    },
+    /// `nn.BatchNorm2d` in eval mode ([`super::BatchNorm2d`]) with tensors `<name>.weight`,
+    /// `<name>.bias`, `<name>.running_mean`, `<name>.running_var` (all `[C]`) and optionally
+    /// `<name>.num_batches_tracked` (ignored).
+    BatchNorm2d {
+        /// state_dict name.
+        name: String,
+        /// Optional cross-check against the tensors.
+        num_features: Option<usize>,
+        /// ε (PyTorch's default 1e-5).
+        eps: f64,
     },
     /// `nn.MaxPool2d(kernel, stride)`.
     MaxPool2d {
@@ -150,6 +162,15 @@ fn parse_layer(v: &Value, field: &str) -> NetResult<LayerSpec> {
             "groups",
         ],
         "linear" => &["type", "name", "in_features", "out_features"],
+        "batchnorm2d" => &[
+            "type",
+            "name",
+            "num_features",
+            "eps",
+            "momentum",
+            "affine",
+            "track_running_stats",
+        ],
         "maxpool2d" | "avgpool2d" => &["type", "kernel", "stride"],
         "leaky_relu" => &["type", "negative_slope"],
         "flatten" | "relu" | "tanh" | "sigmoid" | "softplus" | "identity" => &["type"],
@@ -213,6 +234,58 @@ fn parse_layer(v: &Value, field: &str) -> NetResult<LayerSpec> {
                     stride: get_pair("stride", Some((1, 1)), false)?,
                     padding: get_pair("padding", Some((0, 0)), true)?,
                 },
+            }
+        }
+        "batchnorm2d" => {
+            let flag = |key: &str| -> NetResult<bool> {
+                match obj.get(key) {
+                    None => Ok(true),
+                    Some(v) => v.as_bool().ok_or_else(|| {
+                        spec_err(
+                            format!("{field}.{key}"),
+                            format!("{v}: expected true or false"),
+                        )
+                    }),
+                }
+            };
+            if !flag("track_running_stats")? {
+                return Err(spec_err(
+                    format!("{field}.track_running_stats"),
+                    "false: without running statistics BatchNorm2d normalizes by the statistics \
+                     of each batch (train mode), which couples the samples, so no per-sample \
+                     loss exists (THEORY §0); only eval-mode batch normalization is supported",
+                ));
+            }
+            if !flag("affine")? {
+                return Err(spec_err(
+                    format!("{field}.affine"),
+                    "false: only affine batch normalization (weight and bias tensors) is supported",
+                ));
+            }
+            let eps = match obj.get("eps") {
+                None => 1e-5,
+                Some(v) => v
+                    .as_f64()
+                    .filter(|e| e.is_finite() && *e >= 0.0)
+                    .ok_or_else(|| {
+                        spec_err(
+                            format!("{field}.eps"),
+                            format!("{v}: expected a number ≥ 0"),
+                        )
+                    })?,
+            };
+            if let Some(v) = obj.get("momentum")
+                && !(v.is_null() || v.is_number())
+            {
+                return Err(spec_err(
+                    format!("{field}.momentum"),
+                    format!("{v}: expected a number or null (unused in eval mode)"),
+                ));
+            }
+            LayerSpec::BatchNorm2d {
+                name: name()?,
+                num_features: opt_usize(obj, "num_features", field)?,
+                eps,
             }
         }
         "linear" => LayerSpec::Linear {
@@ -334,6 +407,13 @@ impl ArchSpec {
                     }
                     o
                 }
+                LayerSpec::BatchNorm2d { name, num_features, eps } => {
+                    let mut o = json!({"type": "batchnorm2d", "name": name, "eps": eps});
+                    if let Some(c) = num_features {
+                        o["num_features"] = json!(c);
+                    }
+                    o
+                }
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     json!({"type": "maxpool2d", "kernel": [kernel.0, kernel.1], "stride": [stride.0, stride.1]})
                 }
@@ -386,6 +466,7 @@ impl ArchSpec {
             Ok((shape.clone(), vals.clone()))
         };
         let mut layers: Vec<Box<dyn Layer>> = Vec::with_capacity(self.layers.len());
+        let mut counters: Vec<String> = Vec::new();
         for l in &self.layers {
             let boxed: Box<dyn Layer> = match l {
                 LayerSpec::Conv2d {
@@ -462,6 +543,50 @@ impl ArchSpec {
                         bv,
                     ))
                 }
+                LayerSpec::BatchNorm2d {
+                    name,
+                    num_features,
+                    eps,
+                } => {
+                    let mut vectors = Vec::with_capacity(4);
+                    for part in ["weight", "bias", "running_mean", "running_var"] {
+                        let want_c = vectors
+                            .first()
+                            .map(|v: &Vec<f64>| v.len())
+                            .or(*num_features);
+                        let (_, v) = take(format!("{name}.{part}"), &|s| match (s, want_c) {
+                            ([c], Some(w)) if *c == w => Ok(()),
+                            ([c], None) if *c > 0 => Ok(()),
+                            _ => Err(format!(
+                                "expected [num_features{}] for batchnorm2d layer '{name}'",
+                                want_c.map(|c| format!(" = {c}")).unwrap_or_default()
+                            )),
+                        })?;
+                        vectors.push(v);
+                    }
+                    // The step counter PyTorch stores (an integer) has no role in eval mode.
+                    let counter = format!("{name}.num_batches_tracked");
+                    if tensors.contains_key(&counter) {
+                        counters.push(counter);
+                    }
+                    let var = vectors.pop().unwrap_or_default();
+                    let mean = vectors.pop().unwrap_or_default();
+                    let beta = vectors.pop().unwrap_or_default();
+                    let gamma = vectors.pop().unwrap_or_default();
+                    if let Some(bad) = var.iter().position(|v| v.is_nan() || *v < 0.0) {
+                        return Err(NetError::Weights {
+                            tensor: format!("{name}.running_var"),
+                            message: format!("entry {bad} is {}: a variance must be ≥ 0", var[bad]),
+                        });
+                    }
+                    Box::new(
+                        BatchNorm2d::new(Some(name.clone()), gamma, beta, mean, var, *eps)
+                            .ok_or_else(|| NetError::Weights {
+                                tensor: format!("{name}.running_var"),
+                                message: format!("running_var + eps = 0 for some channel (eps = {eps}): the normalization divides by 0"),
+                            })?,
+                    )
+                }
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     Box::new(MaxPool2d::new(*kernel, *stride))
                 }
@@ -473,10 +598,15 @@ impl ArchSpec {
             };
             layers.push(boxed);
         }
-        if let Some(extra) = tensors.keys().find(|k| !used.contains_key(k.as_str())) {
+        if let Some(extra) = tensors
+            .keys()
+            .find(|k| !used.contains_key(k.as_str()) && !counters.contains(k))
+        {
             return Err(NetError::Weights {
                 tensor: extra.clone(),
-                message: "present in the checkpoint but not used by the architecture spec (BatchNorm and other layers are not supported; check the layer names)".into(),
+                message: format!(
+                    "present in the checkpoint but not used by the architecture spec (supported layers: {SUPPORTED_TYPES}; check the layer names)"
+                ),
             });
         }
         Sequential::new(self.input_shape, layers)

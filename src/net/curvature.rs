@@ -70,6 +70,15 @@ pub(crate) fn layer_chain(layer: &dyn Layer, input: Shape, output: Shape) -> (us
         LayerSpec::AvgPool2d { kernel, .. } => {
             (kernel.0 * kernel.1 + 1, kernel.0 * kernel.1 + 1, 0)
         }
+        // Eval-mode batch normalization: (x − μ)·â + β with â from three roundings; the γ
+        // gradient sums H·W pixels.
+        LayerSpec::BatchNorm2d { .. } => {
+            let t = match output {
+                Shape::Image { h, w, .. } => h * w,
+                Shape::Flat(_) => 1,
+            };
+            (7, 5, t + 2)
+        }
         _ => (1, 1, 0),
     }
 }

@@ -125,6 +125,8 @@ fn max_gradient_sum(net: &Sequential) -> usize {
         .map(|(j, l)| match l.spec() {
             LayerSpec::Conv2d { .. } => sh[j + 1].len() / sh[j + 1].dims()[0].max(1),
             LayerSpec::Linear { .. } => 1,
+            // γ_c: Σ over the H·W pixels of (x − μ)/s times the cotangent.
+            LayerSpec::BatchNorm2d { .. } => sh[j + 1].len() / sh[j + 1].dims()[0].max(1),
             _ => 0,
         })
         .max()

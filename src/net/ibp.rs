@@ -41,11 +41,13 @@
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
+use super::batchnorm::channel_affine;
 use super::conv::Window;
 use super::ibp_pool::{maxpool_backward, maxpool_box};
 use super::layer::Layer;
 use super::opnorm::{
-    TRIG_HYPOTHESIS, as_linear, avgpool_opnorm_upper, layer_opnorm, maxpool_lipschitz, pool_window,
+    TRIG_HYPOTHESIS, as_batchnorm, as_linear, avgpool_opnorm_upper, layer_opnorm,
+    maxpool_lipschitz, pool_window,
 };
 use super::{LayerSpec, Sequential, Shape, Tensor};
 use crate::error::{Error, Result};
@@ -264,6 +266,33 @@ impl<'a> NetIbp<'a> {
                         norm: avgpool_opnorm_upper(pool_window(kernel, stride), h, w),
                     })
                 }
+                // Eval-mode batch normalization, a per-channel affine map (module docs of
+                // `batchnorm`): centre â(μ − m) + β computed as the layer does, within
+                // γ₇(|â||μ| + |â||m| + |β|) of the exact one; slope |a| ≤ (1 + γ₄)|â|. As an
+                // `Affine` step with |A| = diag|â|, |b| = up(|â||m| + |β|) and fan-in 10, the
+                // allowance γ₁₂(|A||μ| + |A|ν + |b|) covers both (γ₁₂ ≥ γ₇ + γ₄ with room for the
+                // rounding of the |A| products); backward: fan-out 4, inflate ≥ 1 + γ₄.
+                LayerSpec::BatchNorm2d { .. } => {
+                    let bn = as_batchnorm(layer)?;
+                    let (p, c) = (layer.params(), bn.channels());
+                    let abs_a: Vec<f64> = bn.scale().iter().map(|a| a.abs()).collect();
+                    let shift: Vec<f64> = (0..c)
+                        .map(|ch| up(up(abs_a[ch] * bn.running_mean()[ch].abs()) + p[c + ch].abs()))
+                        .collect();
+                    let sq: Vec<f64> = abs_a.iter().map(|a| up(a * a)).collect();
+                    allowance_k += 10 + 3;
+                    Step::Affine(Affine {
+                        layer,
+                        abs: Box::new(channel_affine(abs_a.clone(), vec![0.0; c])),
+                        abs_b: Box::new(channel_affine(abs_a, shift)),
+                        sq: Some(Box::new(channel_affine(sq, vec![0.0; c]))),
+                        pool_taps: None,
+                        fan_in: 10,
+                        fan_out: 4,
+                        dense: None,
+                        norm: layer_opnorm(j, layer, input)?.0,
+                    })
+                }
                 LayerSpec::MaxPool2d { kernel, stride } => {
                     Step::MaxPool(pool_window(kernel, stride))
                 }
@@ -281,7 +310,7 @@ impl<'a> NetIbp<'a> {
                 }
                 other => {
                     return Err(Error::Model(format!(
-                        "layer {j} ({}): interval bound propagation does not support {other:?}; supported: linear, conv2d, maxpool2d, avgpool2d, flatten, monotone activations",
+                        "layer {j} ({}): interval bound propagation does not support {other:?}; supported: linear, conv2d, batchnorm2d, maxpool2d, avgpool2d, flatten, monotone activations",
                         layer.kind()
                     )));
                 }

@@ -48,6 +48,12 @@ pub trait Layer: fmt::Debug + Send + Sync {
     fn weight_len(&self) -> Option<usize> {
         None
     }
+    /// Constant tensors stored besides the parameters (state_dict buffers, e.g. a batch
+    /// normalization's running statistics), by state_dict suffix (`running_mean`). Empty for
+    /// most layers.
+    fn buffers(&self) -> Vec<(&'static str, Vec<f64>)> {
+        Vec::new()
+    }
     /// `y = layer(x)` for a batch.
     fn forward(&self, x: &Tensor) -> Tensor;
     /// Input cotangent `(∂y/∂x)ᵀ gy_r` for every row `r` of `gy` (reverse mode, VJP).

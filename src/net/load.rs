@@ -61,6 +61,11 @@ pub fn in_file(file: &str, e: NetError) -> Error {
     }
 }
 
+/// The float dtypes [`decode`] reads.
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16)
+}
+
 /// Decode a float tensor exactly to f64; integer dtypes and non-finite values are refused.
 fn decode(file: &str, name: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f64>> {
     let vals: Vec<f64> = match dtype {
@@ -135,6 +140,12 @@ pub fn load_net_bytes(bytes: &[u8], file: &str, arch: Option<&ArchSpec>) -> Resu
     };
     let mut tensors = BTreeMap::new();
     for (name, view) in st.tensors() {
+        // PyTorch's BatchNorm step counter is an integer and has no role in eval mode: kept
+        // undecoded, so that the spec decides whether it belongs to a batchnorm2d layer.
+        if name.ends_with(".num_batches_tracked") && !is_float(view.dtype()) {
+            tensors.insert(name, (view.shape().to_vec(), Vec::new()));
+            continue;
+        }
         let vals = decode(file, &name, view.dtype(), view.data())?;
         tensors.insert(name, (view.shape().to_vec(), vals));
     }
@@ -192,11 +203,19 @@ pub fn net_to_safetensors(
                 let ci = in_channels.unwrap_or(1);
                 vec![nb, ci, window.kernel.0, window.kernel.1]
             }
+            super::arch::LayerSpec::BatchNorm2d { .. } => vec![nw],
             _ => vec![nb, nw / nb],
         };
         let bytes = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         owned.push((format!("{name}.weight"), wshape, bytes(&p[..nw])));
         owned.push((format!("{name}.bias"), vec![nb], bytes(&p[nw..])));
+        for (suffix, values) in l.buffers() {
+            owned.push((
+                format!("{name}.{suffix}"),
+                vec![values.len()],
+                bytes(&values),
+            ));
+        }
     }
     let views = owned
         .iter()

@@ -1,6 +1,7 @@
 //! The layer engine for convolutional networks (issue 14, THEORY.md §7): a network is a
 //! [`Sequential`] of [`Layer`]s in PyTorch `nn.Sequential` order — [`Linear`], [`Act`]
-//! (activations), [`Conv2d`], [`MaxPool2d`], [`AvgPool2d`], [`Flatten`] — on batched NCHW f64
+//! (activations), [`Conv2d`], [`BatchNorm2d`] (eval mode), [`MaxPool2d`], [`AvgPool2d`],
+//! [`Flatten`] — on batched NCHW f64
 //! [`Tensor`]s, with forward, backward for all C outputs (VJP), forward mode (JVP) and parameter
 //! gradients.
 //!
@@ -8,6 +9,7 @@
 //! networks; [`Sequential::from_mlp`] converts an MLP so that both engines can be cross-checked.
 
 mod arch;
+mod batchnorm;
 mod conv;
 mod curvature;
 mod error;
@@ -23,6 +25,7 @@ mod sequential;
 mod tensor;
 
 pub use arch::{ARCH_METADATA_KEY, ArchSpec, LayerSpec, SUPPORTED_TYPES};
+pub use batchnorm::BatchNorm2d;
 pub use conv::{Conv2d, Window};
 pub use curvature::{
     NetCurvatureOperator, is_piecewise_linear, jacobian_chain_length, net_forward_cache_bytes,

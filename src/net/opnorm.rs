@@ -18,6 +18,7 @@
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
+use super::batchnorm::BatchNorm2d;
 use super::conv::{Conv2d, Window};
 use super::layer::Layer;
 use super::sequential::Sequential;
@@ -275,10 +276,16 @@ pub(crate) fn layer_opnorm(
             avgpool_opnorm_upper(pool_window(kernel, stride), h, w),
             None,
         )),
+        // ‖diag(a)‖₂ = max|a_c|, and |a_c| ≤ (1 + γ₄)|â_c| (module docs of `batchnorm`).
+        LayerSpec::BatchNorm2d { .. } => {
+            let bn = as_batchnorm(layer)?;
+            let m = bn.scale().iter().fold(0.0f64, |m, a| m.max(a.abs()));
+            Ok((up(m * (1.0 + gamma(5))), None))
+        }
         LayerSpec::Flatten => Ok((1.0, None)),
         LayerSpec::Activation(a) => Ok((activation_slope(a), None)),
         other => Err(Error::Model(format!(
-            "layer {j} ({}): no operator-norm rule for {other:?}; supported: linear, conv2d, maxpool2d, avgpool2d, flatten, activations",
+            "layer {j} ({}): no operator-norm rule for {other:?}; supported: linear, conv2d, batchnorm2d, maxpool2d, avgpool2d, flatten, activations",
             layer.kind()
         ))),
     }
@@ -311,6 +318,33 @@ pub(crate) fn as_linear(layer: &dyn Layer, input: Shape) -> Result<Linear> {
         DMatrix::from_row_slice(m, k, &p[..nw]),
         p[nw..].to_vec(),
     ))
+}
+
+/// Rebuild a [`BatchNorm2d`] from a layer whose spec says `batchnorm2d` (γ, β from the
+/// parameters, μ, σ² from the buffers, ε from the spec).
+pub(crate) fn as_batchnorm(layer: &dyn Layer) -> Result<BatchNorm2d> {
+    let LayerSpec::BatchNorm2d { eps, .. } = layer.spec() else {
+        return Err(Error::Internal("not a batchnorm2d layer".into()));
+    };
+    let p = layer.params();
+    let c = p.len() / 2;
+    let buffers = layer.buffers();
+    let buffer = |name: &str| {
+        buffers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| Error::Internal(format!("batchnorm2d without {name}")))
+    };
+    BatchNorm2d::new(
+        None,
+        p[..c].to_vec(),
+        p[c..].to_vec(),
+        buffer("running_mean")?,
+        buffer("running_var")?,
+        eps,
+    )
+    .ok_or_else(|| Error::Internal("batchnorm2d statistics".into()))
 }
 
 /// Rebuild a [`Conv2d`] from a layer whose spec says `conv2d`.

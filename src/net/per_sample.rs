@@ -105,7 +105,11 @@ pub fn per_sample_stats(
 ) -> NetResult<NetPerSample> {
     check_data(net, x)?;
     let first = &net.layers()[0];
-    let Some(nw) = first.weight_len() else {
+    let bilinear = matches!(
+        first.spec(),
+        super::LayerSpec::Conv2d { .. } | super::LayerSpec::Linear { .. }
+    );
+    let Some(nw) = first.weight_len().filter(|_| bilinear) else {
         return Err(NetError::Input(format!(
             "the first layer is {}; T1b and J_W need a bilinear first layer (conv2d or linear)",
             first.kind()

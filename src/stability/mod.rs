@@ -19,7 +19,8 @@
 //! step, THEORY.md §0); per-epoch reshuffling is not covered, and the notes say so.
 
 //!
-//! Entry point: [`sweep`] on a [`Problem`] and a [`SweepPlan`] gives a [`StabilityReport`]
+//! Entry point: [`sweep`] on a [`Subject`] (a dense [`crate::problem::Problem`] or a layered
+//! [`crate::problem::NetProblem`]) and a [`SweepPlan`] gives a [`StabilityReport`]
 //! (the JSON document and the figure's data); [`render_table`], [`to_json`] and
 //! [`not_certified`] render it.
 

@@ -11,7 +11,7 @@ use crate::measure::document::CurvatureSource as _;
 use crate::measure::gram::{GramOptions, GramSpectrum, gauss_newton_gram, gram_memory_bytes};
 use crate::measure::lanczos::UpperBoundOptions;
 use crate::measure::layered::{
-    LayeredSource, layered_gram_cost, layered_notes, measurement_inputs,
+    LayeredSource, layered_gram_cost, measurement_inputs, network_notes,
 };
 use crate::measure::names;
 use crate::measurements::MeasurementInputs;
@@ -144,7 +144,7 @@ impl Subject for NetProblem {
             .unwrap_or(Activation::Identity)
     }
     fn opening_notes(&self) -> Vec<String> {
-        layered_notes()
+        network_notes(&self.net)
     }
     fn embedded_note(&self) -> Option<String> {
         self.embedded

@@ -208,6 +208,15 @@ pub fn init_net_pytorch_default(spec: &ArchSpec, rng: &mut ChaCha8Rng) -> NetRes
                     b,
                 ))
             }
+            LayerSpec::BatchNorm2d { name, .. } => {
+                return Err(spec_err(
+                    j,
+                    "type",
+                    format!(
+                        "batchnorm2d '{name}': training with batch normalization uses the statistics of each batch, which couples the samples (not model S of THEORY §0); flatcert trains networks without it and reads trained BatchNorm2d layers in eval mode only"
+                    ),
+                ));
+            }
             LayerSpec::MaxPool2d { kernel, stride } => Box::new(MaxPool2d::new(*kernel, *stride)),
             LayerSpec::AvgPool2d { kernel, stride } => Box::new(AvgPool2d::new(*kernel, *stride)),
             LayerSpec::Flatten => Box::new(Flatten),

@@ -140,11 +140,11 @@ fn the_documented_vgg_a_example_loads_and_round_trips() {
 fn spec_errors_name_the_field() {
     let cases: &[(&str, &[&str])] = &[
         (
-            r#"{"input_shape":[1,8,8],"layers":[{"type":"batchnorm2d","name":"bn"}]}"#,
+            r#"{"input_shape":[1,8,8],"layers":[{"type":"batchnorm1d","name":"bn"}]}"#,
             &[
                 "layers[0].type",
-                "unknown layer type 'batchnorm2d'",
-                "supported: conv2d, linear, maxpool2d",
+                "unknown layer type 'batchnorm1d'",
+                "supported: conv2d, linear, batchnorm2d (eval mode), maxpool2d",
             ],
         ),
         (
@@ -313,5 +313,178 @@ fn weight_errors_name_the_tensor_or_layer() {
     assert!(
         msg.contains("features.0.weight") && msg.contains("dtype I32"),
         "{msg}"
+    );
+}
+
+/// A PyTorch `nn.Sequential(Conv2d(1, 2, 3, padding=1), BatchNorm2d(2), ReLU(), Flatten(),
+/// Linear(2·4·4, 2))` state_dict as `torch.save`'s safetensors holds it: F32 floats and the step
+/// counter `num_batches_tracked` as an I64 scalar.
+fn batchnorm_checkpoint(spec: &str, counter: bool) -> Vec<u8> {
+    let mut tensors = state_dict(
+        &[
+            ("0.weight", vec![2, 1, 3, 3]),
+            ("0.bias", vec![2]),
+            ("1.weight", vec![2]),
+            ("1.bias", vec![2]),
+            ("1.running_mean", vec![2]),
+        ],
+        7,
+    );
+    tensors.push(("1.running_var".into(), vec![2], vec![0.25, 2.0]));
+    tensors.extend(state_dict(
+        &[("4.weight", vec![2, 32]), ("4.bias", vec![2])],
+        8,
+    ));
+    let raw: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect())
+        .collect();
+    let steps = 1234i64.to_le_bytes();
+    let mut views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&raw)
+        .map(|((n, s, _), b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    if counter {
+        views.push((
+            "1.num_batches_tracked".into(),
+            TensorView::new(Dtype::I64, vec![], &steps).unwrap(),
+        ));
+    }
+    let meta = HashMap::from([(ARCH_METADATA_KEY.to_string(), spec.to_string())]);
+    safetensors::serialize(views, Some(meta)).unwrap()
+}
+
+const BN_SPEC: &str = r#"{"input_shape":[1,4,4],"layers":[
+ {"type":"conv2d","name":"0","kernel":3,"padding":1},
+ {"type":"batchnorm2d","name":"1","eps":1e-5,"momentum":0.1,"affine":true,"track_running_stats":true},
+ {"type":"relu"},{"type":"flatten"},{"type":"linear","name":"4"}]}"#;
+
+#[test]
+fn batchnorm_checkpoints_load_in_eval_mode_and_round_trip() {
+    let loaded =
+        load_net_bytes(&batchnorm_checkpoint(BN_SPEC, true), "bn.safetensors", None).unwrap();
+    let net = &loaded.net;
+    assert_eq!(net.num_params(), 2 * 9 + 2 + 2 + 2 + 64 + 2);
+    // The layer is PyTorch's eval-mode formula, checked on one input against a direct
+    // evaluation (same operations in the same order: equal to the last bit).
+    let bn = &net.layers()[1];
+    assert_eq!(bn.kind(), "batchnorm2d");
+    let x = Tensor::new(
+        1,
+        Shape::Image { c: 2, h: 4, w: 4 },
+        (0..32).map(|i| i as f64 / 7.0 - 2.0).collect(),
+    )
+    .unwrap();
+    let y = bn.forward(&x);
+    let (p, buffers) = (bn.params(), bn.buffers());
+    let (mean, var) = (&buffers[0].1, &buffers[1].1);
+    for (i, (xi, yi)) in x.data.iter().zip(&y.data).enumerate() {
+        let c = i / 16;
+        let want = (xi - mean[c]) * (p[c] / (var[c] + 1e-5).sqrt()) + p[2 + c];
+        assert_eq!(*yi, want, "entry {i}");
+    }
+    // Written back (F64, with the running statistics) and read again: the same network.
+    let bytes = net_to_safetensors(net, &BTreeMap::new()).unwrap();
+    let again = load_net_bytes(&bytes, "again", None).unwrap();
+    assert_eq!(again.net.params(), net.params());
+    assert_eq!(again.net.layers()[1].buffers(), bn.buffers());
+    assert_eq!(again.spec, ArchSpec::of(net));
+    // Without the step counter it loads as well; a counter of a layer that is not a batch
+    // normalization is a left-over tensor.
+    assert!(load_net_bytes(&batchnorm_checkpoint(BN_SPEC, false), "b", None).is_ok());
+    let renamed = BN_SPEC.replace(r#""name":"1""#, r#""name":"bn""#);
+    let msg = err(&batchnorm_checkpoint(&renamed, true), None);
+    assert!(
+        msg.contains("tensor 'bn.weight'") && msg.contains("missing"),
+        "{msg}"
+    );
+    // Train-mode statistics and non-affine batch normalization are refused by field.
+    for (field, spec) in [
+        (
+            "track_running_stats",
+            BN_SPEC.replace(
+                r#""track_running_stats":true"#,
+                r#""track_running_stats":false"#,
+            ),
+        ),
+        (
+            "affine",
+            BN_SPEC.replace(r#""affine":true"#, r#""affine":false"#),
+        ),
+        ("eps", BN_SPEC.replace(r#""eps":1e-5"#, r#""eps":-1"#)),
+    ] {
+        let msg = err(&batchnorm_checkpoint(&spec, true), None);
+        assert!(
+            msg.contains(&format!("layers[1].{field}")),
+            "{field}: {msg}"
+        );
+    }
+    // A negative running variance names the tensor.
+    let mut t = state_dict(&[("0.weight", vec![2, 1, 3, 3]), ("0.bias", vec![2])], 1);
+    t.extend([
+        ("1.weight".to_string(), vec![2], vec![1.0, 1.0]),
+        ("1.bias".to_string(), vec![2], vec![0.0, 0.0]),
+        ("1.running_mean".to_string(), vec![2], vec![0.0, 0.0]),
+        ("1.running_var".to_string(), vec![2], vec![1.0, -0.5]),
+    ]);
+    t.extend(state_dict(
+        &[("4.weight", vec![2, 32]), ("4.bias", vec![2])],
+        2,
+    ));
+    let msg = err(&to_bytes(&t, Dtype::F64, Some(BN_SPEC)), None);
+    assert!(
+        msg.contains("1.running_var") && msg.contains("≥ 0"),
+        "{msg}"
+    );
+    // Training a spec with batch normalization is refused (train mode is not model S).
+    let spec = ArchSpec::from_json(
+        BN_SPEC
+            .replace(r#""name":"0""#, r#""name":"0","out_channels":2"#)
+            .replace(r#""name":"4""#, r#""name":"4","out_features":2"#)
+            .as_str(),
+    )
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let e = flatcert::train::init_net_pytorch_default(&spec, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batchnorm2d") && e.contains("eval mode"), "{e}");
+    assert!(matches!(spec.layers[1], LayerSpec::BatchNorm2d { .. }));
+}
+
+#[test]
+fn batchnorm_as_the_first_layer_is_refused_for_t1b() {
+    let spec = r#"{"input_shape":[2,4,4],"layers":[
+     {"type":"batchnorm2d","name":"0"},{"type":"flatten"},{"type":"linear","name":"2"}]}"#;
+    let t = state_dict(
+        &[
+            ("0.weight", vec![2]),
+            ("0.bias", vec![2]),
+            ("0.running_mean", vec![2]),
+        ],
+        3,
+    );
+    let mut t = t;
+    t.push(("0.running_var".into(), vec![2], vec![1.0, 1.0]));
+    t.extend(state_dict(
+        &[("2.weight", vec![2, 32]), ("2.bias", vec![2])],
+        4,
+    ));
+    let net = load_net_bytes(&to_bytes(&t, Dtype::F64, Some(spec)), "m", None)
+        .unwrap()
+        .net;
+    let x = Tensor::new(1, net.input_shape(), vec![0.5; 32]).unwrap();
+    let e = flatcert::net::per_sample_stats(&net, &x, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("batchnorm2d") && e.contains("bilinear first layer"),
+        "{e}"
     );
 }

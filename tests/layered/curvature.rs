@@ -10,8 +10,8 @@ use flatcert::measure::lanczos::{LanczosOptions, gauss_newton_lambda_max};
 use flatcert::measure::per_sample::{PerSampleOptions, per_sample_stats};
 use flatcert::model::Activation;
 use flatcert::net::{
-    Act, AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetCurvatureOperator, Sequential,
-    Shape, Tensor, Window, build_gram, jacobian_chain_length, net_gram_memory_bytes,
+    Act, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetCurvatureOperator,
+    Sequential, Shape, Tensor, Window, build_gram, jacobian_chain_length, net_gram_memory_bytes,
     per_sample_curvature, stacked_jacobian,
 };
 use flatcert::testutil::{random_data, random_mlp};
@@ -193,7 +193,8 @@ fn conv(rng: &mut ChaCha8Rng, c_in: usize, c_out: usize, k: usize, s: usize, p: 
 }
 
 /// Four CNNs on 2×7×7 inputs covering conv padding/stride, max and average pooling (overlapping
-/// and not), ReLU/tanh/softplus and a dense head; C = 2.
+/// and not), ReLU/tanh/softplus and a dense head; C = 2. Variants ≥ 4 repeat them with an
+/// eval-mode batch normalization after the first convolution.
 fn cnn(variant: usize, seed: u64) -> Sequential {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (act1, act2) = match variant % 4 {
@@ -202,8 +203,21 @@ fn cnn(variant: usize, seed: u64) -> Sequential {
         2 => (Activation::Softplus, Activation::Sigmoid),
         _ => (Activation::Relu, Activation::Relu),
     };
-    let mut layers: Vec<Box<dyn Layer>> =
-        vec![Box::new(conv(&mut rng, 2, 3, 3, 1, 1)), Box::new(Act(act1))];
+    let mut layers: Vec<Box<dyn Layer>> = vec![Box::new(conv(&mut rng, 2, 3, 3, 1, 1))];
+    if variant >= 4 {
+        layers.push(Box::new(
+            BatchNorm2d::new(
+                Some("bn".into()),
+                rvec(&mut rng, 3, 1.5),
+                rvec(&mut rng, 3, 0.3),
+                rvec(&mut rng, 3, 0.3),
+                vec![0.4, 1.0, 2.5],
+                1e-5,
+            )
+            .unwrap(),
+        ));
+    }
+    layers.push(Box::new(Act(act1)));
     // 3×7×7 → pool → conv → act → flatten → linear.
     let (pool, side): (Box<dyn Layer>, usize) = if variant.is_multiple_of(2) {
         (Box::new(MaxPool2d::new((2, 2), (1, 1))), 6)
@@ -319,7 +333,7 @@ fn cnn_gram_matches_dense_references_and_its_formation_error() {
 
 #[test]
 fn cnn_products_match_dense_references_and_finite_differences() {
-    for variant in 0..4 {
+    for variant in 0..6 {
         let seed = 800 + 10 * variant as u64;
         let net = cnn(variant, seed);
         let n = 5;

@@ -8,9 +8,9 @@ use flatcert::measure::lipschitz::{
 };
 use flatcert::model::Activation;
 use flatcert::net::{
-    Act, AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetIbp, Sequential, Shape, Tensor,
-    Window, conv_opnorm_bounds, net_jacobian_norm_bounds, net_local_lipschitz, net_opnorms,
-    net_output_enclosure, net_pairwise_lipschitz,
+    Act, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetIbp, Sequential,
+    Shape, Tensor, Window, conv_opnorm_bounds, net_jacobian_norm_bounds, net_local_lipschitz,
+    net_opnorms, net_output_enclosure, net_pairwise_lipschitz,
 };
 use flatcert::testutil::random_mlp;
 use nalgebra::DMatrix;
@@ -196,6 +196,14 @@ fn random_cnn(seed: u64, n_conv: usize) -> Sequential {
         let conv = random_conv(&mut rng, c, co, k, s, p);
         let (ho, wo) = conv.window().output_hw(h, w).unwrap();
         layers.push(Box::new(conv));
+        if rng.random_range(0..3u32) == 0 {
+            // Eval-mode batch normalization, slopes of either sign and size.
+            let gamma = rvec(&mut rng, co, 2.0);
+            let (beta, mean) = (rvec(&mut rng, co, 0.5), rvec(&mut rng, co, 0.5));
+            let var = (0..co).map(|_| rng.random_range(0.05..2.0)).collect();
+            let bn = BatchNorm2d::new(None, gamma, beta, mean, var, 1e-5).unwrap();
+            layers.push(Box::new(bn));
+        }
         layers.push(Box::new(Act(ACTS[rng.random_range(0..ACTS.len())])));
         (c, h, w) = (co, ho, wo);
         if h >= 2 && w >= 2 && rng.random_range(0..3u32) > 0 {

@@ -4,8 +4,8 @@
 
 use flatcert::model::{Activation, Params};
 use flatcert::net::{
-    Act, AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetError, Sequential, Shape, Tensor,
-    Window,
+    Act, AvgPool2d, BatchNorm2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetError, Sequential,
+    Shape, Tensor, Window,
 };
 use flatcert::testutil::{random_data, random_mlp};
 use nalgebra::DMatrix;
@@ -237,6 +237,19 @@ fn every_layer_matches_finite_differences() {
         check_layer_fd(&AvgPool2d::new(k, s), img, 14);
     }
     check_layer_fd(&Flatten, img, 15);
+    // Eval-mode batch normalization (the slope γ/√(σ² + ε) and the (x − μ) term of ∂y/∂γ).
+    let bn = BatchNorm2d::new(
+        Some("bn".into()),
+        vec![1.3, -0.7],
+        vec![0.2, -0.1],
+        vec![0.4, -0.3],
+        vec![0.5, 2.0],
+        1e-5,
+    )
+    .unwrap();
+    check_layer_fd(&bn, img, 16);
+    assert!(bn.output_shape(Shape::Flat(98)).is_err());
+    assert!(BatchNorm2d::new(None, vec![1.0], vec![0.0], vec![0.0], vec![0.0], 0.0).is_none());
 }
 
 /// The dense matrix of a convolution, built entry by entry from the definition

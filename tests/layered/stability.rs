@@ -218,3 +218,112 @@ fn residual_without_ibp_is_an_estimate() {
     assert!(info.max_abs_residual_upper.is_infinite());
     assert!(!info.hessian_is_gauss_newton);
 }
+
+/// A CNN with an eval-mode batch normalization runs through `certify` (per-sample moments,
+/// Gram path, IBP at ε) and `stability`, and every document says how it was read.
+#[test]
+fn a_batchnorm_cnn_runs_through_certify_and_stability() {
+    use flatcert::net::{Act, BatchNorm2d, Conv2d, Flatten, Layer, Linear, Shape, Window};
+    use rand::rngs::ChaCha8Rng;
+    use rand::{RngExt, SeedableRng};
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut r =
+        |n: usize, s: f64| -> Vec<f64> { (0..n).map(|_| rng.random_range(-s..s)).collect() };
+    let win = Window {
+        kernel: (3, 3),
+        stride: (1, 1),
+        padding: (1, 1),
+    };
+    let layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Conv2d::new(Some("c".into()), 1, 2, win, r(18, 0.5), r(2, 0.1)).unwrap()),
+        Box::new(
+            BatchNorm2d::new(
+                Some("bn".into()),
+                r(2, 1.5),
+                r(2, 0.2),
+                r(2, 0.2),
+                vec![0.3, 1.7],
+                1e-5,
+            )
+            .unwrap(),
+        ),
+        Box::new(Act(Activation::Tanh)),
+        Box::new(Flatten),
+        Box::new(Linear::new(
+            Some("fc".into()),
+            nalgebra::DMatrix::from_fn(2, 32, |_, _| 0.0)
+                + nalgebra::DMatrix::from_vec(2, 32, r(64, 0.3)),
+            r(2, 0.1),
+        )),
+    ];
+    let net = Sequential::new(Shape::Image { c: 1, h: 4, w: 4 }, layers).unwrap();
+    let dir = TempDir::new();
+    let model = dir.bytes(
+        "bn.safetensors",
+        &net_to_safetensors(&net, &BTreeMap::new()).unwrap(),
+    );
+    let n = 12;
+    let x = dir.npy("x.npy", &r(n * 16, 1.0), n, 16);
+    let y = dir.npy("y.npy", &r(n * 2, 1.0), n, 2);
+    let shape = ["--input-shape", "1,4,4"];
+    let cert = dir.out("c.json");
+    let mut c = flatcert();
+    c.args([
+        "certify",
+        "--quiet",
+        "--lr",
+        "0.05",
+        "--batch",
+        "4",
+        "--k",
+        "2",
+        "--epsilon",
+        "0.05",
+    ])
+    .args(shape);
+    for (flag, p) in [
+        ("--model", &model),
+        ("--x", &x),
+        ("--y", &y),
+        ("--json", &cert),
+    ] {
+        c.arg(flag).arg(p);
+    }
+    let (code, out, err) = run_cmd(&mut c);
+    assert!(code == 0 || code == 1, "{code}\n{out}\n{err}");
+    let doc = read_json(&cert);
+    let notes = doc["measurements"]["notes"].to_string();
+    assert!(
+        notes.contains("batchnorm2d layers (bn) are read in eval mode"),
+        "{notes}"
+    );
+    let status = |id: &str| {
+        doc["summary"]["theorems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["theorem"] == id)
+            .map(|t| t["status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    // T1b holds through the batch normalization's input (the first layer is the convolution),
+    // and T4, T5 and the IBP-based T10 are decided, not skipped.
+    assert_eq!(status("T1"), "certified");
+    for t in ["T4", "T5", "T10"] {
+        let s = status(t);
+        assert!(
+            !s.is_empty() && s != "not_computed",
+            "{t}: {s} {}",
+            doc["verdicts"][t]
+        );
+    }
+    let mut args = vec!["--batch", "4"];
+    args.extend(shape);
+    let (_, st) = stability(&model, &x, &y, &args, &dir.out("s.json"));
+    assert!(
+        st["rows"][0]["mean_square_critical_lr"]["lower"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0)
+    );
+    assert!(st["notes"].to_string().contains("eval mode"));
+}
