@@ -755,8 +755,6 @@ pub fn checkpoint_to_bytes(
         tensors.push((wn, vec![l.fan_out(), l.fan_in()], w));
         tensors.push((bn, vec![l.fan_out()], b));
     }
-    // Our own writer (the format is tiny) so the bytes are deterministic: `safetensors::serialize`
-    // takes the metadata as a HashMap and writes it in a random order.
     let dtype_name = match dtype {
         SaveDtype::F32 => "F32",
         SaveDtype::F64 => "F64",
@@ -764,13 +762,25 @@ pub fn checkpoint_to_bytes(
     let mut meta: BTreeMap<String, String> = metadata.clone();
     meta.insert("activation".into(), mlp.activation().name());
     meta.entry("format".into()).or_insert_with(|| "pt".into());
+    safetensors_bytes(&meta, dtype_name, &tensors)
+}
+
+/// The safetensors file of `tensors` (name, shape, little-endian bytes, all of dtype
+/// `dtype_name`) with `metadata`, byte-deterministic: our own writer (the format is tiny), because
+/// `safetensors::serialize` takes the metadata as a HashMap and writes it in a random order, so
+/// the same checkpoint would get a different SHA-256 in every run.
+pub(crate) fn safetensors_bytes(
+    metadata: &BTreeMap<String, String>,
+    dtype_name: &str,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+) -> Result<Vec<u8>> {
     let mut header = serde_json::Map::new();
     header.insert(
         "__metadata__".into(),
-        serde_json::to_value(&meta).map_err(|e| Error::Internal(format!("metadata: {e}")))?,
+        serde_json::to_value(metadata).map_err(|e| Error::Internal(format!("metadata: {e}")))?,
     );
     let mut offset = 0usize;
-    for (name, shape, bytes) in &tensors {
+    for (name, shape, bytes) in tensors {
         header.insert(
             name.clone(),
             serde_json::json!({
@@ -789,7 +799,7 @@ pub fn checkpoint_to_bytes(
     let mut out = Vec::with_capacity(8 + header_bytes.len() + offset);
     out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(&header_bytes);
-    for (_, _, bytes) in &tensors {
+    for (_, _, bytes) in tensors {
         out.extend_from_slice(bytes);
     }
     Ok(out)

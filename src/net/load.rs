@@ -4,7 +4,7 @@
 //! The file layout is validated by the `safetensors` crate (header length, offsets, sizes); the
 //! dense-MLP reader `io::checkpoint` is left untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -217,16 +217,7 @@ pub fn net_to_safetensors(
             ));
         }
     }
-    let views = owned
-        .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(Dtype::F64, s.clone(), b)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(format!("tensor {n}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let mut meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let mut meta = metadata.clone();
     meta.insert(ARCH_METADATA_KEY.into(), spec.to_json());
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::Internal(format!("safetensors: {e}")))
+    crate::io::checkpoint::safetensors_bytes(&meta, "F64", &owned)
 }

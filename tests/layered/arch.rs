@@ -395,6 +395,13 @@ fn batchnorm_checkpoints_load_in_eval_mode_and_round_trip() {
     assert_eq!(again.net.params(), net.params());
     assert_eq!(again.net.layers()[1].buffers(), bn.buffers());
     assert_eq!(again.spec, ArchSpec::of(net));
+    // Byte-deterministic (the same checkpoint has one SHA-256): with several metadata keys, a
+    // HashMap-ordered header would differ between two writes.
+    let meta: BTreeMap<String, String> = (0..8).map(|i| (format!("k{i}"), i.to_string())).collect();
+    assert_eq!(
+        net_to_safetensors(net, &meta).unwrap(),
+        net_to_safetensors(net, &meta).unwrap()
+    );
     // Without the step counter it loads as well; a counter of a layer that is not a batch
     // normalization is a left-over tensor.
     assert!(load_net_bytes(&batchnorm_checkpoint(BN_SPEC, false), "b", None).is_ok());
