@@ -267,6 +267,7 @@ fn a_batchnorm_cnn_runs_through_certify_and_stability() {
     let y = dir.npy("y.npy", &r(n * 2, 1.0), n, 2);
     let shape = ["--input-shape", "1,4,4"];
     let cert = dir.out("c.json");
+    let report = dir.out("report");
     let mut c = flatcert();
     c.args([
         "certify",
@@ -286,11 +287,18 @@ fn a_batchnorm_cnn_runs_through_certify_and_stability() {
         ("--x", &x),
         ("--y", &y),
         ("--json", &cert),
+        ("--report", &report),
     ] {
         c.arg(flag).arg(p);
     }
     let (code, out, err) = run_cmd(&mut c);
     assert!(code == 0 || code == 1, "{code}\n{out}\n{err}");
+    // The Markdown report of a layered certificate: the verdict table and the notes.
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("T1") && md.contains("T10") && md.contains("eval mode"),
+        "{md}"
+    );
     let doc = read_json(&cert);
     let notes = doc["measurements"]["notes"].to_string();
     assert!(
