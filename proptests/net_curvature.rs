@@ -11,15 +11,26 @@
 //!   plus 1e-8 relative (the Lanczos stopping tolerance) of the dense top eigenvalue.
 //! - HVP symmetry: `uᵀHv = vᵀHu` up to the products' rounding, 1e-11 relative to
 //!   `‖u‖‖Hv‖ + ‖v‖‖Hu‖` (each product is a chain of ≲ 100 roundings on O(1) numbers).
+//! - T5(i) below the exact η* (issue 14 item 7): for every batch size, the matrix-free
+//!   η_suff(B) = 2/[(1−p)·upper(λ_max(G)) + p·upper(max_i λ_i)] from the layered per-sample λ_i
+//!   never exceeds the certified upper end of the exact T5(f) bracket of η*(B) from the layered
+//!   Gram path. Targets := outputs (interpolation, so H = G and T5(i)'s H_i ⪰ 0 hold). Both are
+//!   rigorous sides up to the layered a-priori tolerances carried by each; 1e-12 relative covers
+//!   the outward rounding of the final division.
 
 use flatcert::measure::gram::{GramOptions, gram_spectrum};
 use flatcert::measure::hvp::OperatorOptions;
 use flatcert::measure::lanczos::{LanczosOptions, gauss_newton_lambda_max};
+use flatcert::measure::stability::{
+    BracketOptions, ReducedModel, Sampling, critical_lr_sweep, noise_p,
+};
 use flatcert::model::Activation;
 use flatcert::net::{
     Act, AvgPool2d, Conv2d, Flatten, Layer, Linear, MaxPool2d, NetCurvatureOperator, Sequential,
-    Shape, Tensor, Window, build_gram,
+    Shape, Tensor, Window, build_gram, per_sample_curvature,
 };
+use flatcert_bounds::Value;
+use flatcert_bounds::t5::eta_suff;
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -150,5 +161,43 @@ proptest! {
         let (a, b) = (dot(&u, &hv), dot(&v, &hu));
         let scale = dot(&u, &u).sqrt() * dot(&hv, &hv).sqrt() + dot(&v, &v).sqrt() * dot(&hu, &hu).sqrt();
         prop_assert!((a - b).abs() <= 1e-11 * scale, "uᵀHv = {a}, vᵀHu = {b}");
+    }
+
+    #[test]
+    fn cnn_eta_suff_is_below_the_exact_eta_star_for_every_batch(
+        c_in in 1usize..=2,
+        side in 5usize..=8,
+        specs in prop::collection::vec(conv_spec(), 1..=3),
+        c in 1usize..=2,
+        n in 2usize..=5,
+        with_replacement in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let net = build(c_in, side, &specs, c, seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7515);
+        let shape = net.input_shape();
+        let x = Tensor::new(n, shape, rvec(&mut rng, n * shape.len(), 1.0)).expect("len");
+        let spec = gram_spectrum(build_gram(&net, &x, &GramOptions::default()).expect("gram"), 1e-12)
+            .expect("eig");
+        let a = Value::upper_bound(spec.lambda_max().value, 0.0);
+        let curv = per_sample_curvature(&net, &x, 2).expect("per-sample");
+        let (lmax, lerr) = (0..n).fold((0.0f64, 0.0f64), |(m, e), i| (m.max(curv.lambda[i]), e.max(curv.err(i))));
+        let l = Value::exact(lmax, lerr).only_upper();
+        let model = ReducedModel::from_spectrum(&spec);
+        let sampling = if with_replacement { Sampling::WithReplacement } else { Sampling::WithoutReplacement };
+        let batches: Vec<usize> = (1..=n).collect();
+        let crits = critical_lr_sweep(&model, &batches, sampling, &BracketOptions::default())
+            .expect("exact route");
+        for crit in &crits {
+            let p = noise_p(n, crit.batch, sampling).expect("valid B");
+            let suff = eta_suff(Value::exact(p, 0.0), a, l);
+            prop_assert!(suff.has_lower());
+            if let Some(hi) = crit.eta_upper() {
+                prop_assert!(
+                    suff.lower() <= hi * (1.0 + 1e-12),
+                    "B = {}: η_suff = {} > upper(η*) = {hi}", crit.batch, suff.lower()
+                );
+            }
+        }
     }
 }
