@@ -229,3 +229,15 @@ pub fn run_cmd(cmd: &mut Command) -> (i32, String, String) {
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).expect("JSON written")).expect("valid JSON")
 }
+
+/// The summary status of theorem `id` in a certificate document ("" when absent).
+pub fn theorem_status(cert: &serde_json::Value, id: &str) -> String {
+    cert["summary"]["theorems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["theorem"] == id)
+        .and_then(|t| t["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}

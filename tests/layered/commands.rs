@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::common::{Fx as TempDir, expect_bad_input, flatcert, read_json, run_cmd};
+use crate::common::{
+    Fx as TempDir, expect_bad_input, flatcert, read_json, run_cmd, theorem_status,
+};
 use flatcert::net::{ArchSpec, Sequential, Tensor};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -205,15 +207,7 @@ fn certify_decides_t1b_and_the_radial_forms_and_says_what_is_missing() {
         cert["summary"]["exit_code"].as_i64().unwrap() as i32,
         "{stdout}\n{stderr}"
     );
-    let status = |id: &str| {
-        cert["summary"]["theorems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["theorem"] == id)
-            .map(|t| t["status"].as_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
+    let status = |id: &str| theorem_status(&cert, id);
     for id in ["T1", "T2", "T3", "T7"] {
         assert_eq!(status(id), "certified", "{id}: {}", cert["verdicts"][id]);
     }

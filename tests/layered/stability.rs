@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::common::{Fx as TempDir, flatcert, read_json, run_cmd};
+use crate::common::{Fx as TempDir, flatcert, read_json, run_cmd, theorem_status};
 use flatcert::model::Activation;
 use flatcert::net::{Sequential, net_to_safetensors};
 use flatcert::problem::NetProblem;
@@ -305,15 +305,7 @@ fn a_batchnorm_cnn_runs_through_certify_and_stability() {
         notes.contains("batchnorm2d layers (bn) are read in eval mode"),
         "{notes}"
     );
-    let status = |id: &str| {
-        doc["summary"]["theorems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["theorem"] == id)
-            .map(|t| t["status"].as_str().unwrap().to_string())
-            .unwrap_or_default()
-    };
+    let status = |id: &str| theorem_status(&doc, id);
     // T1b holds through the batch normalization's input (the first layer is the convolution),
     // and T4, T5 and the IBP-based T10 are decided, not skipped.
     assert_eq!(status("T1"), "certified");
