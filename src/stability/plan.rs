@@ -215,7 +215,7 @@ pub fn resolve_eta(
         return (eta, None);
     }
     let md = loaded.metadata();
-    let hyper = loaded.training_hyper();
+    let hyper = loaded.metadata_hyper();
     let lr_text = md.get("lr").map_or("", String::as_str);
     let lr = match hyper.lr {
         Source::Missing => return (None, None),

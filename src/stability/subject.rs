@@ -58,7 +58,7 @@ pub trait Subject {
         memory_limit: usize,
     ) -> Result<ScaleEvidence>;
     /// η, its convention and B from the checkpoint's metadata.
-    fn training_hyper(&self) -> TrainingHyper {
+    fn metadata_hyper(&self) -> TrainingHyper {
         training_hyper(self.metadata(), None, None, None)
     }
 }
