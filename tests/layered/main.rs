@@ -11,4 +11,5 @@ mod curvature;
 mod ibp;
 mod layers;
 mod per_sample;
+mod simulate;
 mod train;
