@@ -339,6 +339,46 @@ fn layered_predictions_equal_the_dense_ones_on_from_mlp() {
     );
 }
 
+/// True SGD and the residual forcing on `Sequential::from_mlp` equal the dense engine's: the
+/// same start, batches and steps give the same losses and distances to rounding.
+#[test]
+fn true_sgd_and_forcing_equal_the_dense_ones_on_from_mlp() {
+    let (mlp, mut ds) = dense_problem(&[3, 6, 2], 9, 41);
+    // A nonzero residual, so that the forcing and the loss are not 0.
+    let y: Vec<f64> = ds.y().unwrap().iter().map(|v| v + 0.1 * v.sin()).collect();
+    ds = Dataset::new(ds.x().to_vec(), 9, 3, Some((y, 2)), "x", "y").unwrap();
+    let seq = Sequential::from_mlp(&mlp);
+    let dense = LinearizedSgd::new(&mlp, &ds).unwrap();
+    let (ud, _, _) = dense.trial_start(3, 0).unwrap();
+    let ul = ud.to_flat();
+    let opts = TrueSgdOptions {
+        lr: 0.5,
+        batch: 3,
+        seed: 3,
+        ..TrueSgdOptions::default()
+    };
+    let times = record_times(50, 10);
+    let rd = run_true_sgd(&mlp, &ds, &ud, 0.05, &times, &opts, &|_| {}).unwrap();
+    let rl = run_true_sgd(&seq, &ds, &ul, 0.05, &times, &opts, &|_| {}).unwrap();
+    assert_eq!(rd.times, rl.times);
+    // 50 steps of two engines that sum in different orders: ~1e-15 relative per step.
+    for (a, b) in rd
+        .loss
+        .iter()
+        .zip(&rl.loss)
+        .chain(rd.distance.iter().zip(&rl.distance))
+    {
+        assert!((a - b).abs() <= 1e-11 * a.abs(), "{a} vs {b}");
+    }
+    assert!(rd.loss[10] != rd.loss[0], "the run moved");
+    let p = 0.25;
+    let (kd, kl) = (
+        flatcert::simulate::forcing_kick(&mlp, &ds, 0.5, p).unwrap(),
+        flatcert::simulate::forcing_kick(&seq, &ds, 0.5, p).unwrap(),
+    );
+    assert!(kd > 0.0 && (kd - kl).abs() <= 1e-12 * kd, "{kd} vs {kl}");
+}
+
 /// An f64 `.npy` file of any shape (row-major).
 fn npy(dir: &TempDir, name: &str, data: &[f64], shape: &[usize]) -> PathBuf {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
@@ -467,4 +507,21 @@ fn simulate_runs_the_bundled_cnn_and_refuses_dense_only_flags() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--layers"), "{err}");
+
+    // The cached forward pass is the one allocation simulate cannot do without.
+    let (code, _, err) = run_cmd(
+        flatcert()
+            .args(["simulate", "--quiet", "--model"])
+            .arg(&model)
+            .arg("--x")
+            .arg(&x)
+            .arg("--y")
+            .arg(&y)
+            .args(["--batch", "2", "--lr", "0.1", "--max-memory", "100"]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--max-memory") && err.contains("caches the forward pass"),
+        "{err}"
+    );
 }
