@@ -179,8 +179,8 @@ impl SimNetwork for Sequential {
     fn theta(&self) -> Vec<f64> {
         self.params()
     }
-    fn at(&self, theta: &Vec<f64>) -> Option<Sequential> {
-        self.with_params(theta).ok()
+    fn at(&self, theta: &Vec<f64>) -> Result<Sequential> {
+        self.with_params(theta).map_err(net_err)
     }
     fn check_data(&self, data: &Dataset) -> Result<()> {
         check_net_data(self, data).map(|_| ())

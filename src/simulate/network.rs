@@ -106,8 +106,8 @@ pub trait SimNetwork: Sized + Sync {
     fn outputs(&self) -> usize;
     /// θ.
     fn theta(&self) -> Self::Vector;
-    /// The same network at θ = `theta`; `None` when a parameter is not finite (SGD diverged).
-    fn at(&self, theta: &Self::Vector) -> Option<Self>;
+    /// The same network at θ = `theta`; an error when a parameter is not finite (SGD diverged).
+    fn at(&self, theta: &Self::Vector) -> Result<Self>;
     /// Check that `data` fits the network (input size, C outputs).
     fn check_data(&self, data: &Dataset) -> Result<()>;
     /// Full-data loss `ℒ = (1/n)Σ_i ½‖f(x_i) − y_i‖²` (THEORY.md §0).
@@ -139,8 +139,8 @@ impl SimNetwork for Mlp {
             layers: self.layers().to_vec(),
         }
     }
-    fn at(&self, theta: &Params) -> Option<Mlp> {
-        Mlp::new(theta.layers.clone(), self.activation()).ok()
+    fn at(&self, theta: &Params) -> Result<Mlp> {
+        Mlp::new(theta.layers.clone(), self.activation())
     }
     fn check_data(&self, data: &Dataset) -> Result<()> {
         crate::problem::check_shapes(self, data)

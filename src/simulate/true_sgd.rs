@@ -180,11 +180,7 @@ pub fn run_true_sgd<N: SimNetwork>(
     let star = net_star.theta();
     let mut theta = star.clone();
     theta.axpy(delta, u0);
-    let mut net = net_star.at(&theta).ok_or_else(|| {
-        Error::Numerical(format!(
-            "θ* + δ·u_0 is not finite (δ = {delta}); give a smaller --deltas"
-        ))
-    })?;
+    let mut net = net_star.at(&theta)?;
     let minimum_loss = net_star.loss(data)?;
     let start_loss = net.loss(data)?;
     let d0 = theta.distance(&star);
@@ -234,8 +230,8 @@ pub fn run_true_sgd<N: SimNetwork>(
         theta.axpy(-opts.lr, &grad);
         run.steps_done = t + 1;
         match net_star.at(&theta) {
-            Some(m) => net = m,
-            None => {
+            Ok(m) => net = m,
+            Err(_) => {
                 escape(&mut run, t + 1, EscapeReason::Diverged);
                 run.diverged = true;
                 break;
