@@ -91,9 +91,16 @@ impl InputArgs {
             bail!("--example runs a bundled example: give it without --model, --x and --y");
         }
         if e == Example::DigitsCnn
-            && (self.activation.is_some() || self.layers.is_some() || self.arch.is_some())
+            && (self.activation.is_some()
+                || self.layers.is_some()
+                || self.arch.is_some()
+                || self.one_hot.is_some()
+                || self.x_scale.is_some()
+                || self.input_shape.is_some())
         {
-            bail!("--activation, --layers and --arch do not apply to the bundled digits-cnn");
+            bail!(
+                "--activation, --layers, --arch, --one-hot, --x-scale and --input-shape do not apply to the bundled digits-cnn (it uses its own: one-hot 10, x-scale 1/16, [1, 8, 8] images)"
+            );
         }
         Ok(e)
     }
@@ -133,27 +140,6 @@ impl InputArgs {
             }
             _ => Ok(Loaded::Dense(Box::new(self.load(require_targets)?))),
         }
-    }
-
-    /// Load the network and data (the embedded example when neither --model nor --x is given):
-    /// the flag combinations are checked here, the files by [`Problem::load`]. A layered
-    /// checkpoint is refused with a message naming `command` (it does not run on one yet).
-    pub fn load_dense(&self, command: &str, require_targets: bool) -> Result<Problem> {
-        if self.example()? == Example::DigitsCnn {
-            bail!(
-                "--example digits-cnn: `flatcert {command}` reads dense MLP checkpoints only; the \
-                 CNN example runs with `flatcert measure` and `flatcert certify` (docs/cnn.md)"
-            );
-        }
-        if let Some(model) = &self.model
-            && (self.arch.is_some() || is_layered(model)?)
-        {
-            bail!(
-                "{}: `flatcert {command}` reads dense MLP checkpoints only; layered                  (convolutional) networks run with `flatcert measure` and `flatcert certify`                  (docs/cnn.md)",
-                model.display()
-            );
-        }
-        self.load(require_targets)
     }
 
     /// Load the network and data (the embedded example when neither --model nor --x is given):

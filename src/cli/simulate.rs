@@ -1,5 +1,6 @@
-//! `flatcert simulate`: the flags → a [`SimulatePlan`] → [`flatcert::simulate::run`] → the
-//! report on stdout, the JSON document and the SVG figure → exit code 0.
+//! `flatcert simulate`: the flags → a [`SimulatePlan`] → [`flatcert::simulate::run_loaded`]
+//! (a dense MLP or a layered network) → the report on stdout, the JSON document and the SVG
+//! figure → exit code 0.
 
 use std::path::PathBuf;
 
@@ -94,8 +95,9 @@ pub fn run(args: &SimulateArgs) -> Result<i32> {
         memory_limit: Some(args.inputs.memory_limit()?),
         ..plan(args)?
     };
-    let loaded = args.inputs.load_dense("simulate", true)?;
-    let doc = flatcert::simulate::run(&loaded, &plan)?;
+    // Dense MLPs and layered (convolutional) networks alike (THEORY §7(c)).
+    let loaded = args.inputs.load_any(true)?;
+    let doc = flatcert::simulate::run_loaded(&loaded, &plan)?;
     print!("{}", render_text(&doc));
     let svg = args.plot.as_ref().map(|_| render_plot(&doc)).transpose()?;
     if let Some(path) = &args.json {

@@ -455,23 +455,29 @@ pub fn measure_document(
 /// for a network with batch normalization, that it is read in eval mode.
 pub fn network_notes(net: &Sequential) -> Vec<String> {
     let mut notes = layered_notes();
+    notes.extend(batchnorm_note(net));
+    notes
+}
+
+/// For a network with batch normalization: that it is read in eval mode, and what that means for
+/// the theory (docs/cnn.md).
+pub fn batchnorm_note(net: &Sequential) -> Option<String> {
     let bn: Vec<String> = net
         .layers()
         .iter()
         .filter(|l| matches!(l.spec(), LayerSpec::BatchNorm2d { .. }))
         .map(|l| l.name().unwrap_or("?").to_string())
         .collect();
-    if !bn.is_empty() {
-        notes.push(format!(
+    (!bn.is_empty()).then(|| {
+        format!(
             "batchnorm2d layers ({}) are read in eval mode: the running statistics are constants \
              and γ, β are parameters, so every number is about this per-sample map; SGD with \
              train-mode batch normalization (statistics of each batch) couples the samples and \
              is not model (S) of THEORY §0, so the stability verdicts describe SGD on the \
              eval-mode network",
             bn.join(", ")
-        ));
-    }
-    notes
+        )
+    })
 }
 
 /// The note every layered network's documents start with (THEORY §7).

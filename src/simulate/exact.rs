@@ -15,31 +15,16 @@
 
 use nalgebra::DMatrix;
 
+use super::network::SimNetwork;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::stability::ReducedModel;
-use crate::model::Mlp;
 
-/// The per-sample Jacobians `J_i` (`C × P`, columns in THEORY.md §0 order), one reverse pass per
-/// output and sample. `O(nC·P)` memory: tiny problems only.
-pub fn per_sample_jacobians(mlp: &Mlp, data: &Dataset) -> Result<Vec<DMatrix<f64>>> {
-    crate::problem::check_inputs(mlp, data)?;
-    let (c, p) = (mlp.output_dim(), mlp.num_params());
-    (0..data.len())
-        .map(|i| {
-            let cache = mlp.forward_cache(data.x_block(i, i + 1));
-            let mut j = DMatrix::zeros(c, p);
-            for out in 0..c {
-                let mut cot = DMatrix::zeros(c, 1);
-                cot[(out, 0)] = 1.0;
-                let row = mlp.vjp_params(&cache, &cot).to_flat();
-                for (col, v) in row.into_iter().enumerate() {
-                    j[(out, col)] = v;
-                }
-            }
-            Ok(j)
-        })
-        .collect()
+/// The per-sample Jacobians `J_i` (`C × P`, columns in THEORY.md §0 order): for an MLP one
+/// reverse pass per output and sample, for a layered network the materialized rows of
+/// [`crate::net::jacobian_block`]. `O(nC·P)` memory: tiny problems only.
+pub fn per_sample_jacobians<N: SimNetwork>(net: &N, data: &Dataset) -> Result<Vec<DMatrix<f64>>> {
+    net.jacobians(data)
 }
 
 /// The full-space second-moment operator `𝒬` of THEORY.md T5(a) from materialized

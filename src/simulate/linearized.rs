@@ -25,6 +25,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::network::Tangent;
 use super::{batch_stream, record_times, start_stream};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -45,9 +46,9 @@ struct Columns {
     dprime: Vec<DMatrix<f64>>,
 }
 
-/// Per-trial buffers, allocated once.
+/// Per-trial buffers of the dense recursion, allocated once.
 #[derive(Debug, Clone)]
-struct Workspace {
+pub struct Workspace {
     cols: Columns,
     /// `ż_l` per layer, `m_l × B`.
     zdot: Vec<DMatrix<f64>>,
@@ -242,18 +243,10 @@ impl<'a> LinearizedSgd<'a> {
     /// One step `u ← (I − ηH_ξ)u` for the batch `xi` (indices in `0..n`, duplicates counted as
     /// in model S′), in place. Exposed for tests; [`Self::run`] is the driver.
     pub fn step(&self, u: &mut Params, xi: &[usize], eta: f64) -> Result<()> {
-        if xi.is_empty() || xi.iter().any(|&i| i >= self.n) {
-            return Err(Error::Internal(format!(
-                "batch indices must be a non-empty subset of 0..{}",
-                self.n
-            )));
-        }
-        let mut ws = self.workspace(xi.len());
-        self.step_with(&mut ws, u, xi, eta);
-        Ok(())
+        Linearization::step(self, u, xi, eta)
     }
 
-    fn step_with(&self, ws: &mut Workspace, u: &mut Params, xi: &[usize], eta: f64) {
+    fn step_columns(&self, ws: &mut Workspace, u: &mut Params, xi: &[usize], eta: f64) {
         for (dst, src) in ws.cols.post.iter_mut().zip(&self.all.post) {
             gather_into(src, xi, dst);
         }
@@ -289,11 +282,97 @@ impl<'a> LinearizedSgd<'a> {
         Ok(out)
     }
 
+    /// [`Linearization::random_start`].
+    pub fn random_start(&self, rng: &mut ChaCha8Rng) -> Result<(Params, Vec<f64>, f64)> {
+        Linearization::random_start(self, rng)
+    }
+
+    /// [`Linearization::trial_start`].
+    pub fn trial_start(&self, seed: u64, trial: usize) -> Result<(Params, Vec<f64>, f64)> {
+        Linearization::trial_start(self, seed, trial)
+    }
+
+    /// [`Linearization::run_trial`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_trial(
+        &self,
+        eta: f64,
+        batch: usize,
+        sampling: BatchScheme,
+        seed: u64,
+        trial: usize,
+        times: &[u64],
+        on_step: &(dyn Fn(u64) + Sync),
+    ) -> Result<LinearizedTrial> {
+        Linearization::run_trial(self, eta, batch, sampling, seed, trial, times, on_step)
+    }
+
+    /// [`Linearization::run`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        eta: f64,
+        batch: usize,
+        sampling: BatchScheme,
+        steps: u64,
+        trials: usize,
+        seed: u64,
+        max_points: usize,
+        on_step: &(dyn Fn(u64) + Sync),
+    ) -> Result<LinearizedRun> {
+        Linearization::run(
+            self, eta, batch, sampling, steps, trials, seed, max_points, on_step,
+        )
+    }
+}
+
+/// The matrix-free linearized recursion on a network whose forward pass over all n samples is
+/// cached (THEORY.md §0 "Linearization"): implemented by [`LinearizedSgd`] (dense MLP, cached
+/// columns) and [`super::layered::LayeredLinearization`] (any [`crate::net::Sequential`]); the
+/// starts, the batches and the driver ([`Linearization::run`]) are shared.
+pub trait Linearization: Sync {
+    /// Parameter vectors `u`.
+    type Vector: Tangent;
+    /// Per-trial buffers for a batch of `b` samples.
+    type Workspace: Send;
+
+    /// Number of samples n.
+    fn samples(&self) -> usize;
+    /// Number of outputs C.
+    fn outputs(&self) -> usize;
+    /// Buffers for batches of `b` samples.
+    fn workspace(&self, b: usize) -> Self::Workspace;
+    /// One step `u ← (I − ηH_ξ)u = u − (η/B)Σ_{i∈ξ}J_iᵀ(J_i u)` for the batch `xi` (valid
+    /// indices, duplicates counted), in place: one JVP and one VJP on the sampled samples.
+    fn step_with(
+        &self,
+        ws: &mut Self::Workspace,
+        u: &mut Self::Vector,
+        xi: &[usize],
+        eta: f64,
+    ) -> Result<()>;
+    /// `Σ_i J_iᵀ w_i` over all n samples for cotangents `w` in `i·C + c` order (a vector in the
+    /// span of the per-sample gradients).
+    fn span_vector(&self, w: &[f64]) -> Result<Self::Vector>;
+
+    /// One step for the batch `xi` (indices in `0..n`, duplicates counted as in model S′), in
+    /// place, with fresh buffers. For tests; [`Linearization::run`] is the driver.
+    fn step(&self, u: &mut Self::Vector, xi: &[usize], eta: f64) -> Result<()> {
+        let n = self.samples();
+        if xi.is_empty() || xi.iter().any(|&i| i >= n) {
+            return Err(Error::Internal(format!(
+                "batch indices must be a non-empty subset of 0..{n}"
+            )));
+        }
+        let mut ws = self.workspace(xi.len());
+        self.step_with(&mut ws, u, xi, eta)
+    }
+
     /// A random start `u_0 = Σ_i J_iᵀw_i / ‖Σ_i J_iᵀw_i‖` with `w` i.i.d. standard normal from
     /// `rng`; returns `(u_0, w, ‖Σ_i J_iᵀw_i‖)`. Fails if every per-sample Jacobian vanishes
     /// (G = 0: there is nothing to simulate).
-    pub fn random_start(&self, rng: &mut ChaCha8Rng) -> Result<(Params, Vec<f64>, f64)> {
-        let nc = self.n * self.mlp.output_dim();
+    fn random_start(&self, rng: &mut ChaCha8Rng) -> Result<(Self::Vector, Vec<f64>, f64)> {
+        let nc = self.samples() * self.outputs();
         let w: Vec<f64> = (0..nc)
             .map(|_| <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
             .collect();
@@ -311,17 +390,17 @@ impl<'a> LinearizedSgd<'a> {
     /// The start vector of `trial` for `seed` (ChaCha8 stream [`start_stream`]): `(u_0, w,
     /// ‖Σ_i J_iᵀw_i‖)`. Deterministic, so callers that need the starts of a finished run (e.g. for
     /// [`super::exact::reduced_start_moment`]) regenerate them instead of the run storing them.
-    pub fn trial_start(&self, seed: u64, trial: usize) -> Result<(Params, Vec<f64>, f64)> {
+    fn trial_start(&self, seed: u64, trial: usize) -> Result<(Self::Vector, Vec<f64>, f64)> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(start_stream(trial));
         self.random_start(&mut rng)
     }
 
-    /// One trial: start from [`Self::trial_start`], draw batches from stream [`batch_stream`] of
-    /// `seed`, run `steps` steps at learning rate `eta`, record `log‖u_t‖` at `times`
-    /// (increasing, last = steps). `on_step` is called every 64 steps with the count done.
+    /// One trial: start from [`Linearization::trial_start`], draw batches from stream
+    /// [`batch_stream`] of `seed`, run `steps` steps at learning rate `eta`, record `log‖u_t‖` at
+    /// `times` (increasing, last = steps). `on_step` is called every 64 steps with the count done.
     #[allow(clippy::too_many_arguments)]
-    pub fn run_trial(
+    fn run_trial(
         &self,
         eta: f64,
         batch: usize,
@@ -334,7 +413,7 @@ impl<'a> LinearizedSgd<'a> {
         let (mut u, _, _) = self.trial_start(seed, trial)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(batch_stream(trial));
-        let mut sampler = BatchSampler::new(sampling, self.n, batch)?;
+        let mut sampler = BatchSampler::new(sampling, self.samples(), batch)?;
         let mut ws = self.workspace(batch);
         let steps = times.last().copied().unwrap_or(0);
         let mut log_norm = Vec::with_capacity(times.len());
@@ -353,7 +432,7 @@ impl<'a> LinearizedSgd<'a> {
                 continue;
             }
             let xi = sampler.next_batch(&mut rng);
-            self.step_with(&mut ws, &mut u, xi, eta);
+            self.step_with(&mut ws, &mut u, xi, eta)?;
             let nrm = u.norm();
             if !nrm.is_finite() {
                 return Err(Error::Numerical(format!(
@@ -382,7 +461,7 @@ impl<'a> LinearizedSgd<'a> {
     /// `trials` independent trials in parallel (rayon; each trial has its own streams, so the
     /// result does not depend on the thread count), recording at most `max_points + 1` times.
     #[allow(clippy::too_many_arguments)]
-    pub fn run(
+    fn run(
         &self,
         eta: f64,
         batch: usize,
@@ -402,7 +481,7 @@ impl<'a> LinearizedSgd<'a> {
         if trials == 0 {
             return Err(Error::invalid_argument("--trials", "must be ≥ 1"));
         }
-        BatchSampler::new(sampling, self.n, batch)?;
+        BatchSampler::new(sampling, self.samples(), batch)?;
         let times = record_times(steps, max_points);
         let trials: Vec<LinearizedTrial> = (0..trials)
             .into_par_iter()
@@ -415,5 +494,27 @@ impl<'a> LinearizedSgd<'a> {
             batch,
             steps,
         })
+    }
+}
+
+impl Linearization for LinearizedSgd<'_> {
+    type Vector = Params;
+    type Workspace = Workspace;
+
+    fn samples(&self) -> usize {
+        self.n
+    }
+    fn outputs(&self) -> usize {
+        self.mlp.output_dim()
+    }
+    fn workspace(&self, b: usize) -> Workspace {
+        LinearizedSgd::workspace(self, b)
+    }
+    fn step_with(&self, ws: &mut Workspace, u: &mut Params, xi: &[usize], eta: f64) -> Result<()> {
+        self.step_columns(ws, u, xi, eta);
+        Ok(())
+    }
+    fn span_vector(&self, w: &[f64]) -> Result<Params> {
+        LinearizedSgd::span_vector(self, w)
     }
 }

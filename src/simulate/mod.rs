@@ -19,6 +19,11 @@
 //!   η\* bracket and verdict (the stability decision), the diagnostic λ_max(𝒬_r) (T5e; its
 //!   caveat: `1 − λ_max(𝒬_r) ≤ 2ηλ_min(K_r)`, it tracks the flattest kept direction) and, where
 //!   exact enumeration is feasible, λ_max(𝒬_k) for even k ≥ 4 (T6).
+//! - [`network`]: what the simulation needs of a network ([`SimNetwork`]: a cached forward pass
+//!   for the recursion, plain SGD steps, the loss, the Gram spectrum, materialized `J_i`),
+//!   implemented for the dense [`crate::model::Mlp`] (its fast engine, unchanged) and, in
+//!   [`layered`], for a [`crate::net::Sequential`] (CNNs, THEORY.md §7(c)): one session, one
+//!   recursion driver and one true-SGD loop for both ([`run`], [`run_layered`], [`run_loaded`]).
 //! - the figure (an SVG of `E‖u_t‖^k`, log scale, and of the true-SGD distances against t, with
 //!   the predictions as reference lines) is drawn by [`crate::render::figures::simulation`].
 //!
@@ -32,7 +37,9 @@
 
 pub mod exact;
 pub mod growth;
+pub mod layered;
 pub mod linearized;
+pub mod network;
 pub mod plan;
 pub mod predict;
 mod session;
@@ -40,10 +47,12 @@ mod text;
 pub mod true_sgd;
 
 pub use growth::{GrowthFit, GrowthOptions, fit_growth, log_moment_curve};
-pub use linearized::{LinearizedRun, LinearizedSgd, LinearizedTrial};
+pub use layered::LayeredLinearization;
+pub use linearized::{Linearization, LinearizedRun, LinearizedSgd, LinearizedTrial};
+pub use network::{SimNetwork, Tangent};
 pub use plan::{PredictMode, SimulatePlan};
 pub use predict::{Prediction, PredictionOptions, predict};
-pub use session::{SimulateDoc, run};
+pub use session::{SimulateDoc, run, run_layered, run_loaded};
 pub use text::{render_plot, render_text};
 pub use true_sgd::{EscapeReason, TrueSgdOptions, TrueSgdRun, forcing_kick, run_true_sgd};
 

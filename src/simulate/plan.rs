@@ -1,11 +1,13 @@
 //! The parameters of a simulation ([`SimulatePlan`], validated before any computation) and
 //! the η and B it runs at ([`resolve_hyper`]: the flags, else the checkpoint's metadata).
 
+use std::collections::BTreeMap;
+
 use super::PredictionOptions;
 use crate::certify::LrConventionName;
 use crate::error::{Error, Result};
 use crate::measure::stability::BracketOptions;
-use crate::problem::{Problem, Source};
+use crate::problem::{Source, training_hyper};
 
 /// At most this many recording times per trajectory (JSON, fits and plot).
 pub(crate) const RECORD_POINTS: usize = 500;
@@ -231,9 +233,14 @@ pub struct LrAndBatch {
 }
 
 /// η (converted to the theory convention from `--lr-convention` or the metadata's `lr_convention`)
-/// and B from the flags or the checkpoint metadata (`lr`, `batch`).
-pub fn resolve_hyper(args: &SimulatePlan, loaded: &Problem, c: usize) -> Result<LrAndBatch> {
-    let hyper = loaded.training_hyper(args.lr, args.lr_convention, args.batch);
+/// and B from the flags or the checkpoint `metadata` (`lr`, `batch`), for a network with `c`
+/// outputs (dense or layered: the same keys, [`crate::problem::training_hyper`]).
+pub fn resolve_hyper(
+    args: &SimulatePlan,
+    metadata: &BTreeMap<String, String>,
+    c: usize,
+) -> Result<LrAndBatch> {
+    let hyper = training_hyper(metadata, args.lr, args.lr_convention, args.batch);
     let batch = match hyper.batch {
         Source::Given(b) => (b, "--batch"),
         Source::Metadata(b) => (b, "checkpoint metadata"),

@@ -19,13 +19,13 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::network::SimNetwork;
 use crate::data::Dataset;
 use crate::error::Result;
-use crate::measure::gram::{GramOptions, gauss_newton_gram};
+use crate::measure::gram::GramOptions;
 use crate::measure::kmoment::exact_qk;
 use crate::measure::stability::{BracketOptions, ReducedModel, Sampling, mean_square_rho, noise_p};
 use crate::measure::truncation::{Goal, RankBudget};
-use crate::model::Mlp;
 
 /// Options of [`predict`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,27 +159,10 @@ impl Prediction {
     }
 }
 
-/// Residual statistics `(ℒ(θ*), max_i‖res_i‖)`, None without targets.
-fn residuals(mlp: &Mlp, data: &Dataset) -> Option<(f64, f64)> {
-    let mut total = 0.0f64;
-    let mut max = 0.0f64;
-    for (s, e) in data.blocks(256) {
-        let out = mlp.forward(data.x_block(s, e));
-        let y = data.y_block(s, e)?;
-        let res = out - y;
-        for col in res.column_iter() {
-            let sq = col.norm_squared();
-            total += sq;
-            max = max.max(sq.sqrt());
-        }
-    }
-    Some((0.5 * total / data.len() as f64, max))
-}
-
 /// A [`Prediction`] with nothing computed but p and the residuals, every moment marked "not
 /// computed" with `why` (also the first note). For `--predict none` and skipped Gram paths.
-pub fn not_computed(
-    mlp: &Mlp,
+pub fn not_computed<N: SimNetwork>(
+    net: &N,
     data: &Dataset,
     eta: f64,
     batch: usize,
@@ -188,7 +171,7 @@ pub fn not_computed(
     why: String,
 ) -> Result<Prediction> {
     let p = noise_p(data.len(), batch, sampling)?;
-    let res = residuals(mlp, data);
+    let res = net.residuals(data);
     Ok(Prediction {
         lr: eta,
         batch,
@@ -219,8 +202,8 @@ pub fn not_computed(
 
 /// The predictions at (η, B) for the moments `ks` (see the module docs). Never fails because a
 /// part is too expensive: skipped parts are None with a note. Errors only on invalid (η, B).
-pub fn predict(
-    mlp: &Mlp,
+pub fn predict<N: SimNetwork>(
+    net: &N,
     data: &Dataset,
     eta: f64,
     batch: usize,
@@ -237,10 +220,10 @@ pub fn predict(
     }
     let n = data.len();
     noise_p(n, batch, sampling)?;
-    let nc = n * mlp.output_dim();
+    let nc = n * net.outputs();
     if nc > opts.max_gram_dim {
         let mut pred = not_computed(
-            mlp,
+            net,
             data,
             eta,
             batch,
@@ -254,11 +237,11 @@ pub fn predict(
         pred.seconds = start.elapsed().as_secs_f64();
         return Ok(pred);
     }
-    let spec = match gauss_newton_gram(mlp, data, &opts.gram) {
+    let spec = match net.gram(data, &opts.gram) {
         Ok(s) => s,
         Err(e) => {
             let mut pred = not_computed(
-                mlp,
+                net,
                 data,
                 eta,
                 batch,
@@ -270,7 +253,7 @@ pub fn predict(
             return Ok(pred);
         }
     };
-    let mut pred = not_computed(mlp, data, eta, batch, sampling, ks, String::new())?;
+    let mut pred = not_computed(net, data, eta, batch, sampling, ks, String::new())?;
     pred.moments.clear();
     pred.notes.clear();
     let p = pred.p;

@@ -1,6 +1,7 @@
 //! One simulation run (the library behind `flatcert simulate`): the linearized trials and the
 //! true-SGD runs side by side with the predictions, the growth fits and their comparison.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -8,19 +9,22 @@ use serde::Serialize;
 
 use super::exact::{reduced_log_trace_curve, reduced_start_moment};
 use super::growth::curve_rate;
+use super::linearized::Linearization;
+use super::network::SimNetwork;
 use super::plan::{
     DISTANCE_FACTOR, EXACT_CURVE_BUDGET, LOSS_FACTOR, LrAndBatch, RECORD_POINTS, SimulatePlan,
     resolve_hyper,
 };
 use super::predict::not_computed;
 use super::{
-    GrowthFit, GrowthOptions, LinearizedRun, LinearizedSgd, Prediction, TrueSgdOptions, TrueSgdRun,
-    fit_growth, forcing_kick, log_moment_curve, predict, run_true_sgd,
+    GrowthFit, GrowthOptions, LinearizedRun, Prediction, TrueSgdOptions, TrueSgdRun, fit_growth,
+    forcing_kick, log_moment_curve, predict, run_true_sgd,
 };
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::stability::Sampling as TheorySampling;
 use crate::measurements::InputFile;
-use crate::problem::Problem;
+use crate::problem::{Loaded, NetProblem, Problem};
 use crate::progress;
 use crate::train::BatchScheme;
 
@@ -39,6 +43,10 @@ pub struct InputsDoc {
     pub(crate) parameters: usize,
     pub(crate) x_scale: f64,
     pub(crate) embedded: bool,
+    /// A layered network's architecture spec (docs/cnn.md), every size filled in; absent for a
+    /// dense MLP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) architecture: Option<serde_json::Value>,
 }
 
 /// The configuration a simulation ran with (η and B with their sources).
@@ -251,25 +259,110 @@ impl SimulateDoc {
     }
 }
 
-/// Simulate linearized and true SGD near the minimum of `loaded` at the plan's (η, B) and compare
-/// with the predictions of T4–T6 (THEORY.md §0, T4, T5, T6). `loaded` needs targets.
+/// Simulate linearized and true SGD near the minimum of a dense `loaded` at the plan's (η, B) and
+/// compare with the predictions of T4–T6 (THEORY.md §0, T4, T5, T6). `loaded` needs targets.
 pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
     let t_all = Instant::now();
+    let mlp = &loaded.mlp;
+    let inputs = InputsDoc {
+        model: loaded.model_file.clone(),
+        x: loaded.x_file.clone(),
+        y: loaded.y_file.clone(),
+        activation: mlp.activation().name(),
+        activation_source: loaded.activation_source.as_str(),
+        widths: mlp.widths(),
+        n: loaded.data.len(),
+        outputs: mlp.output_dim(),
+        parameters: mlp.num_params(),
+        x_scale: loaded.x_scale,
+        embedded: loaded.embedded,
+        architecture: None,
+    };
+    let subject = Subject {
+        net: mlp,
+        data: &loaded.data,
+        metadata: &loaded.metadata,
+        inputs,
+        notes: loaded.default_activation_notes(),
+    };
+    run_network(subject, args, t_all)
+}
+
+/// [`run`] on a layered (e.g. convolutional) network (issue 14, THEORY.md §7(c)): the same
+/// recursion, true SGD, predictions and document; `inputs.architecture` records the spec and
+/// the notes say what differs ([`super::layered::layered_simulation_notes`]).
+pub fn run_layered(p: &NetProblem, args: &SimulatePlan) -> Result<SimulateDoc> {
+    let t_all = Instant::now();
+    let m = crate::measure::layered::measurement_inputs(p, &[]);
+    let inputs = InputsDoc {
+        model: m.model,
+        x: m.x,
+        y: m.y,
+        activation: m.activation,
+        activation_source: "architecture",
+        widths: m.widths,
+        n: m.n,
+        outputs: p.outputs(),
+        parameters: m.parameters,
+        x_scale: m.x_scale,
+        embedded: p.embedded,
+        architecture: m.architecture,
+    };
+    let subject = Subject {
+        net: &p.net,
+        data: &p.data,
+        metadata: &p.metadata,
+        inputs,
+        notes: super::layered::layered_simulation_notes(&p.net),
+    };
+    run_network(subject, args, t_all)
+}
+
+/// [`run`] or [`run_layered`], by the kind of the problem.
+pub fn run_loaded(loaded: &Loaded, args: &SimulatePlan) -> Result<SimulateDoc> {
+    match loaded {
+        Loaded::Dense(p) => run(p, args),
+        Loaded::Layered(p) => run_layered(p, args),
+    }
+}
+
+/// What a session reads of a problem of either kind.
+struct Subject<'p, N> {
+    net: &'p N,
+    data: &'p Dataset,
+    metadata: &'p BTreeMap<String, String>,
+    inputs: InputsDoc,
+    /// Notes that open the document (before the prediction's).
+    notes: Vec<String>,
+}
+
+/// The one session for every network kind ([`SimNetwork`]).
+fn run_network<N: SimNetwork>(
+    subject: Subject<'_, N>,
+    args: &SimulatePlan,
+    t_all: Instant,
+) -> Result<SimulateDoc> {
     args.validate()?;
     let max_memory = args.memory_limit_bytes();
-    if !loaded.data.has_targets() {
+    let Subject {
+        net,
+        data,
+        metadata,
+        inputs,
+        notes: front_notes,
+    } = subject;
+    if !data.has_targets() {
         return Err(Error::invalid_argument(
             "problem",
             "simulate needs targets (y) of the training data",
         ));
     }
-    let (mlp, data) = (&loaded.mlp, &loaded.data);
     let LrAndBatch {
         lr: eta,
         lr_source,
         batch,
         batch_source,
-    } = resolve_hyper(args, loaded, loaded.mlp.output_dim())?;
+    } = resolve_hyper(args, metadata, net.outputs())?;
     let n = data.len();
     if batch > n {
         return Err(Error::invalid_argument(
@@ -279,7 +372,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
     }
     let sampling = BatchScheme::IidSubsets;
     let p = crate::measure::stability::noise_p(n, batch, TheorySampling::WithoutReplacement)?;
-    let sim = LinearizedSgd::with_memory_limit(mlp, data, max_memory)?;
+    let sim = net.linearize(data, max_memory)?;
     let t_load = t_all.elapsed().as_secs_f64();
 
     let total_work = args.steps * (args.trials + args.deltas.len()) as u64;
@@ -294,7 +387,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
                 Some(mut opts) => {
                     opts.gram.memory_limit_bytes = max_memory;
                     predict(
-                        mlp,
+                        net,
                         data,
                         eta,
                         batch,
@@ -304,7 +397,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
                     )
                 }
                 None => not_computed(
-                    mlp,
+                    net,
                     data,
                     eta,
                     batch,
@@ -348,9 +441,9 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
     let runs: Vec<TrueSgdRun> = args
         .deltas
         .par_iter()
-        .map(|&delta| run_true_sgd(mlp, data, &u0, delta, &lin.times, &opts, &on_step))
+        .map(|&delta| run_true_sgd(net, data, &u0, delta, &lin.times, &opts, &on_step))
         .collect::<crate::Result<_>>()?;
-    let kick = forcing_kick(mlp, data, eta, p)?;
+    let kick = forcing_kick(net, data, eta, p)?;
     let t_true = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
 
@@ -374,7 +467,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
             expectation_source: source,
         });
     }
-    let mut notes = loaded.default_activation_notes();
+    let mut notes = front_notes;
     notes.extend(pred.notes.iter().cloned());
     let exact = match &pred.model {
         Some(model) if model.rank() > 0 => {
@@ -446,19 +539,7 @@ pub fn run(loaded: &Problem, args: &SimulatePlan) -> Result<SimulateDoc> {
     let doc = SimulateDoc {
         schema: "flatcert.simulate/1",
         flatcert_version: env!("CARGO_PKG_VERSION"),
-        inputs: InputsDoc {
-            model: loaded.model_file.clone(),
-            x: loaded.x_file.clone(),
-            y: loaded.y_file.clone(),
-            activation: mlp.activation().name(),
-            activation_source: loaded.activation_source.as_str(),
-            widths: mlp.widths(),
-            n,
-            outputs: mlp.output_dim(),
-            parameters: mlp.num_params(),
-            x_scale: loaded.x_scale,
-            embedded: loaded.embedded,
-        },
+        inputs,
         config: ConfigDoc {
             lr: eta,
             lr_source,

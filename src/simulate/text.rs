@@ -39,8 +39,13 @@ pub fn render_text(doc: &SimulateDoc) -> String {
     let true_docs = &doc.true_sgd;
     let notes = &doc.notes;
     say!(
-        "flatcert simulate — model {} ({} {:?}, P = {}), data {} (n = {n})",
+        "flatcert simulate — model {} ({}{} {:?}, P = {}), data {} (n = {n})",
         i.model.path,
+        if i.architecture.is_some() {
+            "layered: "
+        } else {
+            ""
+        },
         i.activation,
         i.widths,
         i.parameters,

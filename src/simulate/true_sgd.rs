@@ -12,15 +12,14 @@
 //! the linearized recursion with the same batches: with the same seed and trial, the batches are
 //! those of linearized trial `trial`, so the two can be compared path by path.
 
-use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 use serde::Serialize;
 
 use super::batch_stream;
+use super::network::{SimNetwork, Tangent};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::model::{Mlp, Params};
 use crate::train::{BatchSampler, BatchScheme};
 
 /// Options of [`run_true_sgd`].
@@ -97,21 +96,10 @@ pub struct TrueSgdRun {
     pub max_distance_ratio: f64,
 }
 
-/// Full-data loss `ℒ = (1/n)Σ_i ½‖f(x_i) − y_i‖²` (THEORY.md §0), blocks summed in order.
-pub fn dataset_loss(mlp: &Mlp, data: &Dataset) -> Result<f64> {
-    let mut total = 0.0;
-    for (s, e) in data.blocks(256) {
-        let out = mlp.forward(data.x_block(s, e));
-        let y = data
-            .y_block(s, e)
-            .ok_or_else(|| Error::invalid_argument("--y", "true SGD needs targets y"))?;
-        total += out
-            .iter()
-            .zip(y.iter())
-            .map(|(o, t)| (o - t) * (o - t))
-            .sum::<f64>();
-    }
-    Ok(0.5 * total / data.len() as f64)
+/// Full-data loss `ℒ = (1/n)Σ_i ½‖f(x_i) − y_i‖²` (THEORY.md §0) of any [`SimNetwork`] (for an
+/// MLP, blocks of 256 samples summed in order).
+pub fn dataset_loss<N: SimNetwork>(net: &N, data: &Dataset) -> Result<f64> {
+    net.loss(data)
 }
 
 /// Record the first escape.
@@ -128,45 +116,41 @@ fn escape(run: &mut TrueSgdRun, t: u64, why: EscapeReason) {
 /// `η·√E‖g_ξ‖²`, with `E‖g_ξ‖² = (1−p)‖∇ℒ‖² + p·(1/n)Σ_i‖∇ℓ_i‖²` (the vector form of F3; p of
 /// THEORY.md §0). Perturbations δ at or below the kick accumulated over the run are dominated by
 /// this noise, not by the linear dynamics. One reverse pass per sample.
-pub fn forcing_kick(mlp: &Mlp, data: &Dataset, eta: f64, p: f64) -> Result<f64> {
-    let c = data
-        .outputs()
-        .ok_or_else(|| Error::invalid_argument("--y", "the residual forcing needs targets y"))?;
-    let mut mean = Params::zeros_like(mlp);
+pub fn forcing_kick<N: SimNetwork>(net: &N, data: &Dataset, eta: f64, p: f64) -> Result<f64> {
+    if data.outputs().is_none() {
+        return Err(Error::invalid_argument(
+            "--y",
+            "the residual forcing needs targets y",
+        ));
+    }
+    let mut mean: Option<N::Vector> = None;
     let mut mean_sq = 0.0;
     for i in 0..data.len() {
-        let cache = mlp.forward_cache(data.x_block(i, i + 1));
-        let y = data.y_row(i).ok_or_else(|| {
-            Error::invalid_argument("--y", "the residual forcing needs targets y")
-        })?;
-        let res = DMatrix::from_fn(c, 1, |r, _| cache.output()[(r, 0)] - y[r]);
-        let g = mlp.vjp_params(&cache, &res);
+        // ∇ℓ_i = J_iᵀres_i: the batch gradient of the batch {i}.
+        let g = net.batch_gradient(data, &[i])?;
         mean_sq += g.dot(&g);
-        mean.axpy(1.0, &g);
+        match &mut mean {
+            Some(m) => m.axpy(1.0, &g),
+            // 0 + g = g: the first term starts the sum.
+            None => mean = Some(g.clone()),
+        }
     }
+    let Some(mut mean) = mean else {
+        return Err(Error::invalid_argument("n", "no samples"));
+    };
     let nf = data.len() as f64;
     mean.scale(1.0 / nf);
     let e = (1.0 - p) * mean.dot(&mean) + p * mean_sq / nf;
     Ok(eta * e.max(0.0).sqrt())
 }
 
-/// `‖a − b‖` over all layers.
-fn distance(a: &Params, b: &Params) -> f64 {
-    a.layers
-        .iter()
-        .zip(&b.layers)
-        .map(|(x, y)| (&x.weight - &y.weight).norm_squared() + (&x.bias - &y.bias).norm_squared())
-        .sum::<f64>()
-        .sqrt()
-}
-
 /// Run true SGD from `θ* + δ·u_0` for `times.last()` steps, recording at `times` (increasing,
 /// starting at 0). `u_0` must have the network's shapes (it is used as given; pass a unit vector
 /// so that `‖θ_0 − θ*‖ = δ`). `on_step` is called every 64 steps with the count done.
-pub fn run_true_sgd(
-    mlp_star: &Mlp,
+pub fn run_true_sgd<N: SimNetwork>(
+    net_star: &N,
     data: &Dataset,
-    u0: &Params,
+    u0: &N::Vector,
     delta: f64,
     times: &[u64],
     opts: &TrueSgdOptions,
@@ -184,29 +168,22 @@ pub fn run_true_sgd(
             format!("must be finite and > 0, got {}", opts.lr),
         ));
     }
-    let c = data
-        .outputs()
-        .ok_or_else(|| Error::invalid_argument("--y", "true SGD needs targets y"))?;
-    crate::problem::check_shapes(mlp_star, data)?;
+    if data.outputs().is_none() {
+        return Err(Error::invalid_argument("--y", "true SGD needs targets y"));
+    }
+    net_star.check_data(data)?;
     let n = data.len();
     let mut sampler = BatchSampler::new(opts.sampling, n, opts.batch)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     rng.set_stream(batch_stream(opts.trial));
 
-    let star = Params {
-        layers: mlp_star.layers().to_vec(),
-    };
+    let star = net_star.theta();
     let mut theta = star.clone();
     theta.axpy(delta, u0);
-    let act = mlp_star.activation();
-    let mut mlp = Mlp::new(theta.layers.clone(), act)?;
-    let minimum_loss = dataset_loss(mlp_star, data)?;
-    let start_loss = dataset_loss(&mlp, data)?;
-    let d0 = distance(&theta, &star);
-
-    let (d, b) = (data.dim(), opts.batch);
-    let mut x = DMatrix::zeros(d, b);
-    let mut y = DMatrix::zeros(c, b);
+    let mut net = net_star.at(&theta)?;
+    let minimum_loss = net_star.loss(data)?;
+    let start_loss = net.loss(data)?;
+    let d0 = theta.distance(&star);
     let steps = times.last().copied().unwrap_or(0);
     let mut run = TrueSgdRun {
         delta,
@@ -225,17 +202,13 @@ pub fn run_true_sgd(
     let mut next = 0usize;
     let mut pending = 0u64;
     for t in 0..=steps {
-        let dist = distance(&theta, &star);
+        let dist = theta.distance(&star);
         run.max_distance_ratio = run.max_distance_ratio.max(dist / delta);
         if dist > opts.distance_factor * delta {
             escape(&mut run, t, EscapeReason::Distance);
         }
         if next < times.len() && times[next] == t {
-            let loss = if t == 0 {
-                start_loss
-            } else {
-                dataset_loss(&mlp, data)?
-            };
+            let loss = if t == 0 { start_loss } else { net.loss(data)? };
             run.times.push(t);
             run.loss.push(loss);
             run.distance.push(dist);
@@ -253,23 +226,11 @@ pub fn run_true_sgd(
             break;
         }
         let xi = sampler.next_batch(&mut rng);
-        {
-            let (xs, ys) = (x.as_mut_slice(), y.as_mut_slice());
-            for (k, &i) in xi.iter().enumerate() {
-                xs[k * d..(k + 1) * d].copy_from_slice(data.x_row(i));
-                let row = data
-                    .y_row(i)
-                    .ok_or_else(|| Error::invalid_argument("--y", "true SGD needs targets y"))?;
-                ys[k * c..(k + 1) * c].copy_from_slice(row);
-            }
-        }
-        let cache = mlp.forward_cache(x.as_view());
-        let cot = (cache.output() - &y) / b as f64;
-        let grad = mlp.vjp_params(&cache, &cot);
+        let grad = net.batch_gradient(data, xi)?;
         theta.axpy(-opts.lr, &grad);
         run.steps_done = t + 1;
-        match Mlp::new(theta.layers.clone(), act) {
-            Ok(m) => mlp = m,
+        match net_star.at(&theta) {
+            Ok(m) => net = m,
             Err(_) => {
                 escape(&mut run, t + 1, EscapeReason::Diverged);
                 run.diverged = true;

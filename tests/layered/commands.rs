@@ -443,4 +443,18 @@ fn the_bundled_cnn_example_loads_and_measures() {
     );
     let (code, _, err) = run_cmd(flatcert().args(["certify", "--example", "nope"]));
     assert_eq!(code, 2, "{err}");
+    // Data flags of one's own files are refused with the example (it brings its own).
+    for flag in [
+        ["--x-scale", "2"],
+        ["--one-hot", "10"],
+        ["--input-shape", "1,8,8"],
+    ] {
+        let (code, _, err) = run_cmd(
+            flatcert()
+                .args(["measure", "--quiet", "--example", "digits-cnn"])
+                .args(flag),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(flag[0]) && err.contains("digits-cnn"), "{err}");
+    }
 }

@@ -11,5 +11,6 @@ mod curvature;
 mod ibp;
 mod layers;
 mod per_sample;
+mod simulate;
 mod stability;
 mod train;
