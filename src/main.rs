@@ -26,6 +26,21 @@ fn install_interrupt_handler() {
     });
 }
 
+/// A reader that closes stdout early (`flatcert measure | head -1`) ends the process quietly, as
+/// for every Unix filter: the Rust runtime ignores SIGPIPE, so the next `println!` would panic
+/// with "Broken pipe" instead. Output files are written atomically, so nothing partial remains.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called first in `main`, before any thread exists; `signal` with SIG_DFL has no
+    // other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 /// After an interrupt the handler thread owns the exit (code 130): never report anything else.
 fn yield_to_interrupt() {
     if flatcert::io::atomic::interrupted() {
@@ -79,6 +94,7 @@ fn join_negative_values(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString
 }
 
 fn main() -> ExitCode {
+    default_sigpipe();
     install_interrupt_handler();
     let cli = match cli::Cli::try_parse_from(join_negative_values(std::env::args_os().collect())) {
         Ok(cli) => cli,

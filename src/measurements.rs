@@ -149,3 +149,114 @@ pub fn quantity_table(q: &QuantityMap) -> String {
 
 /// A BTreeMap alias re-exported for the CLI's metadata maps.
 pub type Metadata = BTreeMap<String, String>;
+
+/// The network in one line for the headers of every text and Markdown output: a dense MLP as
+/// `relu MLP [64, 64, 10], P = 4810`; a layered network (`architecture` = its spec JSON,
+/// docs/cnn.md) as its layers, `CNN [1, 8, 8] → conv2d 8@3×3 p1 → relu → maxpool2d 2×2 → … →
+/// linear 10, P = 6058`.
+pub fn network_label(
+    activation: &str,
+    widths: &[usize],
+    parameters: usize,
+    architecture: Option<&serde_json::Value>,
+) -> String {
+    let Some(arch) = architecture else {
+        return format!("{activation} MLP {widths:?}, P = {parameters}");
+    };
+    // A kernel as `3×3`; a stride or padding as one number when both sides agree.
+    let pair_as = |v: &serde_json::Value, square: bool| -> String {
+        match v
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_u64()).collect::<Vec<_>>())
+        {
+            Some(a) if a.len() == 2 && a[0] == a[1] && !square => a[0].to_string(),
+            Some(a) if a.len() == 2 => format!("{}×{}", a[0], a[1]),
+            _ => v.to_string(),
+        }
+    };
+    let pair = |v: &serde_json::Value| pair_as(v, true);
+    let one = |v: &serde_json::Value| pair_as(v, false);
+    let is_one = |v: &serde_json::Value, one: u64| {
+        v.as_array()
+            .is_none_or(|a| a.iter().all(|x| x.as_u64() == Some(one)))
+    };
+    let mut parts = vec![format!(
+        "CNN {}",
+        arch.get("input_shape")
+            .map_or_else(|| "?".to_string(), |s| s.to_string().replace(',', ", "))
+    )];
+    for l in arch
+        .get("layers")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ty = l
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?");
+        let get = |k: &str| l.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        parts.push(match ty {
+            "conv2d" => {
+                let mut t = format!("conv2d {}@{}", get("out_channels"), pair(&get("kernel")));
+                if !is_one(&get("stride"), 1) {
+                    t.push_str(&format!(" s{}", one(&get("stride"))));
+                }
+                if !is_one(&get("padding"), 0) {
+                    t.push_str(&format!(" p{}", one(&get("padding"))));
+                }
+                t
+            }
+            "linear" => format!("linear {}", get("out_features")),
+            "maxpool2d" | "avgpool2d" => {
+                let (k, s) = (get("kernel"), get("stride"));
+                if k == s {
+                    format!("{ty} {}", pair(&k))
+                } else {
+                    format!("{ty} {} s{}", pair(&k), one(&s))
+                }
+            }
+            other => other.to_string(),
+        });
+    }
+    format!("{}, P = {parameters}", parts.join(" → "))
+}
+
+impl MeasurementInputs {
+    /// [`network_label`] of these inputs.
+    pub fn network_label(&self) -> String {
+        network_label(
+            &self.activation,
+            &self.widths,
+            self.parameters,
+            self.architecture.as_ref(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::network_label;
+
+    #[test]
+    fn dense_and_layered_networks_are_named_for_what_they_are() {
+        assert_eq!(
+            network_label("relu", &[64, 64, 10], 4810, None),
+            "relu MLP [64, 64, 10], P = 4810"
+        );
+        let arch = serde_json::json!({"input_shape": [3, 32, 32], "layers": [
+            {"type": "conv2d", "name": "c", "out_channels": 16, "kernel": [3, 3],
+             "stride": [2, 2], "padding": [1, 0]},
+            {"type": "batchnorm2d", "name": "bn", "eps": 1e-5},
+            {"type": "leaky_relu", "negative_slope": 0.1},
+            {"type": "maxpool2d", "kernel": [3, 3], "stride": [2, 2]},
+            {"type": "avgpool2d", "kernel": [2, 2], "stride": [2, 2]},
+            {"type": "flatten"},
+            {"type": "linear", "name": "fc", "out_features": 2}]});
+        assert_eq!(
+            network_label("relu", &[3072, 16, 2], 99, Some(&arch)),
+            "CNN [3, 32, 32] → conv2d 16@3×3 s2 p1×0 → batchnorm2d → leaky_relu → maxpool2d 3×3 s2 \
+             → avgpool2d 2×2 → flatten → linear 2, P = 99"
+        );
+    }
+}

@@ -1379,3 +1379,24 @@ fn a_defaulted_activation_is_said_and_a_bad_fit_blames_it() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(doc["inputs"]["activation_source"], "flag");
 }
+
+/// A reader that closes stdout early (`flatcert measure | head -1`) ends flatcert quietly by
+/// SIGPIPE, as for any Unix filter, not with a "Broken pipe" panic on stderr.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_the_run_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flatcert"))
+        .args(["measure", "--quiet", "--no-curvature"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flatcert");
+    // Close the read end before flatcert prints anything (it measures first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?} {stderr}", out.status);
+}

@@ -79,8 +79,11 @@ pub fn run(args: &MeasureArgs) -> Result<i32> {
     };
     let i = &doc.inputs;
     println!(
-        "flatcert measure — model {} ({} {:?}, P = {}), data {} (n = {})",
-        i.model.path, i.activation, i.widths, i.parameters, i.x.path, i.n
+        "flatcert measure — model {} ({}), data {} (n = {})",
+        i.model.path,
+        i.network_label(),
+        i.x.path,
+        i.n
     );
     print!("{}", quantity_table(&doc.quantities));
     for note in &doc.notes {

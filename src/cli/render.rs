@@ -34,16 +34,19 @@ pub fn header(cert: &Certificate, title: &str) -> Vec<String> {
     let h = &cert.hyper;
     let i = &cert.inputs;
     let mut lines = vec![title.to_string()];
+    let net = flatcert::measurements::network_label(
+        &i.activation,
+        &i.widths,
+        i.parameters,
+        i.architecture.as_ref(),
+    );
     if let Some(f) = &i.files {
         lines.push(format!(
-            "  model {} ({} {:?}, P = {}); data {} (n = {})",
-            f.model.path, i.activation, i.widths, i.parameters, f.x.path, i.n
+            "  model {} ({}); data {} (n = {})",
+            f.model.path, net, f.x.path, i.n
         ));
     } else {
-        lines.push(format!(
-            "  model {} {:?}, P = {}, n = {}",
-            i.activation, i.widths, i.parameters, i.n
-        ));
+        lines.push(format!("  model {net}, n = {}", i.n));
     }
     lines.push(format!(
         "  η = {} (theory convention; given {} as {}; PyTorch MSELoss equivalent η_torch = {}), \

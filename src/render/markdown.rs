@@ -206,12 +206,12 @@ fn header(out: &mut String, cert: &Certificate) {
     }
     row(
         "network",
-        format!(
-            "{} MLP, widths {:?}, P = {} parameters",
-            escape(&i.activation),
-            i.widths,
-            i.parameters
-        ),
+        escape(&crate::measurements::network_label(
+            &i.activation,
+            &i.widths,
+            i.parameters,
+            i.architecture.as_ref(),
+        )),
     );
     row(
         "samples",

@@ -39,16 +39,14 @@ pub fn render_text(doc: &SimulateDoc) -> String {
     let true_docs = &doc.true_sgd;
     let notes = &doc.notes;
     say!(
-        "flatcert simulate — model {} ({}{} {:?}, P = {}), data {} (n = {n})",
+        "flatcert simulate — model {} ({}), data {} (n = {n})",
         i.model.path,
-        if i.architecture.is_some() {
-            "layered: "
-        } else {
-            ""
-        },
-        i.activation,
-        i.widths,
-        i.parameters,
+        crate::measurements::network_label(
+            &i.activation,
+            &i.widths,
+            i.parameters,
+            i.architecture.as_ref()
+        ),
         i.x.path
     );
     say!(

@@ -39,8 +39,12 @@ pub fn render_table(doc: &StabilityDoc) -> String {
     let mut out = String::new();
     let i = &doc.inputs;
     out.push_str(&format!(
-        "flatcert stability — model {} ({} {:?}, P = {}), data {} (n = {}, C = {})\n",
-        i.model.path, i.activation, i.widths, i.parameters, i.x.path, doc.n, doc.c
+        "flatcert stability — model {} ({}), data {} (n = {}, C = {})\n",
+        i.model.path,
+        i.network_label(),
+        i.x.path,
+        doc.n,
+        doc.c
     ));
     let lambda = fmt_bracket(
         doc.gauss_newton_lambda_max.lower,
