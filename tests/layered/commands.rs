@@ -25,28 +25,40 @@ const SPEC: &str = r#"{"input_shape":[1,6,6],"layers":[
 const N: usize = 16;
 const D: usize = 36;
 
-/// The network of [`SPEC`] with seeded weights in (−0.5, 0.5).
-fn network(seed: u64) -> Sequential {
-    let spec = ArchSpec::from_json(SPEC).unwrap();
+/// The network of the spec `json` with the tensors `shapes`, every entry drawn uniformly from
+/// (−scale, scale) in tensor order from ChaCha8 seeded `seed`.
+pub(super) fn seeded_net(
+    json: &str,
+    shapes: &[(&str, Vec<usize>)],
+    seed: u64,
+    scale: f64,
+) -> Sequential {
+    let spec = ArchSpec::from_json(json).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = BTreeMap::new();
-    for (name, shape) in [
+    for (name, shape) in shapes {
+        let len = shape.iter().product();
+        let v: Vec<f64> = (0..len).map(|_| rng.random_range(-scale..scale)).collect();
+        tensors.insert(name.to_string(), (shape.clone(), v));
+    }
+    spec.build(&tensors).unwrap()
+}
+
+/// The network of [`SPEC`] with seeded weights in (−0.5, 0.5).
+fn network(seed: u64) -> Sequential {
+    let shapes = [
         ("c1.weight", vec![3, 1, 3, 3]),
         ("c1.bias", vec![3]),
         ("c2.weight", vec![4, 3, 2, 2]),
         ("c2.bias", vec![4]),
         ("fc.weight", vec![2, 16]),
         ("fc.bias", vec![2]),
-    ] {
-        let len = shape.iter().product();
-        let v: Vec<f64> = (0..len).map(|_| rng.random_range(-0.5..0.5)).collect();
-        tensors.insert(name.to_string(), (shape, v));
-    }
-    spec.build(&tensors).unwrap()
+    ];
+    seeded_net(SPEC, &shapes, seed, 0.5)
 }
 
 /// An f64 `.npy` file of any shape (row-major).
-fn npy(dir: &TempDir, name: &str, data: &[f64], shape: &[usize]) -> PathBuf {
+pub(super) fn npy(dir: &TempDir, name: &str, data: &[f64], shape: &[usize]) -> PathBuf {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let tuple = if dims.len() == 1 {
         format!("({},)", dims[0])

@@ -4,13 +4,12 @@
 //! differences, the predictions against the dense engine, and the command on CNN checkpoints.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use crate::common::{Fx as TempDir, flatcert, read_json, run_cmd};
 use flatcert::Dataset;
 use flatcert::measure::stability::Sampling;
 use flatcert::model::{Activation, Mlp};
-use flatcert::net::{ArchSpec, Sequential, Shape, Tensor};
+use flatcert::net::{Sequential, Shape, Tensor};
 use flatcert::simulate::exact::per_sample_jacobians;
 use flatcert::simulate::{
     LayeredLinearization, Linearization, LinearizedSgd, PredictMode, SimNetwork, TrueSgdOptions,
@@ -35,22 +34,15 @@ const SPEC: &str = r#"{"input_shape":[1,6,6],"layers":[
 const D: usize = 36;
 
 fn tiny_cnn(seed: u64) -> Sequential {
-    let spec = ArchSpec::from_json(SPEC).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut tensors = BTreeMap::new();
-    for (name, shape) in [
+    let shapes = [
         ("c1.weight", vec![2, 1, 3, 3]),
         ("c1.bias", vec![2]),
         ("c2.weight", vec![2, 2, 2, 2]),
         ("c2.bias", vec![2]),
         ("fc.weight", vec![2, 8]),
         ("fc.bias", vec![2]),
-    ] {
-        let len = shape.iter().product();
-        let v: Vec<f64> = (0..len).map(|_| rng.random_range(-0.7..0.7)).collect();
-        tensors.insert(name.to_string(), (shape, v));
-    }
-    spec.build(&tensors).unwrap()
+    ];
+    super::commands::seeded_net(SPEC, &shapes, seed, 0.7)
 }
 
 /// `n` random inputs with targets `f(x)` (an interpolating minimum, THEORY.md §0) plus
@@ -379,26 +371,6 @@ fn true_sgd_and_forcing_equal_the_dense_ones_on_from_mlp() {
     assert!(kd > 0.0 && (kd - kl).abs() <= 1e-12 * kd, "{kd} vs {kl}");
 }
 
-/// An f64 `.npy` file of any shape (row-major).
-fn npy(dir: &TempDir, name: &str, data: &[f64], shape: &[usize]) -> PathBuf {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let mut header = format!(
-        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(", ")
-    );
-    let total = (10 + header.len() + 1).next_multiple_of(64);
-    header.extend(std::iter::repeat_n(' ', total - 10 - header.len() - 1));
-    header.push('\n');
-    let mut out = b"\x93NUMPY".to_vec();
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    dir.bytes(name, &out)
-}
-
 /// `flatcert simulate` on a CNN checkpoint file (architecture in its metadata) with the same
 /// flags as for an MLP: predictions from the layered Gram path, the exact reduced curve, the
 /// architecture in `inputs`, the layered note; certified stable at half the certified η*
@@ -417,8 +389,8 @@ fn simulate_runs_on_a_cnn_checkpoint_with_predictions() {
         "cnn.safetensors",
         &flatcert::net::net_to_safetensors(&net, &BTreeMap::new()).unwrap(),
     );
-    let x = npy(&dir, "x.npy", ds.x(), &[n, 1, 6, 6]);
-    let y = npy(&dir, "y.npy", ds.y().unwrap(), &[n, 2]);
+    let x = super::commands::npy(&dir, "x.npy", ds.x(), &[n, 1, 6, 6]);
+    let y = super::commands::npy(&dir, "y.npy", ds.y().unwrap(), &[n, 2]);
     let out = dir.out("sim.json");
     let lr = format!("{eta}");
     let mut c = flatcert();
@@ -493,8 +465,8 @@ fn simulate_runs_the_bundled_cnn_and_refuses_dense_only_flags() {
         "cnn.safetensors",
         &flatcert::net::net_to_safetensors(&net, &BTreeMap::new()).unwrap(),
     );
-    let x = npy(&dir, "x.npy", ds.x(), &[4, 1, 6, 6]);
-    let y = npy(&dir, "y.npy", ds.y().unwrap(), &[4, 2]);
+    let x = super::commands::npy(&dir, "x.npy", ds.x(), &[4, 1, 6, 6]);
+    let y = super::commands::npy(&dir, "y.npy", ds.y().unwrap(), &[4, 2]);
     let (code, _, err) = run_cmd(
         flatcert()
             .args(["simulate", "--quiet", "--model"])
