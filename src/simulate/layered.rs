@@ -20,7 +20,7 @@ use super::network::SimNetwork;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::measure::document::CurvatureSource;
-use crate::measure::gram::{GramOptions, GramSpectrum, format_bytes};
+use crate::measure::gram::{GramOptions, GramSpectrum};
 use crate::measure::layered::{LayeredSource, input_tensor, layered_jacobian_rel_tol};
 use crate::net::{NetCache, Sequential, Shape, Tensor, jacobian_block, net_forward_cache_bytes};
 use crate::train::net::{check_net_data, net_batch_loss_and_grad, net_dataset_loss};
@@ -64,16 +64,7 @@ impl<'a> LayeredLinearization<'a> {
         let x = input_tensor(net, data.x(), n)?;
         let bytes = net_forward_cache_bytes(net, n);
         if bytes > limit_bytes {
-            return Err(Error::invalid_argument(
-                "--max-memory",
-                format!(
-                    "the simulation caches the forward pass of all {n} samples, about {}, more \
-                     than the memory limit of {}; raise --max-memory if the machine has it, or \
-                     subsample the data",
-                    format_bytes(bytes),
-                    format_bytes(limit_bytes)
-                ),
-            ));
+            return Err(super::linearized::cache_too_large(n, bytes, limit_bytes));
         }
         let mut inputs: Vec<Tensor> = net
             .shapes()

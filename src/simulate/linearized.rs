@@ -94,6 +94,19 @@ impl LinearizedRun {
     }
 }
 
+/// The error of a forward-pass cache (dense or layered) above `--max-memory`.
+pub(crate) fn cache_too_large(n: usize, bytes: usize, limit_bytes: usize) -> Error {
+    Error::invalid_argument(
+        "--max-memory",
+        format!(
+            "the simulation caches the forward pass of all {n} samples, about {}, more than the \
+             memory limit of {}; raise --max-memory if the machine has it, or subsample the data",
+            crate::measure::gram::format_bytes(bytes),
+            crate::measure::gram::format_bytes(limit_bytes)
+        ),
+    )
+}
+
 fn gather_into(src: &DMatrix<f64>, cols: &[usize], dst: &mut DMatrix<f64>) {
     let m = src.nrows();
     let (s, d) = (src.as_slice(), dst.as_mut_slice());
@@ -118,16 +131,7 @@ impl<'a> LinearizedSgd<'a> {
         let n = data.len();
         let bytes = forward_cache_bytes(mlp, n);
         if bytes > limit_bytes {
-            return Err(Error::invalid_argument(
-                "--max-memory",
-                format!(
-                    "the simulation caches the forward pass of all {n} samples, about {}, more \
-                     than the memory limit of {}; raise --max-memory if the machine has it, or \
-                     subsample the data",
-                    crate::measure::gram::format_bytes(bytes),
-                    crate::measure::gram::format_bytes(limit_bytes)
-                ),
-            ));
+            return Err(cache_too_large(n, bytes, limit_bytes));
         }
         let widths = mlp.widths();
         let depth = mlp.depth();
