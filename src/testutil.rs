@@ -6,6 +6,29 @@ use rand::{RngExt, SeedableRng};
 
 use crate::model::{Activation, Dense, Mlp};
 
+/// Every activation kind once (leaky ReLU with slope 0.1): the list the engine tests loop over.
+pub const ALL_ACTIVATIONS: [Activation; 6] = [
+    Activation::Relu,
+    Activation::LeakyRelu { alpha: 0.1 },
+    Activation::Tanh,
+    Activation::Sigmoid,
+    Activation::Softplus,
+    Activation::Identity,
+];
+
+/// `‖a − b‖₂ / ‖b‖₂` (the denominator floored at 1e-300): the relative error of a computed vector
+/// against a reference, as the engine tests state their tolerances.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
+    num / den
+}
+
 /// A network with the given widths `[d, m_1, …, C]`, weights uniform in ±1/√fan_in (PyTorch's
 /// default scale) and biases uniform in ±0.1, from a seeded ChaCha8 stream.
 pub fn random_mlp(widths: &[usize], activation: Activation, seed: u64) -> Mlp {

@@ -743,14 +743,7 @@ mod tests {
     use crate::model::Activation;
     use crate::testutil::{random_data, random_mlp};
 
-    const ACTS: [Activation; 6] = [
-        Activation::Relu,
-        Activation::LeakyRelu { alpha: 0.1 },
-        Activation::Tanh,
-        Activation::Sigmoid,
-        Activation::Softplus,
-        Activation::Identity,
-    ];
+    use crate::testutil::ALL_ACTIVATIONS as ACTS;
 
     fn small_opts() -> OperatorOptions {
         // Blocks of 2 samples so that every test exercises the block reduction.
@@ -760,16 +753,7 @@ mod tests {
         }
     }
 
-    fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-        let num: f64 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-        num / den
-    }
+    use crate::testutil::rel_err;
 
     fn loss(mlp: &Mlp, x: &DMatrix<f64>, y: &DMatrix<f64>) -> f64 {
         let out = mlp.forward(x.as_view());

@@ -5,14 +5,7 @@ use nalgebra::{DMatrix, DVector};
 use super::*;
 use crate::testutil::{random_data, random_mlp};
 
-const ACTS: [Activation; 6] = [
-    Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Tanh,
-    Activation::Sigmoid,
-    Activation::Softplus,
-    Activation::Identity,
-];
+use crate::testutil::ALL_ACTIVATIONS as ACTS;
 
 /// Central-difference Jacobian of the outputs at sample `i` with respect to θ: `C × P`.
 fn fd_param_jacobian(mlp: &Mlp, x: &DMatrix<f64>, i: usize) -> DMatrix<f64> {

@@ -19,14 +19,7 @@ use nalgebra::DMatrix;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-const ACTS: [Activation; 6] = [
-    Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Tanh,
-    Activation::Sigmoid,
-    Activation::Softplus,
-    Activation::Identity,
-];
+use flatcert::testutil::ALL_ACTIVATIONS as ACTS;
 
 fn small_opts() -> OperatorOptions {
     // Blocks of 2 samples so that every test exercises the block reduction.
@@ -43,16 +36,7 @@ fn gram_opts() -> GramOptions {
     }
 }
 
-fn rel_err(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-    num / den
-}
+use flatcert::testutil::rel_err;
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -18,14 +18,7 @@ use proptest::prelude::*;
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-const ACTS: [Activation; 6] = [
-    Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Tanh,
-    Activation::Sigmoid,
-    Activation::Softplus,
-    Activation::Identity,
-];
+use flatcert::testutil::ALL_ACTIVATIONS as ACTS;
 
 fn rvec(rng: &mut ChaCha8Rng, n: usize, s: f64) -> Vec<f64> {
     (0..n).map(|_| rng.random_range(-s..s)).collect()

@@ -8,14 +8,7 @@ use super::*;
 use crate::model::Activation;
 use crate::testutil::{random_data, random_mlp};
 
-const ACTS: [Activation; 6] = [
-    Activation::Relu,
-    Activation::LeakyRelu { alpha: 0.1 },
-    Activation::Tanh,
-    Activation::Sigmoid,
-    Activation::Softplus,
-    Activation::Identity,
-];
+use crate::testutil::ALL_ACTIVATIONS as ACTS;
 
 fn dataset(x: &DMatrix<f64>, y: Option<&DMatrix<f64>>) -> Dataset {
     // x is d × n (samples as columns) = row-major n × d.
